@@ -1,0 +1,29 @@
+# Two entry points for a fresh machine: `make demo` (the whole workflow on synthetic data) and
+# `make test` (the test suite). Both create .venv and install the project into it when needed.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The torch pair these machines carry (a CUDA build that also runs on CPU); override on a GPU box.
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+STAMP := $(VENV)/.installed
+
+.PHONY: install test demo lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH_PINS)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+demo: $(STAMP)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --cores all --configfile config/demo.yaml
+	@echo "Demo report: reports/demo/index.html"
+
+clean:
+	rm -rf results/demo reports/demo resources/demo .snakemake

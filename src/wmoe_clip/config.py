@@ -1,0 +1,295 @@
+"""Run configuration: dataclasses in code, YAML on disk, strict validation in between.
+
+A run config has five sections (``model``, ``loss``, ``train``, ``eval``, ``data``). Every field has
+the default of ``docs/REPRODUCTION.md``; a YAML file overrides any subset. Unknown keys and values of
+the wrong type are errors that name the file and the key, so a typo never silently falls back to a
+default. The Table 2 variants are named switch sets applied on top of a config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import WMoEError
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+class ConfigError(WMoEError, ValueError):
+    """A run config that does not validate; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class CTDSConfig:
+    enabled: bool = True
+    latent_dim: int = 256
+    decoder_hidden: int = 512
+
+
+@dataclass(frozen=True)
+class WCMAConfig:
+    enabled: bool = True
+    reduction: int = 4
+    attn_dim: int = 256
+
+
+@dataclass(frozen=True)
+class SAMoEConfig:
+    enabled: bool = True
+    adapter_dim: int = 256
+    num_experts: int = 8
+    top_k: int = 2
+    expert_hidden: int = 512
+    load_balance_weight: float = 0.0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: str = "ViT-L-14-336-quickgelu"
+    # open_clip pretrained tag ("openai"), a path to a weights file, or null for random weights.
+    pretrained: str | None = "openai"
+    # Seed of the frozen backbone's initialisation when pretrained is null, so that a checkpoint of
+    # learnable state alone rebuilds the same model.
+    backbone_seed: int = 0
+    image_size: int = 518
+    feature_layers: tuple[int, ...] = (6, 12, 18, 24)
+    vv_attention: bool = True
+    prompt_length: int = 2
+    prompt_normal: str = "a photo of a good"
+    prompt_abnormal: str = "a photo of a damaged"
+    temperature: float = 0.07
+    alpha: float = 0.5
+    ctds: CTDSConfig = field(default_factory=CTDSConfig)
+    wcma: WCMAConfig = field(default_factory=WCMAConfig)
+    sa_moe: SAMoEConfig = field(default_factory=SAMoEConfig)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    focal_gamma: float = 2.0
+    global_weight: float = 1.0
+    local_weight: float = 1.0
+    kl_weight: float = 0.001
+    rec_weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 32
+    # Micro-batch for gradient accumulation when a full batch does not fit; null = the whole batch.
+    micro_batch_size: int | None = None
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.5, 0.999)
+    seed: int = 0
+    num_workers: int = 2
+    device: str = "auto"
+    feature_cache: bool = False
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    batch_size: int = 32
+    sigma: float = 4.0
+    num_workers: int = 2
+    device: str = "auto"
+    figure_samples: int = 8
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    # "bilinear" (then > 0.5, convention A of DATASETS.md) or "nearest" (convention B).
+    mask_interpolation: str = "bilinear"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(self)
+
+    def with_variant(self, variant: str) -> "RunConfig":
+        """This config with the three module switches of a Table 2 variant."""
+        ctds, wcma, sa_moe = variant_switches(variant)
+        m = self.model
+        model = dataclasses.replace(
+            m,
+            ctds=dataclasses.replace(m.ctds, enabled=ctds),
+            wcma=dataclasses.replace(m.wcma, enabled=wcma),
+            sa_moe=dataclasses.replace(m.sa_moe, enabled=sa_moe),
+        )
+        return dataclasses.replace(self, model=model)
+
+    @property
+    def variant(self) -> str:
+        key = (self.model.ctds.enabled, self.model.wcma.enabled, self.model.sa_moe.enabled)
+        for name, switches in VARIANTS.items():
+            if switches == key:
+                return name
+        return "custom"
+
+
+# The rows of the paper's Table 2: (CTDS, WCMA, SA-MoE).
+VARIANTS: dict[str, tuple[bool, bool, bool]] = {
+    "base": (False, False, False),
+    "ctds": (True, False, False),
+    "ctds_wcma": (True, True, False),
+    "ctds_samoe": (True, False, True),
+    "full": (True, True, True),
+}
+
+
+def variant_switches(variant: str) -> tuple[bool, bool, bool]:
+    try:
+        return VARIANTS[variant]
+    except KeyError:
+        raise ConfigError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}") from None
+
+
+def _to_plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, tuple):
+        return [_to_plain(v) for v in obj]
+    return obj
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` and convert lists to tuples."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return _build(tp, value, where)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{where}: null is not allowed")
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported annotation {tp!r} at {where}")
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}")
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> RunConfig:
+    """Validate a (partial) config mapping over the defaults."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping")
+    try:
+        cfg = _build(RunConfig, _merge(RunConfig().to_dict(), data), "")
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    _check_values(cfg, source)
+    return cfg
+
+
+def _check_values(cfg: RunConfig, source: str) -> None:
+    m, t = cfg.model, cfg.train
+    problems = []
+    if m.image_size < 1:
+        problems.append("model.image_size must be positive")
+    if not m.feature_layers or min(m.feature_layers) < 1:
+        problems.append("model.feature_layers must list layer numbers starting at 1")
+    if not 0.0 <= m.alpha <= 1.0:
+        problems.append("model.alpha must lie in [0, 1]")
+    if not 1 <= m.sa_moe.top_k <= m.sa_moe.num_experts:
+        problems.append("model.sa_moe.top_k must lie in [1, num_experts]")
+    if m.prompt_length < 1:
+        problems.append("model.prompt_length must be at least 1")
+    if t.micro_batch_size is not None and not 1 <= t.micro_batch_size <= t.batch_size:
+        problems.append("train.micro_batch_size must lie in [1, train.batch_size]")
+    if cfg.data.mask_interpolation not in ("bilinear", "nearest"):
+        problems.append("data.mask_interpolation must be 'bilinear' or 'nearest'")
+    if problems:
+        raise ConfigError(f"{source}: " + "; ".join(problems))
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    """A file path, or the name of a config shipped with the package (``tiny``, ``vit_l14_336``)."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        return path
+    shipped = CONFIG_DIR / f"{name_or_path}.yaml"
+    if shipped.exists():
+        return shipped
+    known = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+    raise ConfigError(f"config {str(name_or_path)!r} is neither an existing YAML file nor a shipped config ({known})")
+
+
+def load_config(name_or_path: str | Path | None = None, variant: str | None = None) -> RunConfig:
+    """Load a run config (defaults when None), optionally applying a Table 2 variant."""
+    if name_or_path is None:
+        cfg = RunConfig()
+    else:
+        path = resolve_config_path(name_or_path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        cfg = config_from_dict(data, str(path))
+    return cfg.with_variant(variant) if variant else cfg
