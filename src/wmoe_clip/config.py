@@ -31,6 +31,8 @@ class CTDSConfig:
     enabled: bool = True
     latent_dim: int = 256
     decoder_hidden: int = 512
+    # Draw z ~ N(mu, sigma) at evaluation too; false uses z = mu so that scores are deterministic.
+    sample_at_eval: bool = False
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,11 @@ class WCMAConfig:
     enabled: bool = True
     reduction: int = 4
     attn_dim: int = 256
+    heads: int = 1
+    # T~ = T + attention (true) or T~ = attention alone (false).
+    residual: bool = True
+    # One WCMA module per feature layer (true) or one shared by all layers (false).
+    per_layer: bool = True
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,10 @@ class ModelConfig:
     image_size: int = 518
     feature_layers: tuple[int, ...] = (6, 12, 18, 24)
     vv_attention: bool = True
+    # First layer (1-based) of the value-value path; null = the first feature layer.
+    vv_start_layer: int | None = None
+    # Cut every text batch right after its last EOT token (exact for a causal encoder, much cheaper).
+    truncate_text: bool = True
     prompt_length: int = 2
     prompt_normal: str = "a photo of a good"
     prompt_abnormal: str = "a photo of a damaged"
@@ -259,6 +270,12 @@ def _check_values(cfg: RunConfig, source: str) -> None:
         problems.append("model.alpha must lie in [0, 1]")
     if not 1 <= m.sa_moe.top_k <= m.sa_moe.num_experts:
         problems.append("model.sa_moe.top_k must lie in [1, num_experts]")
+    if m.vv_start_layer is not None and m.vv_start_layer < 1:
+        problems.append("model.vv_start_layer must be at least 1")
+    if m.wcma.heads < 1 or m.wcma.attn_dim % m.wcma.heads:
+        problems.append("model.wcma.heads must be positive and divide model.wcma.attn_dim")
+    if m.temperature <= 0:
+        problems.append("model.temperature must be positive")
     if m.prompt_length < 1:
         problems.append("model.prompt_length must be at least 1")
     if t.micro_batch_size is not None and not 1 <= t.micro_batch_size <= t.batch_size:

@@ -1,0 +1,203 @@
+"""The frozen CLIP backbone over open_clip: image tokens per layer and a text encoder on embeddings.
+
+Both towers run their transformer blocks through :func:`_block`, which reads the weights of open_clip's
+``ResidualAttentionBlock`` and computes attention with ``scaled_dot_product_attention``. Owning the
+block loop is what allows two things open_clip does not offer:
+
+- **value–value attention** on the patch path (AnomalyCLIP's DPAM, after CLIP Surgery): from
+  ``vv_start`` on, a second stream accumulates ``softmax(v vᵀ/√d) v`` computed from the original
+  stream's values, skipping the MLP; the class token and the deeper layers keep the original stream,
+  so the global token is exactly CLIP's;
+- a **text encoder on token embeddings** (learnable prompt slots) that cuts the batch after its last
+  EOT token: the text transformer is causal, so tokens after EOT never influence it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import ModelConfig
+from ..errors import WMoEError
+from .tiny import TINY_BACKBONE, register_tiny_backbone
+
+CACHE_ENV = "WMOE_CLIP_CACHE"
+
+
+def create_clip(cfg: ModelConfig) -> nn.Module:
+    """Build the open_clip model of ``cfg``: weights from ``cfg.pretrained`` or seeded random ones.
+
+    open_clip's checkpoint loader resizes the visual positional embedding (bicubic) to the grid of
+    ``force_image_size``, so ViT-L-14-336's 24×24 grid becomes 37×37 once, at load.
+    """
+    import open_clip
+
+    if cfg.backbone == TINY_BACKBONE:
+        register_tiny_backbone()
+    if cfg.backbone not in open_clip.list_models():
+        raise WMoEError(f"unknown backbone {cfg.backbone!r} (model.backbone); open_clip knows e.g. ViT-L-14-336-quickgelu")
+    kwargs = dict(force_image_size=cfg.image_size)
+    if cfg.pretrained is None:
+        # A fixed seed, without disturbing the caller's RNG, makes random weights reproducible.
+        with torch.random.fork_rng(devices=[]), _quiet_open_clip():
+            torch.manual_seed(cfg.backbone_seed)
+            return open_clip.create_model(cfg.backbone, pretrained=None, **kwargs)
+    pretrained = cfg.pretrained
+    is_file = Path(pretrained).expanduser().is_file()
+    if not is_file and open_clip.get_pretrained_cfg(cfg.backbone, pretrained) == {}:
+        raise WMoEError(_missing_weights(cfg, f"{pretrained!r} is neither a weights file nor a known open_clip tag"))
+    try:
+        with _quiet_open_clip():
+            return open_clip.create_model(
+                cfg.backbone,
+                pretrained=str(Path(pretrained).expanduser()) if is_file else pretrained,
+                cache_dir=os.environ.get(CACHE_ENV) or None,
+                **kwargs,
+            )
+    except Exception as exc:  # open_clip raises RuntimeError, OSError or hub errors when offline
+        raise WMoEError(_missing_weights(cfg, f"loading failed ({type(exc).__name__}: {exc})")) from exc
+
+
+def _missing_weights(cfg: ModelConfig, why: str) -> str:
+    return (
+        f"cannot load the {cfg.backbone} weights (model.pretrained = {cfg.pretrained!r}): {why}. "
+        f"Run `wmoe-clip download-weights --dest DIR` on a machine with internet access and set "
+        f"model.pretrained to the file it writes (or set {CACHE_ENV} to an open_clip cache holding them)."
+    )
+
+
+class _quiet_open_clip:
+    """Silence open_clip's 'initialized randomly' warning, which is intended here."""
+
+    def __enter__(self):
+        self._logger = logging.getLogger()
+        self._level = self._logger.level
+        self._logger.setLevel(max(self._level, logging.ERROR))
+
+    def __exit__(self, *exc):
+        self._logger.setLevel(self._level)
+
+
+def _split_heads(t: torch.Tensor, heads: int) -> torch.Tensor:
+    b, n, d = t.shape
+    return t.view(b, n, heads, d // heads).transpose(1, 2)
+
+
+def _attend(attn: nn.MultiheadAttention, q, k, v, mask: torch.Tensor | None) -> torch.Tensor:
+    if mask is not None:
+        mask = mask.to(q.dtype)
+    o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    b, h, n, hd = o.shape
+    return attn.out_proj(o.transpose(1, 2).reshape(b, n, h * hd))
+
+
+def _block(blk: nn.Module, x: torch.Tensor, mask: torch.Tensor | None = None, vv: torch.Tensor | None = None):
+    """One open_clip ResidualAttentionBlock (batch first); with ``vv`` also the value–value stream.
+
+    Returns ``x`` or, when ``vv`` is given, ``(x, vv)`` where ``vv`` gained value–value attention of
+    this block's values and no MLP (CLIP Surgery's dual path).
+    """
+    attn = blk.attn
+    heads = attn.num_heads
+    q, k, v = F.linear(blk.ln_1(x), attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+    q, k, v = (_split_heads(t, heads) for t in (q, k, v))
+    out = x + blk.ls_1(_attend(attn, q, k, v, mask))
+    out = out + blk.ls_2(blk.mlp(blk.ln_2(out)))
+    if vv is None:
+        return out
+    return out, vv + blk.ls_1(_attend(attn, v, v, v, mask))
+
+
+class FrozenCLIP(nn.Module):
+    """Frozen open_clip CLIP (ViT image tower, causal text tower); always in eval mode, no gradients."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        clip = create_clip(cfg)
+        visual = clip.visual
+        if not hasattr(clip, "token_embedding") or not hasattr(visual, "transformer"):
+            raise WMoEError(f"backbone {cfg.backbone!r} is not a ViT CLIP with an open_clip text tower")
+        if getattr(visual, "attn_pool", None) is not None or getattr(visual, "pool_type", "tok") != "tok":
+            raise WMoEError(f"backbone {cfg.backbone!r}: only class-token pooling is supported")
+        self.clip = clip
+        for p in self.clip.parameters():
+            p.requires_grad_(False)
+        self.clip.eval()
+
+        depth = len(visual.transformer.resblocks)
+        layers = tuple(cfg.feature_layers)
+        if max(layers) > depth:
+            raise WMoEError(f"model.feature_layers {list(layers)} exceed the {depth} layers of {cfg.backbone}")
+        self.feature_layers = layers
+        self.vv_start = (cfg.vv_start_layer or min(layers)) if cfg.vv_attention else None
+        if self.vv_start is not None and self.vv_start > depth:
+            raise WMoEError(f"model.vv_start_layer {self.vv_start} exceeds the {depth} layers of {cfg.backbone}")
+        self.grid = tuple(visual.grid_size)
+        self.image_size = cfg.image_size
+        self.embed_dim = int(clip.text_projection.shape[-1]) if isinstance(clip.text_projection, torch.Tensor) \
+            else clip.text_projection.out_features
+        self.text_width = clip.token_embedding.embedding_dim
+        self.context_length = clip.positional_embedding.shape[0]
+
+    def train(self, mode: bool = True) -> "FrozenCLIP":
+        # Frozen means frozen: no dropout or other train-time behaviour, whatever the parent does.
+        return super().train(False)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.clip.visual.conv1.weight.dtype
+
+    def _project(self, tokens: torch.Tensor) -> torch.Tensor:
+        visual = self.clip.visual
+        return visual.ln_post(tokens) @ visual.proj
+
+    @torch.no_grad()
+    def encode_image(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``images`` (B,3,S,S) → global token (B,D) and projected patch tokens (B,L,N,D)."""
+        visual = self.clip.visual
+        size = tuple(images.shape[-2:])
+        if size != tuple(visual.image_size):
+            raise WMoEError(f"images are {size[0]}×{size[1]} but the model expects {self.image_size} (model.image_size)")
+        x = visual.conv1(images.to(self.dtype)).flatten(2).transpose(1, 2)
+        cls = visual.class_embedding.to(x.dtype).view(1, 1, -1).expand(x.shape[0], -1, -1)
+        x = visual.ln_pre(torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype))
+        vv = None
+        patches = []
+        for index, blk in enumerate(visual.transformer.resblocks, start=1):
+            if index == self.vv_start:
+                vv = x
+            if vv is None:
+                x = _block(blk, x)
+            else:
+                x, vv = _block(blk, x, vv=vv)
+            if index in self.feature_layers:
+                patches.append(self._project((x if vv is None else vv)[:, 1:]))
+        global_token = self._project(x[:, 0])
+        return global_token, torch.stack(patches, dim=1)
+
+    def embed_tokens(self, token_ids: torch.Tensor) -> torch.Tensor:
+        return self.clip.token_embedding(token_ids)
+
+    def encode_text(self, embeddings: torch.Tensor, eot_index: torch.Tensor, truncate: bool = True) -> torch.Tensor:
+        """Text features (P,D), unnormalised, from token embeddings (P,T,W) and EOT positions (P,).
+
+        With ``truncate`` the sequences are cut right after the batch's last EOT token; the causal mask
+        makes this exact.
+        """
+        clip = self.clip
+        if truncate:
+            embeddings = embeddings[:, : int(eot_index.max()) + 1]
+        n = embeddings.shape[1]
+        x = embeddings + clip.positional_embedding[:n].to(embeddings.dtype)
+        mask = clip.attn_mask[:n, :n] if clip.attn_mask is not None else None
+        for blk in clip.transformer.resblocks:
+            x = _block(blk, x, mask)
+        x = clip.ln_final(x)
+        x = x[torch.arange(x.shape[0], device=x.device), eot_index]
+        proj = clip.text_projection
+        return proj(x) if isinstance(proj, nn.Linear) else x @ proj

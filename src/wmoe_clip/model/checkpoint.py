@@ -1,0 +1,112 @@
+"""Checkpoints: the learnable state and the run config that made it, nothing of CLIP.
+
+A checkpoint is a plain dict (``format``, ``format_version``, ``variant``, ``config``, ``state``) that
+loads with ``torch.load(weights_only=True)``. The frozen backbone is rebuilt from the stored config:
+from its weights file, or from ``model.backbone_seed`` when ``model.pretrained`` is null.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import ConfigError, RunConfig, config_from_dict
+from ..errors import WMoEError
+from ..io import torch_save
+from .wmoe_clip import WMoECLIP, build_model
+
+FORMAT = "wmoe-clip/checkpoint"
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(model: WMoECLIP, path: str | Path) -> None:
+    """Write the learnable state and config of ``model`` to ``path`` atomically."""
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "variant": model.cfg.variant,
+        "config": model.cfg.to_dict(),
+        "state": {k: v.cpu() for k, v in model.learnable_state_dict().items()},
+    }
+    torch_save(payload, path)
+
+
+def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> tuple[RunConfig, dict[str, torch.Tensor]]:
+    """The run config and learnable state stored in ``path``; errors name the file and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise WMoEError(f"checkpoint {path} does not exist; train a model first (wmoe-clip train)")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise WMoEError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise WMoEError(f"{path} is not a wmoe-clip checkpoint (no format {FORMAT!r})")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise WMoEError(f"checkpoint {path} has format version {payload.get('format_version')}; "
+                        f"this wmoe-clip reads version {FORMAT_VERSION}")
+    try:
+        cfg = config_from_dict(payload["config"], f"{path} (stored config)")
+    except ConfigError as exc:
+        raise WMoEError(f"checkpoint {path}: {exc}") from None
+    return cfg, payload["state"]
+
+
+def config_differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two config dicts, as ``key: a != b``."""
+    out = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        name = f"{prefix}{key}"
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out.extend(config_differences(va, vb, name + "."))
+        elif va != vb:
+            out.append(f"{name}: {va!r} != {vb!r}")
+    return out
+
+
+def _model_config_section(cfg: dict[str, Any]) -> dict[str, Any]:
+    # Only the model section decides which parameters exist; train/eval settings may differ freely.
+    return {"model": cfg.get("model", {})}
+
+
+def load_learnable_state(model: WMoECLIP, state: dict[str, torch.Tensor], source: str,
+                         source_config: dict[str, Any] | None = None) -> None:
+    """Copy ``state`` into ``model``'s learnable parameters; any mismatch raises naming what differs."""
+    params = dict(model.learnable_named_parameters())
+    missing = sorted(set(params) - set(state))
+    unexpected = sorted(set(state) - set(params))
+    shapes = sorted(f"{k}: {tuple(state[k].shape)} != {tuple(params[k].shape)}"
+                    for k in set(params) & set(state) if state[k].shape != params[k].shape)
+    if missing or unexpected or shapes:
+        parts = []
+        if source_config is not None:
+            diff = config_differences(_model_config_section(source_config), _model_config_section(model.cfg.to_dict()))
+            variant = config_from_dict(source_config).variant
+            parts.append(f"checkpoint variant {variant!r} vs model variant {model.cfg.variant!r}")
+            if diff:
+                parts.append("config differs (checkpoint != model): " + "; ".join(diff))
+        if missing:
+            parts.append(f"missing in checkpoint: {', '.join(missing[:8])}" + (" ..." if len(missing) > 8 else ""))
+        if unexpected:
+            parts.append(f"not in model: {', '.join(unexpected[:8])}" + (" ..." if len(unexpected) > 8 else ""))
+        if shapes:
+            parts.append("shape mismatch: " + "; ".join(shapes[:8]))
+        raise WMoEError(f"checkpoint {source} does not fit this model: " + " | ".join(parts))
+    with torch.no_grad():
+        for name, p in params.items():
+            p.copy_(state[name].to(p.device, p.dtype))
+
+
+def load_checkpoint(path: str | Path, map_location: Any = "cpu", model: WMoECLIP | None = None) -> WMoECLIP:
+    """Rebuild the model stored in ``path`` (or load it into ``model``, which must match it)."""
+    cfg, state = read_checkpoint(path, map_location)
+    if model is None:
+        model = build_model(cfg)
+        if map_location is not None and not callable(map_location) and not isinstance(map_location, dict):
+            model = model.to(map_location)
+    load_learnable_state(model, state, str(path), cfg.to_dict())
+    model.eval()
+    return model
