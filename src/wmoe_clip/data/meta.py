@@ -1,0 +1,111 @@
+"""The ``meta.json`` manifest: schema, validation, reading and writing.
+
+A prepared dataset directory holds ``meta.json`` in the AnomalyCLIP schema with the project's
+additions (docs/ARCHITECTURE.md, DATASETS.md §3)::
+
+    {"root": <RAW_DIR relative to the prepared dir>, "dataset": <key>, "mask_threshold": <int>,
+     "train": {cls: [record, ...]}, "test": {cls: [record, ...]}}
+
+Each record has ``img_path``, ``mask_path`` ("" where none), ``cls_name``, ``specie_name``,
+``anomaly`` (0/1) and ``dataset_name``; paths are relative to the raw root. ``mask_threshold``
+(default 0) says which mask values count as foreground: ``value > mask_threshold``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import jsonschema
+
+from ..errors import WMoEError
+from ..io import write_json
+
+META_FILE = "meta.json"
+
+RECORD_FIELDS = ("img_path", "mask_path", "cls_name", "specie_name", "anomaly", "dataset_name")
+
+_RECORD = {
+    "type": "object",
+    "required": list(RECORD_FIELDS),
+    "properties": {
+        "img_path": {"type": "string", "minLength": 1},
+        "mask_path": {"type": "string"},
+        "cls_name": {"type": "string", "minLength": 1},
+        "specie_name": {"type": "string"},
+        "anomaly": {"enum": [0, 1]},
+        "dataset_name": {"type": "string", "minLength": 1},
+    },
+    "additionalProperties": False,
+}
+_SPLIT = {"type": "object", "additionalProperties": {"type": "array", "items": _RECORD}}
+SCHEMA = {
+    "type": "object",
+    "required": ["root", "dataset", "train", "test"],
+    "properties": {
+        "root": {"type": "string", "minLength": 1},
+        "dataset": {"type": "string", "minLength": 1},
+        "mask_threshold": {"type": "integer", "minimum": 0},
+        "train": _SPLIT,
+        "test": _SPLIT,
+    },
+    # Capitalised "Train"/"Test" (AnomalyCLIP's DAGM.py) must fail here, not as a KeyError later.
+    "additionalProperties": False,
+}
+
+
+def _relative_ok(path: str) -> bool:
+    p = PurePosixPath(path)
+    return not p.is_absolute() and ".." not in p.parts and "\\" not in path
+
+
+def validate(meta: dict[str, Any], where: str = "meta.json") -> None:
+    """Raise WMoEError naming ``where`` unless ``meta`` follows the schema and the record rules."""
+    try:
+        jsonschema.validate(meta, SCHEMA)
+    except jsonschema.ValidationError as exc:
+        loc = "/".join(str(p) for p in exc.absolute_path) or "<top>"
+        raise WMoEError(f"{where}: invalid manifest at {loc}: {exc.message}") from None
+    for split in ("train", "test"):
+        for cls, records in meta[split].items():
+            for i, r in enumerate(records):
+                loc = f"{where}: {split}/{cls}[{i}]"
+                if r["cls_name"] != cls:
+                    raise WMoEError(f"{loc}: cls_name {r['cls_name']!r} filed under class {cls!r}")
+                if r["dataset_name"] != meta["dataset"]:
+                    raise WMoEError(f"{loc}: dataset_name {r['dataset_name']!r} is not {meta['dataset']!r}")
+                if r["anomaly"] == 0 and r["mask_path"]:
+                    raise WMoEError(f"{loc}: a normal image has a mask ({r['mask_path']})")
+                for key in ("img_path", "mask_path"):
+                    if r[key] and not _relative_ok(r[key]):
+                        raise WMoEError(f"{loc}: {key} {r[key]!r} must be a relative POSIX path inside the root")
+
+
+def write_meta(out_dir: str | os.PathLike, meta: dict[str, Any]) -> Path:
+    """Validate and write ``out_dir/meta.json`` atomically; returns its path."""
+    path = Path(out_dir) / META_FILE
+    validate(meta, str(path))
+    write_json(path, meta)
+    return path
+
+
+def load_meta(prepared_dir: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
+    """Read and validate ``prepared_dir/meta.json``; returns (absolute raw root, manifest).
+
+    The manifest's ``mask_threshold`` is filled in (0) when absent, so readers can rely on it.
+    """
+    path = Path(prepared_dir) / META_FILE
+    if not path.is_file():
+        raise WMoEError(f"{path} not found: run `wmoe-clip prepare DATASET --raw RAW_DIR --out {prepared_dir}` first")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise WMoEError(f"{path}: not valid JSON ({exc}); re-run prepare") from None
+    validate(meta, str(path))
+    meta.setdefault("mask_threshold", 0)
+    root = (Path(prepared_dir) / meta["root"]).resolve()
+    if not root.is_dir():
+        raise WMoEError(f"{path}: raw root {root} does not exist (was the raw folder moved?); re-run prepare")
+    return root, meta

@@ -1,0 +1,209 @@
+"""``prepare``: convert a dataset in its native layout into ``OUT_DIR/meta.json``.
+
+Steps: find the dataset root inside RAW_DIR (descending through a single wrapping folder), run the
+dataset's converter, decode every image and mask (unreadable files, empty or mis-sized masks are
+problems), compare the counts with the registry, build the mask value histogram, and write
+``prepare.json`` (the report) and then ``meta.json`` atomically; ``meta.json`` existing means done.
+
+Problems (a missing mask, an orphan mask, a corrupt image, a stray folder) are an error naming the
+files, or with ``skip_bad`` warnings with the files left out and listed in the report. Count
+differences from the registry are reported, and are an error with ``strict``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from ..errors import WMoEError
+from ..io import write_json
+from . import converters, registry
+from .converters.common import Context, Layout, Problem, Splits, visible_entries
+from .meta import META_FILE, write_meta
+from .registry import DatasetSpec
+
+REPORT_FILE = "prepare.json"
+MAX_WRAPPERS = 3  # nested single folders to descend (archive/name/name)
+SHOW_PROBLEMS = 10
+
+
+@dataclass
+class PrepareResult:
+    meta_path: Path
+    report: dict[str, Any]
+    differences: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def find_root(raw_dir: Path, layout: Layout, spec: DatasetSpec) -> Path:
+    """The dataset root: RAW_DIR, a folder of ``layout.root_names`` in it, or inside single wrapping folders."""
+    if not raw_dir.is_dir():
+        raise WMoEError(f"{spec.key}: raw folder {raw_dir} does not exist. {_how_to_get(spec)}")
+    here = raw_dir
+    for _ in range(MAX_WRAPPERS + 1):
+        for name in layout.root_names:
+            if (here / name).is_dir() and layout.matches(here / name, spec):
+                return here / name
+        if layout.matches(here, spec):
+            return here
+        subdirs = [p for p in visible_entries(here) if p.is_dir()]
+        if len(subdirs) != 1:
+            break
+        here = subdirs[0]
+    found = ", ".join(p.name for p in visible_entries(here)) or "nothing"
+    raise WMoEError(
+        f"{spec.key}: {raw_dir} does not hold the native layout of {spec.display_name} "
+        f"(expected {layout.describe(spec)}); {here} holds: {found}. {_how_to_get(spec)}"
+    )
+
+
+def _how_to_get(spec: DatasetSpec) -> str:
+    if spec.download.manual:
+        return spec.download.manual
+    return f"Run `wmoe-clip download {spec.key} --dest RAW_DIR` or extract the official archive there."
+
+
+def _check_record(root: Path, rec: dict, threshold: int) -> tuple[list[Problem], Counter]:
+    """Decode one record's image and mask; returns its problems and the mask's value histogram."""
+    problems, hist = [], Counter()
+    try:
+        with Image.open(root / rec["img_path"]) as im:
+            im.load()
+            size = im.size
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        return [Problem("unreadable image", rec["img_path"], f"cannot be decoded ({exc})")], hist
+    if not rec["mask_path"]:
+        return problems, hist
+    try:
+        with Image.open(root / rec["mask_path"]) as m:
+            m.load()
+            mask = np.asarray(m)
+    except (OSError, ValueError) as exc:
+        return [Problem("unreadable mask", rec["mask_path"], f"cannot be decoded ({exc})")], hist
+    if mask.ndim == 3:  # RGB(A) masks: a pixel is foreground if any channel is
+        mask = mask[..., :3].max(axis=2)
+    values, counts = np.unique(mask, return_counts=True)
+    hist.update(dict(zip(values.tolist(), counts.tolist())))
+    if (mask.shape[1], mask.shape[0]) != size:
+        shape = f"{mask.shape[1]}x{mask.shape[0]} but its image is {size[0]}x{size[1]}"
+        problems.append(Problem("mask size", rec["mask_path"], shape))
+    elif not (mask > threshold).any():
+        empty = f"no pixel above {threshold} for the anomalous image {rec['img_path']}"
+        problems.append(Problem("empty mask", rec["mask_path"], empty))
+    return problems, hist
+
+
+def _count(records: list[dict]) -> list[int]:
+    n_anomalous = sum(r["anomaly"] for r in records)
+    return [len(records) - n_anomalous, n_anomalous]
+
+
+def compare_counts(spec: DatasetSpec, test: dict[str, list[dict]]) -> tuple[dict[str, Any], list[str]]:
+    """Per-class and total test counts against the registry; returns (table, human-readable differences)."""
+    table, diffs = {}, []
+    for cls in list(spec.classes) + [c for c in test if c not in spec.classes]:
+        expected = spec.classes.get(cls)
+        found = _count(test[cls]) if cls in test else None
+        table[cls] = {"expected": list(expected) if expected else None, "found": found}
+        if cls not in spec.classes:
+            diffs.append(f"class {cls!r} is not in the registry ({len(test[cls])} images)")
+        elif found is None:
+            diffs.append(f"class {cls!r} is missing")
+        elif expected is not None and tuple(found) != expected:
+            diffs.append(
+                f"{cls}: expected {expected[0]} normal / {expected[1]} anomalous, found {found[0]} / {found[1]}"
+            )
+    total = [sum(_count(r)[i] for r in test.values()) for i in (0, 1)]
+    if tuple(total) != spec.totals:
+        diffs.append(
+            f"total: expected {spec.totals[0]} normal / {spec.totals[1]} anomalous, found {total[0]} / {total[1]}"
+        )
+    return {"per_class": table, "total": {"expected": list(spec.totals), "found": total}}, diffs
+
+
+def _records(splits: Splits) -> list[dict]:
+    return [r for split in splits.values() for recs in split.values() for r in recs]
+
+
+def prepare(
+    key: str, raw_dir: str | os.PathLike, out_dir: str | os.PathLike, strict: bool = False, skip_bad: bool = False,
+    progress: bool = True,
+) -> PrepareResult:
+    """Convert dataset ``key`` from ``raw_dir`` into ``out_dir/meta.json`` (+ ``prepare.json``)."""
+    spec = registry.get(key)
+    conv = converters.get(key)
+    raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+    root = find_root(raw_dir, conv.LAYOUT, spec)
+    # A stale meta.json would claim that this (possibly failing) run is done.
+    (out_dir / META_FILE).unlink(missing_ok=True)
+
+    ctx = Context(root=root, spec=spec)
+    splits = conv.convert(ctx)
+    records = _records(splits)
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        checks = list(tqdm(
+            pool.map(lambda r: _check_record(root, r, spec.mask_threshold), records),
+            total=len(records), desc=f"prepare {key}", unit="img", disable=not progress, leave=False,
+        ))
+    hist: Counter = Counter()
+    bad_paths = set()
+    for rec, (problems, h) in zip(records, checks):
+        hist.update(h)
+        ctx.problems.extend(problems)
+        if problems:
+            bad_paths.add(rec["img_path"])
+    if ctx.problems and not skip_bad:
+        shown = "\n  ".join(str(p) for p in ctx.problems[:SHOW_PROBLEMS])
+        more = len(ctx.problems) - SHOW_PROBLEMS
+        raise WMoEError(
+            f"{key}: {len(ctx.problems)} problem(s) in {root}:\n  {shown}"
+            + (f"\n  ... and {more} more" if more > 0 else "")
+            + "\nFix the files, or rerun with --skip-bad to leave them out (they are then listed in prepare.json)."
+        )
+
+    wrapper = Path(os.path.relpath(root, raw_dir))
+    for split in splits.values():
+        for cls in split:
+            split[cls] = [r for r in split[cls] if r["img_path"] not in bad_paths]
+            for r in split[cls]:
+                r["img_path"] = (wrapper / r["img_path"]).as_posix()
+                r["mask_path"] = (wrapper / r["mask_path"]).as_posix() if r["mask_path"] else ""
+    counts, diffs = compare_counts(spec, splits["test"])
+    binarised = sorted({int(v > spec.mask_threshold) for v in hist})
+    report = {
+        "dataset": key,
+        "display_name": spec.display_name,
+        "protocol": spec.protocol,
+        "raw_dir": os.path.relpath(raw_dir, out_dir),
+        "dataset_root": wrapper.as_posix(),
+        "counts": counts,
+        "count_differences": diffs,
+        "train_images": sum(len(r) for r in splits["train"].values()),
+        "mask_threshold": spec.mask_threshold,
+        "mask_value_histogram": {str(v): n for v, n in sorted(hist.items())},
+        "mask_values_after_binarisation": binarised,
+        "skipped": [p.__dict__ for p in ctx.problems],
+        "ignored": ctx.ignored,
+        "strict": strict,
+    }
+    write_json(out_dir / REPORT_FILE, report)
+    if spec.pixel_metrics and binarised != [0, 1]:
+        raise WMoEError(f"{key}: masks binarise to {binarised}, expected both 0 and 1; see {out_dir / REPORT_FILE}")
+    if diffs and strict:
+        raise WMoEError(f"{key}: counts differ from the registry (--strict):\n  " + "\n  ".join(diffs))
+    meta = {
+        "root": os.path.relpath(raw_dir, out_dir),
+        "dataset": key,
+        "mask_threshold": spec.mask_threshold,
+        "train": splits["train"],
+        "test": splits["test"],
+    }
+    return PrepareResult(write_meta(out_dir, meta), report, diffs, ctx.problems)

@@ -1,0 +1,97 @@
+"""The dataset registry against DATASETS.md §1 (counts, capabilities) and the Table 1 names."""
+
+import dataclasses
+import re
+
+import pytest
+
+from wmoe_clip.data import converters, registry
+from wmoe_clip.data.synth.layouts import WRITERS
+from wmoe_clip.errors import WMoEError
+
+# DATASETS.md §1 overview, typed in independently: key -> (display name, domain, classes, normal, anomalous).
+DOC_TABLE = {
+    "mvtec": ("MVTec-AD", "industrial", 15, 467, 1258),
+    "visa": ("VisA", "industrial", 12, 962, 1200),
+    "btad": ("BTAD", "industrial", 3, 451, 290),
+    "ksdd2": ("KSDD2", "industrial", 1, 356, 356),
+    "dagm": ("DAGM", "industrial", 7, 1350, 1350),
+    "dtd": ("DTD-Synthetic", "industrial", 12, 357, 947),
+    "headct": ("HeadCT", "medical", 1, 100, 100),
+    "brainmri": ("BrainMRI", "medical", 1, 98, 155),
+    "br35h": ("Br35H", "medical", 1, 1500, 1500),
+    "isic": ("ISIC", "medical", 1, 0, 379),
+    "colondb": ("ColonDB", "medical", 1, 0, 380),
+    "clinicdb": ("ClinicDB", "medical", 1, 0, 612),
+    "endo": ("Endo", "medical", 1, 0, 200),
+    "kvasir": ("Kvasir", "medical", 1, 0, 1000),
+}
+IMAGE_ONLY = {"headct", "brainmri", "br35h"}
+PIXEL_ONLY = {"isic", "colondb", "clinicdb", "endo", "kvasir"}
+
+
+def test_keys_in_table1_order():
+    assert registry.keys() == tuple(DOC_TABLE)
+    assert [s.key for s in registry.all()] == list(DOC_TABLE)
+
+
+@pytest.mark.parametrize("key", list(DOC_TABLE))
+def test_entry_matches_datasets_doc(key):
+    spec = registry.get(key)
+    name, domain, n_classes, normal, anomalous = DOC_TABLE[key]
+    assert (spec.display_name, spec.domain, len(spec.classes)) == (name, domain, n_classes)
+    assert spec.totals == (normal, anomalous)
+    known = [c for c in spec.classes.values() if c is not None]
+    if len(known) == len(spec.classes):
+        assert (sum(c[0] for c in known), sum(c[1] for c in known)) == (normal, anomalous)
+    assert spec.image_metrics == (key not in PIXEL_ONLY)
+    assert spec.pixel_metrics == (key not in IMAGE_ONLY)
+    assert spec.licence and spec.homepage and spec.protocol and spec.citation
+
+
+def test_published_per_class_counts():
+    assert registry.get("btad").classes == {"01": (21, 49), "02": (30, 200), "03": (400, 41)}
+    dagm = registry.get("dagm").classes
+    assert dagm["Fabric1"] == (150, 150) and dagm["Fabric8"] == (300, 300) and "Fabric6" not in dagm
+    assert all(a == 100 for _, a in registry.get("visa").classes.values())
+    assert registry.get("mvtec").classes["metal_nut"] == (22, 93)
+
+
+@pytest.mark.parametrize("spec", registry.all(), ids=lambda s: s.key)
+def test_download_entries(spec):
+    dl = spec.download
+    assert dl.kind in ("http", "manual")
+    if dl.kind == "http":
+        assert dl.files and all(f.url.startswith("http") and f.filename for f in dl.files)
+    else:
+        assert not dl.files and "RAW_DIR" in dl.manual
+    for f in dl.files:
+        assert f.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", f.sha256)
+
+
+def test_known_checksums():
+    (mvtec,) = registry.get("mvtec").download.files
+    assert mvtec.sha256.startswith("cf4313b1") and mvtec.sha256.endswith("cd3d")
+    (btad,) = registry.get("btad").download.files
+    assert btad.sha256.startswith("461c9387") and btad.sha256.endswith("d2a")
+
+
+def test_unknown_key_lists_the_keys():
+    with pytest.raises(WMoEError, match="mvtec.*kvasir"):
+        registry.get("mvtec-ad")
+
+
+def test_spec_is_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        registry.get("visa").display_name = "x"
+
+
+def test_mask_threshold_only_for_jpeg_masks():
+    assert {s.key: s.mask_threshold for s in registry.all() if s.mask_threshold} == {"kvasir": 127}
+
+
+@pytest.mark.parametrize("key", list(DOC_TABLE))
+def test_every_key_has_a_converter_and_a_synth_writer(key):
+    conv = converters.get(key)
+    assert callable(conv.convert) and conv.LAYOUT is not None and conv.__doc__
+    assert key in WRITERS
