@@ -1,0 +1,48 @@
+"""``wmoe-clip download DATASET --dest DIR`` and ``wmoe-clip download-weights --dest DIR``."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..data import registry
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "download",
+        help="download, verify and extract a dataset (or check a manually placed copy)",
+        description="Fetch DATASET's archives into DIR/.downloads (resumable, sha256-checked), extract them "
+        "safely and write DIR/download.json once complete. Datasets behind a login are placed by hand: "
+        "the command checks them or says where to put them.",
+    )
+    p.add_argument("dataset", choices=registry.keys(), metavar="DATASET", help=", ".join(registry.keys()))
+    p.add_argument("--dest", required=True, help="raw dataset folder, e.g. resources/raw/DATASET")
+    p.add_argument("--url-base", default=None,
+                   help="mirror: fetch every file from URL_BASE/<filename> instead of the registry URL")
+    p.add_argument("--force", action="store_true", help="download and extract again even if DIR is complete")
+    p.set_defaults(func=run_download)
+
+    w = subparsers.add_parser(
+        "download-weights",
+        help="download the OpenAI ViT-L-14-336 CLIP weights for offline use",
+        description="Fetch the OpenAI ViT-L/14@336px weights named by open_clip's registry, verify their "
+        "sha256 and write DIR/vit_l14_336_openai.pt, a state dict that model.pretrained can point to.",
+    )
+    w.add_argument("--dest", required=True, help="folder for the weights, e.g. resources/weights")
+    w.add_argument("--url", default=None, help="mirror URL of the OpenAI TorchScript file (needs --sha256)")
+    w.add_argument("--sha256", default=None, help="expected sha256 of the file at --url")
+    w.set_defaults(func=run_download_weights)
+
+
+def run_download(args: argparse.Namespace) -> int:
+    from ..data.download import download_dataset
+
+    download_dataset(registry.get(args.dataset), args.dest, url_base=args.url_base, force=args.force)
+    return 0
+
+
+def run_download_weights(args: argparse.Namespace) -> int:
+    from ..data.weights import download_weights
+
+    download_weights(args.dest, url=args.url, sha256=args.sha256)
+    return 0

@@ -1,0 +1,154 @@
+"""The torch ``Dataset`` over a prepared ``meta.json`` (DATASETS.md §3, §4).
+
+Image: decoded by PIL, converted to RGB (grey → 3 equal channels, alpha dropped, palette applied,
+16-bit scaled to 8-bit by full range), squashed to S×S with bicubic resampling, normalised with the
+OpenAI CLIP mean and std. Mask: foreground is any colour channel above the manifest's
+``mask_threshold`` (0 except for JPEG masks), decided at native resolution *before* resizing; then
+convention A (bilinear resize, > 0.5; the default) or B (nearest). Normal and image-only records get
+an all-zero mask. An unreadable, missing or mis-sized file raises ``WMoEError`` naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from ..errors import WMoEError
+from .meta import load_meta
+
+MASK_INTERPOLATIONS = {"bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NEAREST}
+# Single-channel modes whose values are read as they are; every other mode goes through RGB.
+_SINGLE_CHANNEL = {"1", "L", "I", "I;16", "I;16L", "I;16B", "I;16N"}
+_SIXTEEN_BIT = {"I", "I;16", "I;16L", "I;16B", "I;16N"}
+
+_MEAN = np.asarray(OPENAI_DATASET_MEAN, dtype=np.float32)[:, None, None]
+_STD = np.asarray(OPENAI_DATASET_STD, dtype=np.float32)[:, None, None]
+
+
+def _open(path: Path, what: str, where: str) -> Image.Image:
+    try:
+        # The context closes the file at once (TIFF would keep it open); the pixels stay loaded.
+        with Image.open(path) as img:
+            img.load()
+    except FileNotFoundError:
+        raise WMoEError(f"{where}: {what} {path} does not exist; check the raw folder or re-run prepare") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise WMoEError(f"{where}: cannot decode {what} {path} ({exc}); the file is corrupt: "
+                        "replace it from the source archive or re-run download") from None
+    return img
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """RGB view of any PIL mode; 16-bit grey is scaled (65535 → 255), not clipped to white."""
+    if img.mode in _SIXTEEN_BIT:
+        grey = np.asarray(img).astype(np.float64) / 257.0
+        img = Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8), mode="L")
+    elif img.mode == "F":
+        raise ValueError("floating-point images have no defined range; convert them to 8 or 16 bit")
+    return img.convert("RGB")
+
+
+def mask_foreground(img: Image.Image, threshold: int = 0) -> np.ndarray:
+    """Boolean H×W foreground of a mask image: any colour channel > ``threshold`` (alpha ignored)."""
+    if img.mode in _SINGLE_CHANNEL:
+        return np.asarray(img) > threshold
+    return (np.asarray(img.convert("RGB")) > threshold).any(axis=-1)
+
+
+class AnomalyDataset(Dataset):
+    """Records of one split of a prepared dataset, optionally restricted to some classes.
+
+    ``records``, ``class_names`` and ``class_indices(cls)`` let the engine evaluate class by class
+    (e.g. with ``torch.utils.data.Subset``).
+    """
+
+    def __init__(
+        self,
+        prepared_dir: str | os.PathLike,
+        split: str = "test",
+        image_size: int = 518,
+        mask_interpolation: str = "bilinear",
+        classes: list[str] | tuple[str, ...] | None = None,
+    ) -> None:
+        if split not in ("train", "test"):
+            raise WMoEError(f"split must be 'train' or 'test', got {split!r}")
+        if mask_interpolation not in MASK_INTERPOLATIONS:
+            raise WMoEError(f"mask_interpolation must be one of {sorted(MASK_INTERPOLATIONS)}, got {mask_interpolation!r}")
+        if not (isinstance(image_size, int) and image_size > 0):
+            raise WMoEError(f"image_size must be a positive integer, got {image_size!r}")
+        self.root, meta = load_meta(prepared_dir)
+        self.dataset: str = meta["dataset"]
+        self.mask_threshold: int = meta["mask_threshold"]
+        self.image_size = image_size
+        self.mask_interpolation = mask_interpolation
+        available = list(meta[split])
+        if classes is None:
+            names = available
+        else:
+            unknown = [c for c in classes if c not in meta[split]]
+            if unknown:
+                raise WMoEError(f"{prepared_dir}: no class {unknown} in the {split} split; classes: {available}")
+            names = list(classes)
+        self.class_names: tuple[str, ...] = tuple(names)
+        self.records: list[dict[str, Any]] = [r for c in names for r in meta[split][c]]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def class_indices(self, cls_name: str) -> list[int]:
+        """Dataset indices of the records of class ``cls_name``, in manifest order."""
+        return [i for i, r in enumerate(self.records) if r["cls_name"] == cls_name]
+
+    def _where(self, index: int) -> str:
+        r = self.records[index]
+        return f"dataset {self.dataset!r}, class {r['cls_name']!r}, record {index}"
+
+    def load_image(self, index: int) -> tuple[torch.Tensor, tuple[int, int]]:
+        """The normalised 3×S×S image tensor and the native (width, height)."""
+        path = self.root / self.records[index]["img_path"]
+        img = _open(path, "image", self._where(index))
+        try:
+            rgb = to_rgb(img)
+        except ValueError as exc:
+            raise WMoEError(f"{self._where(index)}: image {path}: {exc}") from None
+        s = self.image_size
+        arr = np.asarray(rgb.resize((s, s), Image.Resampling.BICUBIC), dtype=np.float32) / 255.0
+        return torch.from_numpy((arr.transpose(2, 0, 1) - _MEAN) / _STD), img.size
+
+    def load_mask(self, index: int, native_size: tuple[int, int]) -> torch.Tensor:
+        """The S×S {0,1} float mask; zero for normal and image-only records."""
+        r = self.records[index]
+        s = self.image_size
+        if not r["anomaly"] or not r["mask_path"]:
+            return torch.zeros(s, s, dtype=torch.float32)
+        path = self.root / r["mask_path"]
+        img = _open(path, "mask", self._where(index))
+        if img.size != native_size:
+            raise WMoEError(
+                f"{self._where(index)}: mask {path} is {img.size[0]}x{img.size[1]} but its image is "
+                f"{native_size[0]}x{native_size[1]}: image and mask are mis-paired; re-run prepare"
+            )
+        binary = Image.fromarray(mask_foreground(img, self.mask_threshold).astype(np.uint8) * 255, mode="L")
+        resized = np.asarray(binary.resize((s, s), MASK_INTERPOLATIONS[self.mask_interpolation]))
+        # Convention A thresholds the interpolated value at 0.5 (of 255); nearest keeps {0, 255}.
+        return torch.from_numpy((resized > 127.5).astype(np.float32))
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        r = self.records[index]
+        image, native_size = self.load_image(index)
+        return {
+            "image": image,
+            "mask": self.load_mask(index, native_size),
+            "label": int(r["anomaly"]),
+            "cls_name": r["cls_name"],
+            "specie_name": r["specie_name"],
+            "img_path": r["img_path"],
+            "index": index,
+        }

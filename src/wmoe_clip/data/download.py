@@ -1,0 +1,356 @@
+"""Dataset download: resumable HTTP(S) fetch, sha256 verification, and the ``download`` workflow.
+
+A file is fetched into ``<name>.part`` and resumed with an HTTP ``Range`` request after a dropped
+connection or an interrupted run; it gets its final name only once its sha256 is verified (or, where
+the registry has none, computed and recorded). ``download_dataset`` then extracts every archive into
+a temporary directory beside the destination and moves the finished tree into place; the
+``download.json`` record inside it is what marks a dataset directory as complete.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import http.client
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from .. import __version__
+from ..errors import WMoEError
+from ..io import write_json
+from .extract import extract_into, is_archive
+
+DOWNLOADS_DIRNAME = ".downloads"
+RECORD_NAME = "download.json"
+CHUNK = 1 << 20
+# Image extensions counted when a manually placed folder is checked against the registry's counts.
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    path: Path
+    sha256: str
+    size: int
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_sha256(path: Path, got: str, expected: str | None, source: str) -> None:
+    if expected and got != expected.lower():
+        raise WMoEError(
+            f"sha256 mismatch for {path.name} from {source}: expected {expected}, got {got}; "
+            "the file is corrupt or the source changed. It was removed; run the command again, "
+            "and if the mismatch persists, check the source page."
+        )
+
+
+class _Dropped(Exception):
+    """The connection ended before the announced length: resume from the partial file."""
+
+
+def _request(url: str, offset: int, timeout: float):
+    headers = {"User-Agent": f"wmoe-clip/{__version__}"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+
+
+def _total_from_content_range(value: str | None) -> int | None:
+    # "bytes 100-199/200" or "bytes */200"
+    if not value or "/" not in value:
+        return None
+    total = value.rsplit("/", 1)[1].strip()
+    return int(total) if total.isdigit() else None
+
+
+def _start_from_content_range(value: str | None) -> int | None:
+    match = re.match(r"bytes (\d+)-", value or "")
+    return int(match.group(1)) if match else None
+
+
+def _fetch_once(url: str, part: Path, timeout: float, desc: str) -> None:
+    """Append the rest of ``url`` to ``part``. Raises _Dropped when the caller should resume."""
+    offset = part.stat().st_size if part.exists() else 0
+    try:
+        resp = _request(url, offset, timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and offset:
+            # Range starts at or past the end: the partial file may already hold everything.
+            if _total_from_content_range(exc.headers.get("Content-Range")) == offset:
+                return
+            part.unlink()
+            return _fetch_once(url, part, timeout, desc)
+        if exc.code >= 500:  # a server-side hiccup: worth another try
+            raise _Dropped(f"{url} answered HTTP {exc.code} {exc.reason}") from None
+        raise WMoEError(f"download of {url} failed: HTTP {exc.code} {exc.reason}.") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise _Dropped(f"cannot reach {url}: {getattr(exc, 'reason', exc)}") from exc
+    with resp:
+        if offset and resp.status != 206:
+            # The server ignored the Range header and sends the whole file: start over.
+            offset = 0
+            part.write_bytes(b"")
+        elif offset and _start_from_content_range(resp.headers.get("Content-Range")) != offset:
+            part.unlink()
+            raise _Dropped(f"{url} answered a different byte range than asked; restarting from zero")
+        length = resp.headers.get("Content-Length")
+        expected_total = offset + int(length) if length is not None else None
+        received = offset
+        with open(part, "ab") as out, tqdm(
+            total=expected_total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
+            desc=desc, leave=False,
+        ) as bar:
+            while True:
+                try:
+                    block = resp.read(CHUNK)
+                except (OSError, ValueError, http.client.HTTPException) as exc:  # reset, IncompleteRead
+                    raise _Dropped(f"connection to {url} dropped at byte {received}: {exc}") from exc
+                if not block:
+                    break
+                out.write(block)
+                received += len(block)
+                bar.update(len(block))
+        if expected_total is not None and received < expected_total:
+            raise _Dropped(f"connection to {url} ended at byte {received} of {expected_total}")
+
+
+def fetch(
+    url: str,
+    target: str | os.PathLike,
+    sha256: str | None = None,
+    retries: int = 5,
+    timeout: float = 60.0,
+    backoff: float = 1.0,
+) -> FetchResult:
+    """Download ``url`` to ``target`` with resume; verify ``sha256`` when given, return the hash.
+
+    An existing ``target`` with the right hash is reused. A dropped connection is resumed from the
+    partial file up to ``retries`` times; after that the ``.part`` file stays, and the next call
+    resumes it. A hash mismatch removes the partial file, since resuming it would keep bad bytes.
+    """
+    target = Path(target)
+    scheme = urllib.parse.urlparse(url).scheme
+    if scheme not in ("http", "https"):
+        raise WMoEError(f"only http(s) URLs can be downloaded, got {url!r}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        got = sha256_file(target)
+        if not sha256 or got == sha256.lower():
+            return FetchResult(target, got, target.stat().st_size)
+        print(f"{target} does not match its sha256; downloading it again")
+        target.unlink()
+    part = target.with_name(target.name + ".part")
+    for attempt in range(retries + 1):
+        try:
+            _fetch_once(url, part, timeout, desc=target.name)
+            break
+        except _Dropped as exc:
+            if attempt == retries:
+                size = part.stat().st_size if part.exists() else 0
+                kept = f" The partial file {part} ({size} bytes) is kept: run again to resume." if size else ""
+                raise WMoEError(f"{exc}; gave up after {retries} retries.{kept}") from None
+            time.sleep(backoff * (attempt + 1))
+    got = sha256_file(part)
+    try:
+        _check_sha256(target, got, sha256, url)
+    except WMoEError:
+        part.unlink(missing_ok=True)
+        raise
+    os.replace(part, target)
+    return FetchResult(target, got, target.stat().st_size)
+
+
+def _file_url(entry: Any, url_base: str | None) -> str:
+    if url_base:
+        return url_base.rstrip("/") + "/" + urllib.parse.quote(entry.filename)
+    return entry.url
+
+
+def _expected_images(spec: Any) -> int:
+    return sum(spec.totals)
+
+
+def _count_images(folder: Path) -> int:
+    return sum(
+        1 for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES and DOWNLOADS_DIRNAME not in p.relative_to(folder).parts
+    )
+
+
+def _placed_content(dest: Path) -> list[Path]:
+    """What a user extracted into ``dest`` by hand: everything except our own bookkeeping."""
+    if not dest.is_dir():
+        return []
+    return [p for p in dest.iterdir() if p.name not in (DOWNLOADS_DIRNAME, RECORD_NAME)]
+
+
+def is_complete(dest: str | os.PathLike, key: str) -> bool:
+    """Whether ``dest`` holds a finished download of dataset ``key``."""
+    record = Path(dest) / RECORD_NAME
+    if not record.is_file():
+        return False
+    try:
+        return json.loads(record.read_text()).get("dataset") == key
+    except (json.JSONDecodeError, AttributeError):
+        return False
+
+
+def _missing_manual_message(spec: Any, dest: Path) -> str:
+    downloads = dest / DOWNLOADS_DIRNAME
+    where = [str(downloads / f.filename) for f in spec.download.files]
+    lines = [
+        f"dataset {spec.key!r} ({spec.display_name}) cannot be downloaded automatically; "
+        f"get it from {spec.homepage}.",
+    ]
+    if where:
+        lines.append("Put the archive(s) at: " + ", ".join(where))
+        lines.append(f"or extract them into {dest}/ yourself,")
+    else:
+        lines.append(f"Extract it into {dest}/,")
+    lines.append(f"then run `wmoe-clip download {spec.key} --dest {dest}` again.")
+    if spec.download.manual:
+        lines.append("Instructions: " + " ".join(spec.download.manual.split()))
+    return " ".join(lines)
+
+
+def _install(dest: Path, archives: list[Path], record: dict[str, Any]) -> None:
+    """Extract ``archives`` into a fresh tree beside ``dest`` and swap it in as one step.
+
+    The cached archives move along into the new tree. Until the final rename, ``dest`` is either
+    its old self or has no ``download.json``, so no later step can take a half-made tree for a
+    finished one.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{dest.name}.", dir=dest.parent))
+    try:
+        for archive in archives:
+            if is_archive(archive):
+                extract_into(archive, tmp)
+            else:
+                shutil.copy2(archive, tmp / archive.name)
+        write_json(tmp / RECORD_NAME, record)
+        (dest / RECORD_NAME).unlink(missing_ok=True)
+        if (dest / DOWNLOADS_DIRNAME).is_dir():
+            os.replace(dest / DOWNLOADS_DIRNAME, tmp / DOWNLOADS_DIRNAME)
+        if dest.exists():
+            old = dest.with_name(f".old-{dest.name}.{os.getpid()}")
+            os.replace(dest, old)
+            os.replace(tmp, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _file_record(entry: Any, url: str | None, result: FetchResult) -> dict[str, Any]:
+    return {
+        "filename": entry.filename,
+        "url": url,
+        "bytes": result.size,
+        "sha256": result.sha256,
+        "sha256_source": "registry" if entry.sha256 else "computed",
+    }
+
+
+def _verify_placed_archive(spec: Any, entry: Any, path: Path) -> FetchResult:
+    got = sha256_file(path)
+    try:
+        _check_sha256(path, got, entry.sha256, str(path))
+    except WMoEError as exc:
+        raise WMoEError(f"{exc} (manually placed archive of {spec.key}; source: {spec.homepage})") from None
+    return FetchResult(path, got, path.stat().st_size)
+
+
+def _fetch_entry(spec: Any, entry: Any, dest: Path, url: str) -> FetchResult:
+    print(f"{spec.key}: fetching {url}")
+    try:
+        return fetch(url, dest / DOWNLOADS_DIRNAME / entry.filename, sha256=entry.sha256)
+    except WMoEError as exc:
+        hint = f" If the source is gone: {' '.join(spec.download.manual.split())}" if spec.download.manual else ""
+        raise WMoEError(
+            f"{exc} Alternatively put {entry.filename} at {dest / DOWNLOADS_DIRNAME / entry.filename} "
+            f"(source: {spec.homepage}) and run the command again.{hint}"
+        ) from None
+
+
+def download_dataset(
+    spec: Any, dest: str | os.PathLike, url_base: str | None = None, force: bool = False
+) -> Path:
+    """Download (or take the manually placed copy of) dataset ``spec`` into ``dest``.
+
+    ``spec`` is a registry entry (``wmoe_clip.data.registry.get(key)``). ``url_base`` replaces the
+    directory part of every source URL (a mirror, or a local server in tests). A folder a user
+    extracted into ``dest`` by hand (``dest`` has content but no ``download.json``) is checked and
+    used instead of downloading; so is an archive placed at ``dest/.downloads/<filename>``.
+    Returns ``dest``.
+    """
+    dest = Path(dest)
+    recorded = (dest / RECORD_NAME).is_file()
+    if is_complete(dest, spec.key) and not force:
+        print(f"{spec.key}: {dest} is already complete ({RECORD_NAME} present); nothing to do")
+        return dest
+    record: dict[str, Any] = {"dataset": spec.key, "kind": spec.download.kind, "files": [], "wmoe_clip": __version__}
+    downloads = dest / DOWNLOADS_DIRNAME
+    files = spec.download.files
+    archives_placed = bool(files) and all((downloads / f.filename).is_file() for f in files)
+    if (spec.download.kind == "manual" and not archives_placed) or (_placed_content(dest) and not recorded):
+        if not _placed_content(dest):
+            raise WMoEError(_missing_manual_message(spec, dest))
+        return _adopt_placed_folder(spec, dest, record)
+
+    archives = []
+    for entry in files:
+        if spec.download.kind == "manual":
+            url, result = None, _verify_placed_archive(spec, entry, downloads / entry.filename)
+        else:
+            url = _file_url(entry, url_base)
+            result = _fetch_entry(spec, entry, dest, url)
+        if not entry.sha256:
+            print(f"{spec.key}: {entry.filename} has no sha256 in the registry; computed "
+                  f"{result.sha256}, recorded in {dest / RECORD_NAME}")
+        record["files"].append(_file_record(entry, url, result))
+        archives.append(result.path)
+    record["completed"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    _install(dest, archives, record)
+    print(f"{spec.key}: complete in {dest}")
+    return dest
+
+
+def _adopt_placed_folder(spec: Any, dest: Path, record: dict[str, Any]) -> Path:
+    """Accept a dataset a user extracted into ``dest`` by hand, after a plausibility check.
+
+    A folder has no archive hash to check, so it must at least hold as many images as the
+    registry's test set; ``prepare`` then checks the exact per-class counts.
+    """
+    found, expected = _count_images(dest), _expected_images(spec)
+    if found < expected:
+        raise WMoEError(
+            f"{dest} holds {found} images, fewer than the {expected} of {spec.key}'s test set: the "
+            f"extraction is incomplete or the wrong archive was used. Source: {spec.homepage}"
+        )
+    record["source"] = "placed folder"
+    record["n_images"] = found
+    record["completed"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    write_json(dest / RECORD_NAME, record)
+    print(f"{spec.key}: using the folder placed in {dest} ({found} images)")
+    return dest
