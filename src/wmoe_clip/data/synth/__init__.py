@@ -19,6 +19,9 @@ from .layouts import WRITERS, Writer
 DEFAULT_SIZE = 8
 
 
+SYNTHETIC_MARKER = "SYNTHETIC"
+
+
 def generate(key: str, out_dir: str | os.PathLike, size: int = DEFAULT_SIZE, seed: int = 0) -> list[dict]:
     """Write the stand-in of ``key`` into ``out_dir`` (replacing it); returns the ground truth records.
 
@@ -32,4 +35,6 @@ def generate(key: str, out_dir: str | os.PathLike, size: int = DEFAULT_SIZE, see
     with atomic_dir(out_dir) as tmp:
         writer = Writer(root=tmp, spec=spec, seed=seed)
         WRITERS[key](writer, size)
+        # Read by the engine so that results (and every report table) say they come from synthetic data.
+        (tmp / SYNTHETIC_MARKER).write_text(f"wmoe-clip synth {key} --size {size} --seed {seed}\n")
     return writer.truth
