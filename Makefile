@@ -21,9 +21,13 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# The demo runs on CPU: one thread per job and no GPU limit, so jobs run side by side on every core.
+DEMO_FLAGS := --cores all --configfile config/demo.yaml --set-threads train=1 evaluate=1 \
+	--set-resources train:gpu=0 evaluate:gpu=0
+
 demo: $(STAMP)
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --cores all --configfile config/demo.yaml
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake $(DEMO_FLAGS)
 	@echo "Demo report: reports/demo/index.html"
 
 clean:
-	rm -rf results/demo reports/demo resources/demo .snakemake
+	rm -rf results/demo reports/demo resources/demo logs/demo .snakemake

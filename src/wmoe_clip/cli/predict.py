@@ -1,0 +1,35 @@
+"""``wmoe-clip predict``: anomaly scores and heatmaps for loose image files."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import WMoEError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "predict",
+        help="score image files with a trained model (scores as JSON/CSV, heatmap overlays as PNG)",
+        description="Score each IMAGE with the model in CHECKPOINT. Writes OUT/scores.json, OUT/scores.csv "
+        "and OUT/heatmaps/*.png. Unreadable files are reported and skipped; the exit status is 1 when "
+        "some were skipped and 2 when none could be read.",
+    )
+    p.add_argument("--checkpoint", required=True, help="model.pt written by wmoe-clip train")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..engine.predict import predict
+
+    rows = predict(args.checkpoint, args.images, args.out)
+    failed = sum(r["error"] is not None for r in rows)
+    if failed == len(rows):
+        raise WMoEError(f"none of the {len(rows)} file(s) could be read as an image; see {args.out}/scores.csv")
+    for r in rows:
+        if r["error"] is None:
+            print(f"{r['image_score']:.4f}  {r['path']}")
+    print(f"scored {len(rows) - failed} image(s), skipped {failed}; results in {args.out}")
+    return 1 if failed else 0

@@ -1,0 +1,31 @@
+"""``wmoe-clip report --results DIR --out DIR``: Table 1, Table 2 and the HTML page."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "report",
+        help="render Table 1 / Table 2 beside the paper's numbers as HTML and LaTeX",
+        description="Read RESULTS/eval/{source}/{target}/{variant}/seed{N}.json (and training histories) and "
+        "write OUT/index.html (self-contained: tables, figures, training curves, run summary), "
+        "OUT/table1.tex and OUT/table2.tex (standalone booktabs documents). Missing results show as '–'.",
+    )
+    p.add_argument("--results", required=True, help="results folder, e.g. results or results/demo")
+    p.add_argument("--out", required=True, help="report folder, e.g. reports/paper")
+    p.add_argument("--paper", default="config/paper_results.yaml",
+                   help="the paper's numbers (default: %(default)s)")
+    p.add_argument("--resamples", type=int, default=1000,
+                   help="bootstrap resamples for the image AUROC CIs (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default %(default)s)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..report import build_report
+
+    for path in build_report(args.results, args.out, args.paper, args.resamples, args.seed):
+        print(f"wrote {path}")
+    return 0

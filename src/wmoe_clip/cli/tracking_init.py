@@ -1,0 +1,38 @@
+"""``wmoe-clip tracking-init``: create the MLflow store and experiment once, before parallel jobs.
+
+Many jobs opening a fresh SQLite store at once race on its schema creation (PIPELINE.md §3.2); the
+workflow runs this command first and makes every tracked job depend on its marker.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "tracking-init",
+        help="create the MLflow tracking store and experiment (run once before parallel jobs)",
+        description="Create (or upgrade) the MLflow store and the experiment. Default store: "
+        "$MLFLOW_TRACKING_URI, else sqlite:////<current folder>/mlflow.db; default experiment: "
+        "$MLFLOW_EXPERIMENT_NAME, else wmoe-clip.",
+    )
+    p.add_argument("--uri", help="tracking URI (default: $MLFLOW_TRACKING_URI or the SQLite file mlflow.db here)")
+    p.add_argument("--experiment", help="experiment name (default: $MLFLOW_EXPERIMENT_NAME or wmoe-clip)")
+    p.add_argument("--marker", help="JSON file to write on success (URI and experiment id), for the workflow")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..engine.tracking import init_store
+    from ..errors import WMoEError
+    from ..io import write_json
+
+    try:
+        info = init_store(args.uri, args.experiment)
+    except Exception as exc:  # noqa: BLE001 - any store failure becomes a one-line, actionable error
+        raise WMoEError(f"cannot initialise the MLflow store {args.uri or '(default)'}: {exc}") from exc
+    if args.marker:
+        write_json(args.marker, info)
+    print(f"MLflow experiment {info['experiment']!r} (id {info['experiment_id']}) ready at {info['tracking_uri']}")
+    return 0

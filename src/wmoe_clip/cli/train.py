@@ -1,0 +1,39 @@
+"""``wmoe-clip train``: train one variant on a source dataset's test split (METHOD.md §5)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a model on a source dataset (resumes an interrupted run)",
+        description="Train the learnable modules on the test split of the source dataset. Writes "
+        "DIR/history.json, DIR/run.json and, last, DIR/model.pt; DIR/state/ holds the checkpoint of the "
+        "last epoch, from which the same command resumes after an interruption.",
+    )
+    p.add_argument("--config", required=True, help="YAML file or shipped config name (tiny, vit_l14_336)")
+    p.add_argument("--source", required=True, help="registry key of the training dataset, e.g. visa")
+    p.add_argument("--data", required=True, help="prepared folder of the source dataset (holds meta.json)")
+    p.add_argument("--variant", required=True, help="Table 2 variant: base, ctds, ctds_wcma, ctds_samoe, full")
+    p.add_argument("--out", required=True, help="output folder DIR")
+    p.add_argument("--seed", type=int, help="random seed (default: train.seed of the config)")
+    p.add_argument("--epochs", type=int, help="number of epochs (default: train.epochs of the config)")
+    p.add_argument("--cache-dir", help="feature cache root when train.feature_cache is on "
+                   "(default: $WMOE_CLIP_CACHE_DIR or ~/.cache/wmoe-clip/features)")
+    p.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..config import load_config
+    from ..engine.tracking import Tracker
+    from ..engine.train import apply_overrides, train
+
+    cfg = apply_overrides(load_config(args.config), args.variant, args.seed, args.epochs)
+    run = train(cfg, args.source, args.data, args.out, tracker=Tracker(enabled=not args.no_tracking),
+                cache_dir=args.cache_dir, progress=not args.quiet)
+    print(f"trained {run['variant']} on {run['source']} (seed {run['seed']}, {run['epochs']} epochs) -> {args.out}/model.pt")
+    return 0

@@ -1,0 +1,178 @@
+"""Zero-shot evaluation of a trained model on a target dataset, streamed class by class.
+
+Per batch: the model's per-layer maps, their mean at the input size (``anomaly_map``), Gaussian
+smoothing with σ = ``eval.sigma`` (:mod:`.smoothing`, equal to scipy's ``gaussian_filter``), and the
+image score ``α·s_g + (1 − α)·max(smoothed map)`` — the max of the *smoothed* map, the same map the
+pixel metrics see, so that one hot pixel does not decide an image. The metrics accumulator holds one
+class's maps at a time and frees them when the class is finalised, so memory does not grow with the
+dataset. Only the metric levels of the target (registry ``image_metrics`` / ``pixel_metrics``) are
+computed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..errors import WMoEError
+from . import runtime
+from .feature_cache import ImageSource, open_cache
+from .figures import Sample, denormalise, sample_grid, select_samples
+from .results import build_eval, write_eval
+from .smoothing import gaussian_smooth
+from .tracking import Tracker
+from .train import is_synthetic
+
+
+def image_scores(global_score: torch.Tensor, smoothed: torch.Tensor, alpha: float) -> torch.Tensor:
+    """``α·s_g + (1 − α)·max(M)`` per image, with ``M`` the smoothed map (METHOD.md §4)."""
+    return alpha * global_score.float() + (1 - alpha) * smoothed.flatten(1).amax(dim=1)
+
+
+def training_record(checkpoint: Path, train_run: str | Path | None) -> dict[str, Any]:
+    """The training's ``run.json``: the one given, else the one beside the checkpoint, else empty."""
+    path = Path(train_run) if train_run else checkpoint.parent / "run.json"
+    if not path.is_file():
+        if train_run:
+            raise WMoEError(f"--train-run {path} does not exist; give the run.json written by wmoe-clip train")
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise WMoEError(f"{path}: not valid JSON ({exc}); rerun the training that wrote it") from None
+
+
+def evaluate(
+    checkpoint: str | Path,
+    target: str,
+    data_dir: str | Path,
+    out_json: str | Path,
+    *,
+    figure: str | Path | None = None,
+    train_run: str | Path | None = None,
+    source: str | None = None,
+    tracker: Tracker | None = None,
+    feature_cache: bool = False,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate ``checkpoint`` on ``target``; writes ``out_json`` (validated) and the figure."""
+    from ..data import registry
+    from ..data.dataset import AnomalyDataset
+    from ..metrics import ClassMetricAccumulator
+    from ..model import load_checkpoint
+
+    checkpoint, data_dir, out_json = Path(checkpoint), Path(data_dir), Path(out_json)
+    figure = Path(figure) if figure else out_json.with_suffix(".png")
+    tracker = tracker or Tracker(enabled=False)
+    started = time.perf_counter()
+
+    model = load_checkpoint(checkpoint, map_location="cpu")
+    cfg = model.cfg
+    device = runtime.select_device(cfg.eval.device)
+    model = model.to(device).eval()
+    run = training_record(checkpoint, train_run)
+    source = source or run.get("source")
+    seed = int(run.get("seed", cfg.train.seed))
+    train_run_id = run.get("mlflow_run_id")
+
+    spec = registry.get(target)
+    dataset = AnomalyDataset(data_dir, "test", cfg.model.image_size, cfg.data.mask_interpolation)
+    if dataset.dataset != target:
+        raise WMoEError(f"--target {target!r} but {data_dir}/meta.json holds dataset {dataset.dataset!r}")
+    if len(dataset) == 0:
+        raise WMoEError(f"{data_dir}: the test split of {target!r} is empty; nothing to evaluate")
+    synthetic = is_synthetic(data_dir)
+    size = cfg.model.image_size
+    classes = {cls: dataset.class_indices(cls) for cls in dataset.class_names}
+    classes = {cls: idx for cls, idx in classes.items() if idx}
+
+    sw = runtime.software_info()
+    run_id = tracker.start(
+        f"eval {source} -> {target} {cfg.variant} seed{seed}",
+        tags={"kind": "eval", "source": source, "target": target, "variant": cfg.variant, "seed": seed,
+              "synthetic": synthetic, "device": runtime.device_description(device),
+              "mlflow.source.git.commit": sw["git_commit"] or "", "git_dirty": sw["git_dirty"],
+              "data.n_images": len(dataset), "data.n_classes": len(classes)},
+        parent_run_id=train_run_id,
+    )
+    tracker.log_params(cfg.to_dict())
+
+    if feature_cache:
+        feats_source = open_cache(cfg, dataset, model, device, cache_dir, cfg.eval.batch_size, cfg.eval.num_workers)
+    else:
+        feats_source = ImageSource(dataset, model, device, cfg.eval.num_workers)
+    acc = ClassMetricAccumulator(image=spec.image_metrics, pixel=spec.pixel_metrics, image_size=(size, size),
+                                 expected={cls: len(idx) for cls, idx in classes.items()})
+    picks = select_samples(dataset.records, cfg.eval.figure_samples)
+    figure_picks = set(picks)
+    figure_maps: dict[int, tuple[np.ndarray, float]] = {}
+
+    runtime.reset_peak_memory(device)
+    inference_s = metrics_s = 0.0
+    bs = cfg.eval.batch_size
+    bar = tqdm(total=len(dataset), desc=f"evaluate {target}", unit="img", disable=not progress)
+    for cls, idx in classes.items():
+        t0 = time.perf_counter()
+        chunks = [idx[i : i + bs] for i in range(0, len(idx), bs)]
+        for batch in feats_source.batches(chunks):
+            with torch.no_grad():
+                with runtime.autocast(device):
+                    out = model.forward_features(batch.feats)
+                smoothed = gaussian_smooth(out.anomaly_map.float(), cfg.eval.sigma)
+                scores = image_scores(out.global_score, smoothed, cfg.model.alpha)
+            maps_np, scores_np = smoothed.cpu().numpy(), scores.cpu().numpy()
+            acc.add(cls, batch.labels.cpu().numpy(), scores_np, masks=batch.masks.cpu().numpy(), maps=maps_np)
+            for j, index in enumerate(batch.indices):
+                if index in figure_picks:
+                    figure_maps[index] = (maps_np[j].copy(), float(scores_np[j]))
+            bar.update(len(batch.indices))
+        t1 = time.perf_counter()
+        result = acc.finalize_class(cls)
+        metrics_s += time.perf_counter() - t1
+        inference_s += t1 - t0
+        tracker.log_metrics({f"class.{cls}": {k: v for k, v in result.items() if k in ("image", "pixel")}})
+    bar.close()
+
+    figure_name = None
+    if figure_maps:
+        samples = []
+        for index in (i for i in picks if i in figure_maps):
+            item = dataset[index]
+            anomaly_map, score = figure_maps[index]
+            samples.append(Sample(denormalise(item["image"]), item["mask"].numpy() > 0.5, anomaly_map,
+                                  item["cls_name"], int(item["label"]), score))
+        sample_grid(samples, figure, f"{spec.display_name}: model trained on {source} ({cfg.variant}, seed {seed})")
+        figure_name = figure.name if figure.parent.resolve() == out_json.parent.resolve() else str(figure)
+
+    n = len(dataset)
+    timings = {
+        "inference_s": inference_s,
+        "images_per_s": n / inference_s if inference_s > 0 else 0.0,
+        "metrics_s": metrics_s,
+        "total_s": time.perf_counter() - started,
+        "device": runtime.device_description(device),
+        "peak_memory_mb": runtime.peak_memory_mb(device),
+    }
+    doc = build_eval(
+        source=source, target=target, variant=cfg.variant, seed=seed, synthetic=synthetic,
+        dataset={"key": spec.key, "display_name": spec.display_name, "domain": spec.domain,
+                 "image_metrics": spec.image_metrics, "pixel_metrics": spec.pixel_metrics},
+        per_class=acc.results(), mean=acc.mean(), image_scores=acc.image_scores(),
+        checkpoint=checkpoint, config=cfg.to_dict(), train_run_id=train_run_id, mlflow_run_id=run_id,
+        software=sw, timings=timings, figure=figure_name,
+    )
+    write_eval(out_json, doc)
+    tracker.log_metrics({"mean": {lvl: {k: v["value"] for k, v in m.items()} for lvl, m in doc["mean"].items()},
+                         "timings": {k: v for k, v in timings.items() if k != "device"}})
+    tracker.log_artifact(out_json)
+    if figure_name:
+        tracker.log_artifact(figure)
+    tracker.end()
+    return doc

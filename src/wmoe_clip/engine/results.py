@@ -1,0 +1,126 @@
+"""The evaluation JSON (format ``wmoe-clip/eval``, version 1): building, validating, writing.
+
+The format is ARCHITECTURE.md's "Evaluation JSON"; its machine-readable definition is
+``wmoe_clip/schemas/eval.schema.json``, and every file is validated against it before it is written,
+so a report never reads a result this code could not have produced.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..errors import WMoEError
+from ..io import write_json
+
+FORMAT = "wmoe-clip/eval"
+FORMAT_VERSION = 1
+
+
+@functools.lru_cache(maxsize=1)
+def eval_schema() -> dict[str, Any]:
+    return json.loads(resources.files("wmoe_clip").joinpath("schemas/eval.schema.json").read_text())
+
+
+def validate_eval(doc: Mapping[str, Any], where: str = "evaluation") -> None:
+    """Raise ``WMoEError`` naming the first place where ``doc`` breaks the schema or the format's rules."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(eval_schema())
+    errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        at = "/".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise WMoEError(f"{where}: does not follow the eval format at {at}: {err.message}")
+    problems = []
+    levels = [lvl for lvl in ("image", "pixel") if doc["dataset"][f"{lvl}_metrics"]]
+    for cls, res in doc["per_class"].items():
+        if res["n_images"] != res["n_normal"] + res["n_anomalous"]:
+            problems.append(f"per_class/{cls}: n_images is not n_normal + n_anomalous")
+        if sorted(k for k in res if k in ("image", "pixel")) != levels:
+            problems.append(f"per_class/{cls}: levels differ from the dataset's ({', '.join(levels)})")
+    if sorted(doc["mean"]) != levels:
+        problems.append(f"mean: levels differ from the dataset's ({', '.join(levels)})")
+    counts = doc["counts"]
+    if counts["n_classes"] != len(doc["per_class"]):
+        problems.append("counts/n_classes differs from the number of classes in per_class")
+    for key in ("n_images", "n_normal", "n_anomalous"):
+        if counts[key] != sum(r[key] for r in doc["per_class"].values()):
+            problems.append(f"counts/{key} is not the sum over classes")
+    if problems:
+        raise WMoEError(f"{where}: " + "; ".join(problems))
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def build_eval(
+    *,
+    source: str | None,
+    target: str,
+    variant: str,
+    seed: int,
+    synthetic: bool,
+    dataset: Mapping[str, Any],
+    per_class: Mapping[str, Mapping[str, Any]],
+    mean: Mapping[str, Any],
+    image_scores: Mapping[str, Mapping[str, list]],
+    checkpoint: str | os.PathLike,
+    config: Mapping[str, Any],
+    train_run_id: str | None,
+    mlflow_run_id: str | None,
+    software: Mapping[str, Any],
+    timings: Mapping[str, Any],
+    figure: str | None,
+) -> dict[str, Any]:
+    """The evaluation document from the metrics accumulator's ``results()``, ``mean()`` and ``image_scores()``."""
+    counts = {k: sum(int(r[k]) for r in per_class.values()) for k in ("n_images", "n_normal", "n_anomalous")}
+    counts["n_classes"] = len(per_class)
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "source": source,
+        "target": target,
+        "variant": variant,
+        "seed": int(seed),
+        "synthetic": bool(synthetic),
+        "dataset": dict(dataset),
+        "per_class": {k: dict(v) for k, v in per_class.items()},
+        "mean": dict(mean),
+        "image_scores": {k: dict(v) for k, v in image_scores.items()},
+        "counts": counts,
+        "checkpoint": {"path": str(checkpoint), "sha256": file_sha256(checkpoint)},
+        "config": dict(config),
+        "train_run_id": train_run_id,
+        "mlflow_run_id": mlflow_run_id,
+        "software": dict(software),
+        "timings": dict(timings),
+        "figure": figure,
+    }
+
+
+def write_eval(path: str | os.PathLike, doc: Mapping[str, Any]) -> None:
+    """Validate and write atomically: an invalid document is never left where a report would read it."""
+    validate_eval(doc, str(path))
+    write_json(path, doc)
+
+
+def load_eval(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise WMoEError(f"{path}: cannot read the evaluation ({exc})") from None
+    validate_eval(doc, str(path))
+    return doc

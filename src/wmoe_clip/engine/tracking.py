@@ -1,0 +1,212 @@
+"""MLflow tracking that never fails a job (PIPELINE.md §3).
+
+* Store: ``MLFLOW_TRACKING_URI`` if set (e.g. a tracking server on a cluster), else a SQLite file
+  ``mlflow.db`` in the working directory, as an absolute URI so jobs started elsewhere share it.
+* Experiment: ``MLFLOW_EXPERIMENT_NAME``, default ``wmoe-clip``. ``wmoe-clip tracking-init`` creates
+  the store and the experiment once, before parallel jobs, to avoid the schema-creation race.
+* One run per training and per evaluation; an evaluation run carries its training run as parent.
+* Every call goes through :meth:`Tracker._call`: a failure gives one warning and switches tracking
+  off for the rest of the job, whose files are still written. SQLite lock contention is retried.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+DEFAULT_EXPERIMENT = "wmoe-clip"
+# MLflow's own HTTP defaults (7 retries with back-off, 120 s timeout) would stall a job for minutes
+# when a server is down; these bound it to seconds. Users may still set the variables themselves.
+_HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
+}
+_LOCK_RETRIES = 8
+# MLflow limits: a param value holds at most 6000 characters, a batch at most 100 params / 1000 metrics.
+_PARAM_CHARS = 6000
+_PARAM_BATCH = 100
+_METRIC_BATCH = 1000
+
+
+class TrackingWarning(UserWarning):
+    """Tracking failed; the job goes on without it."""
+
+
+def _prepare_environment() -> None:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    for key, value in _HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+def default_tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else ``sqlite:////<cwd>/mlflow.db`` (absolute)."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    return "sqlite:///" + str(Path.cwd().resolve() / "mlflow.db")
+
+
+def experiment_name() -> str:
+    return os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+
+
+def _artifact_location(uri: str) -> str | None:
+    """Artifacts of a SQLite store go to ``mlartifacts/`` beside the database file; a server decides itself."""
+    if uri.startswith("sqlite:///"):
+        return str(Path(uri[len("sqlite:///"):]).resolve().parent / "mlartifacts")
+    return None
+
+
+def init_store(uri: str | None = None, experiment: str | None = None) -> dict[str, str]:
+    """Create the store's schema and the experiment once; safe to call again. Raises on failure."""
+    _prepare_environment()
+    from mlflow.tracking import MlflowClient
+
+    uri = uri or default_tracking_uri()
+    name = experiment or experiment_name()
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    client = MlflowClient(tracking_uri=uri)  # a SQLite store creates or upgrades its schema here
+    exp = client.get_experiment_by_name(name)
+    exp_id = exp.experiment_id if exp else client.create_experiment(name, artifact_location=_artifact_location(uri))
+    return {"tracking_uri": uri, "experiment": name, "experiment_id": exp_id}
+
+
+def _flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    return "database is locked" in str(exc) or "database is busy" in str(exc)
+
+
+class Tracker:
+    """One MLflow run, or nothing when tracking is off or has failed."""
+
+    def __init__(self, enabled: bool = True, uri: str | None = None, experiment: str | None = None):
+        self.enabled = enabled
+        self.uri = uri or default_tracking_uri()
+        self.experiment = experiment or experiment_name()
+        self.run_id: str | None = None
+        self._client = None
+
+    @property
+    def active(self) -> bool:
+        return self.enabled and self.run_id is not None
+
+    def _call(self, what: str, fn: Callable[[], Any]) -> Any:
+        if not self.enabled:
+            return None
+        for attempt in range(_LOCK_RETRIES):
+            try:
+                return fn()
+            except Exception as exc:  # noqa: BLE001 - tracking must never fail the job
+                if _is_lock_error(exc) and attempt + 1 < _LOCK_RETRIES:
+                    time.sleep(0.2 * 2**attempt)
+                    continue
+                warnings.warn(
+                    f"MLflow tracking ({self.uri}) failed while trying to {what}: "
+                    f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}; "
+                    "tracking is off for the rest of this job, its output files are still written",
+                    TrackingWarning,
+                    stacklevel=3,
+                )
+                self.enabled = False
+                return None
+        return None
+
+    def start(
+        self,
+        run_name: str,
+        tags: Mapping[str, Any] | None = None,
+        parent_run_id: str | None = None,
+        resume_run_id: str | None = None,
+    ) -> str | None:
+        """Open a run (or reopen ``resume_run_id``); returns its id, or None when tracking is off."""
+        if not self.enabled:
+            return None
+        _prepare_environment()
+
+        def start() -> str:
+            from mlflow.tracking import MlflowClient
+
+            client = MlflowClient(tracking_uri=self.uri)
+            if resume_run_id:
+                client.update_run(resume_run_id, status="RUNNING")
+                self._client = client
+                return resume_run_id
+            exp = client.get_experiment_by_name(self.experiment)
+            exp_id = (
+                exp.experiment_id
+                if exp
+                else client.create_experiment(self.experiment, artifact_location=_artifact_location(self.uri))
+            )
+            all_tags = {
+                # MLflow would name the script path (a temporary copy under Snakemake); name the command.
+                "mlflow.source.name": " ".join(["wmoe-clip", *sys.argv[1:2]]),
+                "mlflow.source.type": "LOCAL",
+                **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {}),
+                **{k: str(v) for k, v in (tags or {}).items()},
+            }
+            run = client.create_run(exp_id, tags=all_tags, run_name=run_name)
+            self._client = client
+            return run.info.run_id
+
+        self.run_id = self._call("start a run", start)
+        return self.run_id
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        if not self.active:
+            return
+        from mlflow.entities import Param
+
+        flat = [Param(k, str(v)[:_PARAM_CHARS]) for k, v in _flatten(params).items()]
+        for i in range(0, len(flat), _PARAM_BATCH):
+            chunk = flat[i : i + _PARAM_BATCH]
+            self._call("log parameters", lambda: self._client.log_batch(self.run_id, params=chunk))
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        if not self.active:
+            return
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        self._call("set tags", lambda: self._client.log_batch(self.run_id, tags=items))
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int = 0) -> None:
+        """Log finite numbers (nested keys joined with '.'); nulls and non-numbers are skipped."""
+        if not self.active:
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [
+            Metric(k, float(v), now, step)
+            for k, v in _flatten(metrics).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        ]
+        for i in range(0, len(items), _METRIC_BATCH):
+            chunk = items[i : i + _METRIC_BATCH]
+            self._call("log metrics", lambda: self._client.log_batch(self.run_id, metrics=chunk))
+
+    def log_artifact(self, path: str | os.PathLike) -> None:
+        if self.active and Path(path).exists():
+            self._call(f"log artifact {path}", lambda: self._client.log_artifact(self.run_id, str(path)))
+
+    def end(self, status: str = "FINISHED") -> None:
+        if self.active:
+            self._call("end the run", lambda: self._client.set_terminated(self.run_id, status=status))

@@ -1,0 +1,315 @@
+"""Training (METHOD.md §5): the source dataset's test split, Adam, the last epoch is the model.
+
+Reproducibility and resumption:
+
+* Every epoch's randomness is a function of (seed, epoch) alone: the data order comes from a
+  generator seeded with ``derived_seed(seed, epoch)`` and the global RNG (CTDS noise) is reseeded
+  with ``derived_seed(seed, epoch, 1)``. Resuming therefore needs no RNG state, only the learnable
+  weights and the optimiser state, which ``DIR/state/epoch-NNNN.pt`` holds after each epoch (written
+  atomically; older ones are removed). Re-running the same command continues from the last one, and
+  on the CPU the final weights equal those of an uninterrupted run bit for bit.
+* Gradient accumulation (``train.micro_batch_size``) splits each batch of ``train.batch_size`` and
+  weights each part by its share of the batch, so the update equals the full batch's (the losses are
+  batch means).
+* Outputs: ``history.json`` (per-epoch loss terms, expert usage, lr, time), ``run.json`` and, last,
+  ``model.pt`` — its presence means the training finished.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from ..config import RunConfig
+from ..errors import WMoEError
+from ..io import torch_save, write_json
+from . import runtime
+from .feature_cache import ImageSource, open_cache
+from .tracking import Tracker
+
+STATE_DIR = "state"
+_STATE_NAME = re.compile(r"^epoch-(\d{4})\.pt$")
+STATE_FORMAT = "wmoe-clip/train-state"
+
+
+def dataset_counts(dataset) -> dict[str, int]:
+    labels = [int(r["anomaly"]) for r in dataset.records]
+    return {
+        "n_images": len(labels),
+        "n_normal": labels.count(0),
+        "n_anomalous": labels.count(1),
+        "n_classes": len(dataset.class_names),
+    }
+
+
+def meta_digest(prepared_dir: str | Path) -> str:
+    return hashlib.sha256((Path(prepared_dir) / "meta.json").read_bytes()).hexdigest()
+
+
+def is_synthetic(prepared_dir: str | Path) -> bool:
+    """True when the prepared data came from ``wmoe-clip synth``.
+
+    Read from ``prepare.json`` (``"synthetic": true``) or a ``SYNTHETIC`` marker file in the raw root.
+    """
+    prepared_dir = Path(prepared_dir)
+    try:
+        report = json.loads((prepared_dir / "prepare.json").read_text())
+        if report.get("synthetic"):
+            return True
+    except (OSError, json.JSONDecodeError):
+        pass
+    try:
+        root = json.loads((prepared_dir / "meta.json").read_text())["root"]
+    except (OSError, json.JSONDecodeError, KeyError):
+        return False
+    return (prepared_dir / root / "SYNTHETIC").exists()
+
+
+def _step_plan(n: int, batch_size: int, micro: int | None, generator: torch.Generator) -> list[list[list[int]]]:
+    """Shuffled indices as optimiser steps, each a list of micro-batches."""
+    order = torch.randperm(n, generator=generator).tolist()
+    micro = micro or batch_size
+    steps = []
+    for i in range(0, n, batch_size):
+        batch = order[i : i + batch_size]
+        steps.append([batch[j : j + micro] for j in range(0, len(batch), micro)])
+    return steps
+
+
+def _resume_identity(cfg: RunConfig, source: str, data_digest: str) -> dict[str, Any]:
+    """What a state checkpoint must agree on to be resumed (the epoch count may grow)."""
+    config = cfg.to_dict()
+    config["train"] = {k: v for k, v in config["train"].items() if k not in ("epochs", "num_workers", "device")}
+    return {"config": config, "source": source, "data": data_digest}
+
+
+def latest_state(state_dir: Path) -> Path | None:
+    found = sorted(p for p in state_dir.glob("epoch-*.pt") if _STATE_NAME.match(p.name)) if state_dir.is_dir() else []
+    return found[-1] if found else None
+
+
+class _EpochStats:
+    """Sample-weighted means of the loss terms and the experts' share of the routing."""
+
+    def __init__(self, num_experts: int | None):
+        self.n = 0
+        self.sums: dict[str, float] = {}
+        self.expert_counts = torch.zeros(num_experts, dtype=torch.float64) if num_experts else None
+        self.router_sum = torch.zeros(num_experts, dtype=torch.float64) if num_experts else None
+
+    def add(self, terms: dict[str, torch.Tensor], aux: dict[str, torch.Tensor], n: int) -> None:
+        self.n += n
+        for k, v in terms.items():
+            self.sums[k] = self.sums.get(k, 0.0) + float(v.detach()) * n
+        if self.expert_counts is not None and "expert_index" in aux:
+            idx = aux["expert_index"].detach().flatten().cpu()
+            self.expert_counts += torch.bincount(idx, minlength=len(self.expert_counts)).double()
+            self.router_sum += aux["router_probs"].detach().float().sum(0).cpu().double()
+
+    def means(self) -> dict[str, float]:
+        return {k: v / max(self.n, 1) for k, v in self.sums.items()}
+
+    def expert_usage(self) -> dict[str, list[float]] | None:
+        if self.expert_counts is None or self.expert_counts.sum() == 0:
+            return None
+        return {
+            "selected_share": (self.expert_counts / self.expert_counts.sum()).tolist(),
+            "mean_router_prob": (self.router_sum / max(self.n, 1)).tolist(),
+        }
+
+
+def train(
+    cfg: RunConfig,
+    source: str,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    tracker: Tracker | None = None,
+    cache_dir: str | Path | None = None,
+    on_epoch_end: Callable[[int], None] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train ``cfg`` (variant and seed applied) on ``source``'s test split; returns the run record."""
+    from ..data.dataset import AnomalyDataset
+    from ..model import build_model, save_checkpoint
+    from ..model.checkpoint import load_learnable_state
+
+    out_dir, data_dir = Path(out_dir), Path(data_dir)
+    tc = cfg.train
+    tracker = tracker or Tracker(enabled=False)
+    device = runtime.select_device(tc.device)
+    dataset = AnomalyDataset(data_dir, "test", cfg.model.image_size, cfg.data.mask_interpolation)
+    if dataset.dataset != source:
+        raise WMoEError(f"--source {source!r} but {data_dir}/meta.json holds dataset {dataset.dataset!r}")
+    if len(dataset) == 0:
+        raise WMoEError(f"{data_dir}: the test split of {source!r} is empty; nothing to train on")
+    counts = dataset_counts(dataset)
+    data_digest = meta_digest(data_dir)
+
+    runtime.seed_everything(tc.seed)
+    model = build_model(cfg).to(device)
+    params = model.learnable_parameters()
+    optimizer = torch.optim.Adam(params, lr=tc.lr, betas=tc.betas)
+
+    state_dir = out_dir / STATE_DIR
+    identity = _resume_identity(cfg, source, data_digest)
+    history: list[dict[str, Any]] = []
+    start_epoch, run_id = 0, None
+    state_path = latest_state(state_dir)
+    if state_path is not None:
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        if state.get("format") != STATE_FORMAT or state.get("identity") != identity:
+            raise WMoEError(
+                f"{state_path} was written by a different training (config, source or data differ); "
+                f"delete {state_dir} to start afresh, or use another --out"
+            )
+        if state["epoch"] > tc.epochs:
+            raise WMoEError(f"{state_path} is past epoch {tc.epochs}; use --epochs {state['epoch']} or more")
+        load_learnable_state(model, state["model"], str(state_path))
+        optimizer.load_state_dict(state["optimizer"])
+        history, start_epoch, run_id = json.loads(state["history"]), state["epoch"], state.get("mlflow_run_id")
+        print(f"resuming from {state_path} (epoch {start_epoch}/{tc.epochs})")
+
+    sw = runtime.software_info()
+    tags = {
+        "kind": "train", "source": source, "variant": cfg.variant, "seed": tc.seed,
+        "synthetic": is_synthetic(data_dir), "device": runtime.device_description(device),
+        "mlflow.source.git.commit": sw["git_commit"] or "", "git_dirty": sw["git_dirty"],
+        **{f"data.{k}": v for k, v in counts.items()},
+    }
+    run_id = tracker.start(f"train {source} {cfg.variant} seed{tc.seed}", tags=tags, resume_run_id=run_id)
+    if start_epoch == 0:
+        tracker.log_params(cfg.to_dict())
+
+    if tc.feature_cache:
+        feats_source = open_cache(cfg, dataset, model, device, cache_dir, tc.batch_size, tc.num_workers)
+    else:
+        feats_source = ImageSource(dataset, model, device, tc.num_workers)
+    num_experts = cfg.model.sa_moe.num_experts if cfg.model.sa_moe.enabled else None
+    steps_per_epoch = math.ceil(len(dataset) / tc.batch_size)
+
+    try:
+        for epoch in range(start_epoch, tc.epochs):
+            history.append(_train_epoch(model, optimizer, feats_source, cfg, epoch, device, num_experts,
+                                        steps_per_epoch, tracker, progress))
+            tracker.log_metrics(_epoch_metrics(history[-1]), step=epoch + 1)
+            state_dir.mkdir(parents=True, exist_ok=True)
+            new_state = state_dir / f"epoch-{epoch + 1:04d}.pt"
+            torch_save({
+                "format": STATE_FORMAT, "identity": identity, "epoch": epoch + 1,
+                "model": {k: v.cpu() for k, v in model.learnable_state_dict().items()},
+                "optimizer": optimizer.state_dict(), "history": json.dumps(history), "mlflow_run_id": run_id,
+            }, new_state)
+            for old in state_dir.glob("epoch-*.pt"):
+                if old != new_state:
+                    old.unlink(missing_ok=True)
+            write_json(out_dir / "history.json", history)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1)
+    except BaseException:
+        tracker.end("KILLED")
+        raise
+
+    run = {
+        "mlflow_run_id": run_id,
+        "source": source,
+        "variant": cfg.variant,
+        "seed": tc.seed,
+        "epochs": tc.epochs,
+        "data": str(data_dir),
+        "data_meta_sha256": data_digest,
+        "synthetic": is_synthetic(data_dir),
+        "counts": counts,
+        "feature_cache": tc.feature_cache,
+        "device": runtime.device_description(device),
+        "software": sw,
+        "config": cfg.to_dict(),
+        "model": "model.pt",
+    }
+    write_json(out_dir / "history.json", history)
+    write_json(out_dir / "run.json", run)
+    save_checkpoint(model, out_dir / "model.pt")
+    tracker.log_artifact(out_dir / "history.json")
+    tracker.log_artifact(out_dir / "run.json")
+    tracker.end()
+    return run
+
+
+def _train_epoch(model, optimizer, feats_source, cfg: RunConfig, epoch: int, device: torch.device,
+                 num_experts: int | None, steps_per_epoch: int, tracker: Tracker, progress: bool) -> dict[str, Any]:
+    tc = cfg.train
+    plan = _step_plan(len(feats_source), tc.batch_size, tc.micro_batch_size,
+                      torch.Generator().manual_seed(runtime.derived_seed(tc.seed, epoch)))
+    torch.manual_seed(runtime.derived_seed(tc.seed, epoch, 1))  # CTDS noise
+    model.train()
+    stats = _EpochStats(num_experts)
+    runtime.reset_peak_memory(device)
+    start = time.perf_counter()
+    micro_batches = feats_source.batches([mb for step in plan for mb in step])
+    bar = tqdm(plan, desc=f"epoch {epoch + 1}/{tc.epochs}", unit="step", disable=not progress, leave=False)
+    for step_index, step in enumerate(bar):
+        optimizer.zero_grad(set_to_none=True)
+        step_loss = accumulate_gradients(model, micro_batches, step, device, stats)
+        optimizer.step()
+        tracker.log_metrics({"step_loss": step_loss}, step=epoch * steps_per_epoch + step_index + 1)
+        bar.set_postfix({k: f"{v:.3f}" for k, v in stats.means().items()})
+    bar.close()
+    elapsed = time.perf_counter() - start
+    return {
+        "epoch": epoch + 1,
+        "loss": stats.means(),
+        "expert_usage": stats.expert_usage(),
+        "lr": optimizer.param_groups[0]["lr"],
+        "time_s": elapsed,
+        "images_per_s": stats.n / elapsed if elapsed > 0 else 0.0,
+        "peak_memory_mb": runtime.peak_memory_mb(device),
+    }
+
+
+def accumulate_gradients(model, micro_batches, step: list[list[int]], device: torch.device,
+                         stats: _EpochStats | None = None) -> float:
+    """Backpropagate one optimiser step given as micro-batches (read from the iterator
+    ``micro_batches``); each micro-batch's loss is weighted by its share of the step, so the summed
+    gradients equal those of the whole batch. Returns the step's loss."""
+    n_step = sum(len(mb) for mb in step)
+    step_loss = 0.0
+    for mb in step:
+        batch = next(micro_batches)
+        with runtime.autocast(device):
+            out = model.forward_features(batch.feats)
+        terms = model.loss(out, batch.labels, batch.masks)
+        (terms["total"] * (len(mb) / n_step)).backward()
+        if stats is not None:
+            stats.add(terms, out.aux, len(mb))
+        step_loss += float(terms["total"].detach()) * len(mb) / n_step
+    return step_loss
+
+
+def _epoch_metrics(entry: dict[str, Any]) -> dict[str, Any]:
+    """An epoch's history entry as flat MLflow metrics (expert shares as ``expert_share.<i>``)."""
+    metrics = {k: v for k, v in entry.items() if k not in ("epoch", "expert_usage")}
+    usage = entry.get("expert_usage") or {}
+    for name, values in usage.items():
+        metrics[name] = {str(i): v for i, v in enumerate(values)}
+    return metrics
+
+
+def apply_overrides(cfg: RunConfig, variant: str | None = None, seed: int | None = None,
+                    epochs: int | None = None) -> RunConfig:
+    """``cfg`` with a Table 2 variant, and the seed and epoch count of the command line."""
+    if variant:
+        cfg = cfg.with_variant(variant)
+    changes = {k: v for k, v in (("seed", seed), ("epochs", epochs)) if v is not None}
+    if epochs is not None and epochs < 1:
+        raise WMoEError(f"--epochs must be at least 1, got {epochs}")
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **changes)) if changes else cfg

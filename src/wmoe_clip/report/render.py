@@ -1,0 +1,71 @@
+"""Render the tables as one self-contained HTML page and as standalone LaTeX (booktabs) files.
+
+Both come from the same :class:`~wmoe_clip.report.tables.Table` objects through jinja2 templates
+(``templates/``): an HTML environment with autoescaping, and a LaTeX environment with LaTeX-safe
+delimiters and an explicit ``latex`` escape filter (PIPELINE.md §4.4).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jinja2
+
+from .tables import Table
+
+_LATEX = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+    "–": "--", "—": "---", "−": "$-$", "±": r"$\pm$", "Δ": r"$\Delta$", "✓": r"$\checkmark$",
+    "“": "``", "”": "''", "§": r"\S{}", "×": r"$\times$", "→": r"$\rightarrow$",
+}
+
+
+def latex_escape(text: Any) -> str:
+    return "".join(_LATEX.get(ch, ch) for ch in str(text))
+
+
+def _loader() -> jinja2.BaseLoader:
+    return jinja2.PackageLoader("wmoe_clip.report", "templates")
+
+
+def _latex_env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=_loader(),
+        block_start_string=r"\BLOCK{", block_end_string="}",
+        variable_start_string=r"\VAR{", variable_end_string="}",
+        comment_start_string=r"\#{", comment_end_string="}",
+        line_statement_prefix="%%", line_comment_prefix="%#",
+        trim_blocks=True, autoescape=False, undefined=jinja2.StrictUndefined,
+    )
+    env.filters["latex"] = latex_escape
+    return env
+
+
+def _html_env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=_loader(), autoescape=jinja2.select_autoescape(["html", "j2"]),
+        undefined=jinja2.StrictUndefined,
+    )
+
+
+def _header_spans(table: Table) -> list[list[dict[str, Any]]]:
+    """Header groups with their first/last column (1-based), for \\cmidrule and colspan."""
+    rows = []
+    for groups in table.header_groups:
+        col, row = 1, []
+        for label, span in groups:
+            row.append({"label": label, "span": span, "first": col, "last": col + span - 1})
+            col += span
+        rows.append(row)
+    return rows
+
+
+def render_latex(table: Table) -> str:
+    text = _latex_env().get_template("table.tex.j2").render(table=table, header_rows=_header_spans(table))
+    return text.lstrip() + "\n"
+
+
+def render_html(tables: list[Table], **context: Any) -> str:
+    tables_ctx = [{"table": t, "header_rows": _header_spans(t)} for t in tables]
+    return _html_env().get_template("report.html.j2").render(tables=tables_ctx, **context)

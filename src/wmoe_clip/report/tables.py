@@ -1,0 +1,216 @@
+"""Table 1 and Table 2: our numbers beside the paper's, as format-neutral tables of strings.
+
+Values are percentages with one decimal as in the paper. "Ours" is the mean over seeds, with
+± the sample standard deviation when there are several; Δ = ours − paper; image AUROC carries a
+stratified bootstrap 95% CI (stats.py). A cell without a result is "–" and the table says why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from .paper import PaperResults
+from .results import Results
+from .stats import bootstrap_auroc_ci
+
+MISSING = "–"
+METRIC_NAMES = {"auroc": "AUROC", "f1_max": "F1-max", "ap": "AP", "aupro_anomalyclip": "PRO", "aupro": "AUPRO"}
+LEVEL_NAMES = {"image": "image level", "pixel": "pixel level"}
+SYNTHETIC_NOTE = (
+    "Synthetic data: these numbers come from generated stand-in datasets (wmoe-clip synth) and a "
+    "tiny model; they exercise the pipeline and say nothing about the method. Do not compare them "
+    "with the paper."
+)
+
+
+@dataclass
+class Table:
+    key: str
+    title: str
+    caption: str
+    columns: list[str]
+    align: str  # one LaTeX alignment letter per column
+    # Spanning header rows above the column names: (label, number of columns); "" leaves a gap.
+    header_groups: list[list[tuple[str, int]]] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+    # Row index -> label of a section that starts there (a full-width row between rules).
+    sections: dict[int, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    synthetic: bool = False
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Mean, std (None for one seed) and number of seeds of one metric, in [0, 1]."""
+
+    mean: float
+    std: float | None
+    n: int
+
+
+def pct(value: float) -> str:
+    return f"{100 * value:.1f}"
+
+
+def fmt_ours(s: Summary | None) -> str:
+    if s is None:
+        return MISSING
+    return pct(s.mean) if s.std is None else f"{pct(s.mean)} ± {100 * s.std:.1f}"
+
+
+def fmt_delta(s: Summary | None, paper: float) -> str:
+    # A true minus sign, as the paper typesets negative numbers.
+    return MISSING if s is None else f"{100 * s.mean - paper:+.1f}".replace("-", "−")
+
+
+def fmt_ci(ci: tuple[float, float] | None) -> str:
+    return MISSING if ci is None else f"[{pct(ci[0])}, {pct(ci[1])}]"
+
+
+def summarise(tidy: pd.DataFrame) -> dict[tuple[str, str, str, str, str], Summary]:
+    """(source, target, variant, level, metric) -> Summary over seeds."""
+    if tidy.empty:
+        return {}
+    keys = ["source", "target", "variant", "level", "metric"]
+    grouped = tidy.groupby(keys)["value"].agg(["mean", "std", "count"])
+    return {
+        key: Summary(float(r["mean"]), float(r["std"]) if r["count"] > 1 else None, int(r["count"]))
+        for key, r in grouped.iterrows()
+    }
+
+
+class _Cells:
+    """Summaries and bootstrap CIs of one results folder, looked up per table cell."""
+
+    def __init__(self, results: Results, resamples: int, seed: int):
+        self.results = results
+        self.summary = summarise(results.tidy())
+        self.resamples = resamples
+        self.seed = seed
+        self._ci: dict[tuple[str, str, str], tuple[float, float] | None] = {}
+
+    def sources(self, target: str, variant: str) -> list[str]:
+        return sorted({k[0] for k in self.summary if k[1] == target and k[2] == variant})
+
+    def get(self, source: str, target: str, variant: str, level: str, metric: str) -> Summary | None:
+        return self.summary.get((source, target, variant, level, metric))
+
+    def ci(self, source: str, target: str, variant: str) -> tuple[float, float] | None:
+        key = (source, target, variant)
+        if key not in self._ci:
+            scores = [
+                e.data["image_scores"]
+                for e in sorted(self.results.evaluations, key=lambda e: e.seed)
+                if (e.source, e.target, e.variant) == key and e.data.get("image_scores")
+            ]
+            self._ci[key] = bootstrap_auroc_ci(scores, self.resamples, seed=self.seed) if scores else None
+        return self._ci[key]
+
+
+def _common_notes(table: Table, paper: PaperResults, location: str, results: Results) -> None:
+    if results.synthetic:
+        table.synthetic = True
+        table.notes.insert(0, SYNTHETIC_NOTE)
+    table.notes.append(
+        f"Paper columns: {location} of “{paper.source['title']}” ({paper.citation()}), as recorded in "
+        f"{paper.path.as_posix()}. Ours: mean over seeds (± std with several seeds); Δ = ours − paper."
+    )
+
+
+def table1(paper: PaperResults, results: Results, resamples: int = 1000, seed: int = 0) -> Table:
+    cells = _Cells(results, resamples, seed)
+    variant = paper.main_variant
+    method_names = [m.name if m.key != paper.paper_method else f"{m.name} (paper)" for m in paper.methods]
+    columns = ["Dataset", "Metric", "Trained on", *method_names, "Ours", "Δ", "95% CI"]
+    table = Table(
+        key="table1",
+        title="Table 1 — zero-shot anomaly detection on 14 datasets",
+        caption=paper.table1_caption,
+        columns=columns,
+        align="lll" + "r" * (len(method_names) + 2) + "c",
+        header_groups=[[("", 3), (f"Paper, {paper.table1_location}", len(method_names)), ("This run", 3)]],
+    )
+    paper_index = [m.key for m in paper.methods].index(paper.paper_method)
+    missing = []
+    for level in ("image", "pixel"):
+        for domain in dict.fromkeys(d.domain for d in paper.datasets):
+            group = [d for d in paper.datasets if d.domain == domain and level in d.values]
+            if not group:
+                continue
+            names = ", ".join(METRIC_NAMES.get(m, m) for m in paper.metrics[level])
+            table.sections[len(table.rows)] = f"{domain.capitalize()}, {LEVEL_NAMES[level]} ({names})"
+            for d in group:
+                sources = cells.sources(d.key, variant) or [None]
+                if sources == [None]:
+                    missing.append(d)
+                for source in sources:
+                    for i, metric in enumerate(paper.metrics[level]):
+                        theirs = [d.values[level][m.key][i] for m in paper.methods]
+                        s = cells.get(source, d.key, variant, level, metric) if source else None
+                        ci = ""
+                        if level == "image" and metric == "auroc":
+                            ci = fmt_ci(cells.ci(source, d.key, variant)) if source else MISSING
+                        table.rows.append(
+                            [
+                                d.display_name if i == 0 else "",
+                                METRIC_NAMES.get(metric, metric),
+                                (source or MISSING) if i == 0 else "",
+                                *(f"{v:.1f}" for v in theirs),
+                                fmt_ours(s),
+                                fmt_delta(s, theirs[paper_index]),
+                                ci,
+                            ]
+                        )
+    _common_notes(table, paper, paper.table1_location, results)
+    table.notes.append(
+        f"Ours: the model with all three modules (variant “{variant}”), trained on the source named in "
+        "“Trained on” and evaluated zero-shot. PRO is the AnomalyCLIP-compatible AUPRO "
+        "(aupro_anomalyclip). 95% CI: stratified bootstrap over test images, image AUROC only."
+    )
+    for d in missing:
+        table.notes.append(f"{MISSING} {d.display_name}: no result in {results.root.as_posix()}/eval/*/{d.key}/{variant}/.")
+    return table
+
+
+def table2(paper: PaperResults, results: Results, resamples: int = 1000, seed: int = 0) -> Table:
+    cells = _Cells(results, resamples, seed)
+    names = {d.key: d.display_name for d in paper.datasets}
+    per_dataset = ["Paper", "Ours", "Δ", "95% CI", "Paper", "Ours", "Δ"]
+    columns = ["CTDS", "WCMA", "SA-MoE", *(per_dataset * len(paper.table2_datasets))]
+    table = Table(
+        key="table2",
+        title="Table 2 — ablation of the three modules",
+        caption=paper.table2_caption,
+        columns=columns,
+        align="ccc" + "rrrcrrr" * len(paper.table2_datasets),
+        header_groups=[
+            [("", 3), *((names.get(d, d), 7) for d in paper.table2_datasets)],
+            [("", 3), *((g, n) for _ in paper.table2_datasets for g, n in (("Image AUROC", 4), ("Pixel AUROC", 3)))],
+        ],
+    )
+    missing, multi = [], []
+    for row in paper.ablation:
+        cells_row = ["✓" if on else "" for on in row.switches]
+        for d in paper.table2_datasets:
+            sources = cells.sources(d, row.variant)
+            if len(sources) > 1:
+                multi.append(f"{names.get(d, d)} / {row.variant}: trained on {', '.join(sources)}; showing {sources[0]}")
+            source = sources[0] if sources else None
+            if source is None:
+                missing.append(f"{row.variant} on {names.get(d, d)}")
+            for level in ("image", "pixel"):
+                metric = paper.table2_metrics[level]
+                theirs = row.values[d][level]
+                s = cells.get(source, d, row.variant, level, metric) if source else None
+                cells_row += [f"{theirs:.1f}", fmt_ours(s), fmt_delta(s, theirs)]
+                if level == "image":
+                    cells_row.append(fmt_ci(cells.ci(source, d, row.variant)) if source else MISSING)
+        table.rows.append(cells_row)
+    _common_notes(table, paper, paper.table2_location, results)
+    table.notes.append("95% CI: stratified bootstrap over test images of the image AUROC.")
+    table.notes += [f"Several sources for {m}." for m in multi]
+    if missing:
+        table.notes.append(f"{MISSING} no result for: {', '.join(missing)}.")
+    return table

@@ -1,0 +1,37 @@
+"""Run the project's Snakemake workflow in a subprocess and read its DAG."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+
+
+def snakemake(*args: str, check: bool = True, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    proc = subprocess.run([SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def outputs_by_rule(*args: str) -> dict[str, set[str]]:
+    """rule -> output files of the whole DAG (every job, finished or not), from --detailed-summary."""
+    out = snakemake("--dry-run", "--detailed-summary", *args).stdout.splitlines()
+    header = next(i for i, line in enumerate(out) if line.startswith("output_file\t"))
+    rules: dict[str, set[str]] = {}
+    for line in out[header + 1:]:
+        fields = line.split("\t")
+        if len(fields) >= 3:
+            rules.setdefault(fields[2], set()).add(fields[0])
+    return rules
+
+
+def job_counts(*args: str) -> dict[str, int]:
+    """rule -> number of jobs of a forced dry run (Snakemake's "Job stats" table)."""
+    out = snakemake("--dry-run", "--forceall", *args).stdout
+    stats = out[out.index("Job stats:"):]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M) if m.group(1) != "total"}

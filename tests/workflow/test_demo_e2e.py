@@ -1,0 +1,75 @@
+"""The demo DAG end to end on a reduced config: synth -> prepare -> train -> evaluate -> report,
+then a rerun that has nothing to do, and a failing job that leaves nothing looking finished."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from snakemake_util import REPO, snakemake
+
+pytestmark = pytest.mark.slow
+
+
+def _config(tmp: Path) -> Path:
+    demo = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
+    demo.update(
+        run="e2e",
+        paths={k: str(tmp / k) for k in ("resources", "results", "reports", "logs")},
+        synth_size=4,
+        overrides={"train.epochs": 1},
+        targets={"visa": ["mvtec", "headct", "isic"], "mvtec": ["visa"]},
+        variants=["base", "full"],
+        mlflow={"enabled": True, "tracking_uri": f"sqlite:///{tmp}/mlflow.db", "experiment": "e2e"},
+    )
+    path = tmp / "config.yaml"
+    path.write_text(yaml.safe_dump(demo))
+    return path
+
+
+def _run(config: Path, check: bool = True):
+    # The same flags as `make demo`, with the project's environment first on PATH.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    return snakemake("--configfile", str(config), "--cores", "2", "--set-threads", "train=1", "evaluate=1",
+                     "--set-resources", "train:gpu=0", "evaluate:gpu=0", check=check)
+
+
+def test_demo_dag_end_to_end(tmp_path):
+    config = _config(tmp_path)
+    _run(config)
+    reports, results = tmp_path / "reports", tmp_path / "results"
+    assert sorted(p.name for p in reports.iterdir()) == ["index.html", "table1.tex", "table2.tex"]
+    evals = sorted(p.relative_to(results / "eval").as_posix() for p in results.glob("eval/*/*/*/seed0.json"))
+    assert evals == ["mvtec/visa/base/seed0.json", "mvtec/visa/full/seed0.json", "visa/headct/full/seed0.json",
+                     "visa/isic/full/seed0.json", "visa/mvtec/base/seed0.json", "visa/mvtec/full/seed0.json"]
+    doc = json.loads((results / "eval/visa/mvtec/full/seed0.json").read_text())
+    assert doc["format"] == "wmoe-clip/eval" and doc["synthetic"] is True
+    html = (reports / "index.html").read_text()
+    assert html.count("Synthetic data:</strong> the numbers in this table") == 2
+    assert 'alt="training curves"' in html and html.count('src="data:image/') == 7  # curves + 6 figures
+    table1 = (reports / "table1.tex").read_text()
+    mvtec_auroc = next(line for line in table1.splitlines() if line.startswith("MVTec-AD & AUROC"))
+    assert f"{100 * doc['mean']['image']['auroc']['value']:.1f}" in mvtec_auroc
+    assert (tmp_path / "mlflow.db").is_file()
+
+    # Started again, the finished DAG has nothing to do.
+    again = _run(config)
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+    # A job that fails leaves no output that looks finished, and the next run completes the DAG.
+    meta = tmp_path / "resources/prepared/isic/meta.json"
+    good = meta.read_text()
+    meta.write_text("{")
+    failed = _run(config, check=False)
+    assert failed.returncode != 0
+    out = results / "eval/visa/isic/full/seed0"
+    assert not out.with_suffix(".json").exists() and not out.with_suffix(".png").exists()
+    assert not list(out.parent.glob(".tmp-*"))
+    meta.write_text(good)
+    _run(config)
+    assert out.with_suffix(".json").is_file()

@@ -1,0 +1,92 @@
+"""The Snakemake DAG of the paper and demo configs: exactly the protocol's jobs, and a clean lint."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from snakemake_util import job_counts, outputs_by_rule, snakemake
+
+DATASETS = ["mvtec", "visa", "btad", "ksdd2", "dagm", "dtd", "headct", "brainmri", "br35h", "isic",
+            "colondb", "clinicdb", "endo", "kvasir"]
+VARIANTS = ["base", "ctds", "ctds_wcma", "ctds_samoe", "full"]
+# The paper's protocol, written out independently of the config: VisA-trained full model on the
+# 13 others, MVTec-trained full model on VisA, and every variant on the MVTec-AD and VisA cells.
+EXPECTED_TRAIN = {(s, v) for s in ("visa", "mvtec") for v in VARIANTS}
+EXPECTED_EVAL = (
+    {("visa", t, "full") for t in DATASETS if t != "visa"}
+    | {("mvtec", "visa", "full")}
+    | {("visa", "mvtec", v) for v in VARIANTS}
+    | {("mvtec", "visa", v) for v in VARIANTS}
+)
+TRAIN = re.compile(r"^results/train/(\w+)/(\w+)/seed(\d+)/model\.pt$")
+EVAL = re.compile(r"^results/eval/(\w+)/(\w+)/(\w+)/seed(\d+)\.json$")
+
+
+def test_expected_protocol_size():
+    assert len(EXPECTED_TRAIN) == 10 and len(EXPECTED_EVAL) == 22
+
+
+def test_paper_dry_run_lists_exactly_the_protocol():
+    counts = job_counts()
+    assert counts == {
+        "download": 14, "prepare": 14, "download_weights": 1, "tracking_init": 1, "run_config": 1,
+        "train": 10, "evaluate": 22, "report": 1, "default": 1,
+    }
+    rules = outputs_by_rule()
+    trained = {TRAIN.match(p).groups() for p in rules["train"] if p.endswith("model.pt")}
+    assert trained == {(s, v, "0") for s, v in EXPECTED_TRAIN}
+    evaluated = {EVAL.match(p).groups() for p in rules["evaluate"] if p.endswith(".json")}
+    assert evaluated == {(*cell, "0") for cell in EXPECTED_EVAL}
+    assert rules["download"] == {f"resources/raw/{d}/download.json" for d in DATASETS}
+    assert rules["report"] == {f"reports/paper/{f}" for f in ("index.html", "table1.tex", "table2.tex")}
+
+
+def test_plain_dry_run_has_work_to_do():
+    # The root Snakefile must carry the default target itself (PIPELINE.md §1.3).
+    out = snakemake("--dry-run", "--forceall").stdout
+    assert "Nothing to be done" not in out and "report" in out
+
+
+def test_demo_dag_is_the_same_over_synthetic_data():
+    counts = job_counts("--configfile", "config/demo.yaml")
+    assert counts == {
+        "synth": 14, "prepare": 14, "tracking_init": 1, "run_config": 1,
+        "train": 10, "evaluate": 22, "report": 1, "default": 1,
+    }
+    rules = outputs_by_rule("--configfile", "config/demo.yaml")
+    assert all(p.startswith("results/demo/") for p in rules["train"] | rules["evaluate"])
+    assert rules["report"] == {f"reports/demo/{f}" for f in ("index.html", "table1.tex", "table2.tex")}
+
+
+def test_seeds_multiply_trainings_and_evaluations():
+    counts = job_counts("--config", "seeds=[0,1,2]")
+    assert (counts["train"], counts["evaluate"], counts["prepare"]) == (30, 66, 14)
+
+
+def test_config_is_validated():
+    proc = snakemake("--dry-run", "--config", "data_source=ftp", check=False)
+    assert proc.returncode != 0 and "data_source" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("args", [(), ("--configfile", "config/demo.yaml")], ids=["paper", "demo"])
+def test_lint_is_clean(args):
+    proc = snakemake("--lint", *args, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_profiles_name_only_real_rules_and_standard_resources():
+    import yaml
+
+    from snakemake_util import REPO
+
+    rules = set(job_counts()) | {"synth"}
+    slurm = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    assert slurm["executor"] == "slurm"
+    assert set(slurm["set-resources"]) <= rules and set(slurm["set-threads"]) <= rules
+    standard = {"gpu", "gpu_model", "mem_mb", "runtime", "cpus_per_task", "slurm_partition", "slurm_account"}
+    for resources in [slurm["default-resources"], *slurm["set-resources"].values()]:
+        assert set(resources) <= standard
+    default = yaml.safe_load((REPO / "profiles" / "default" / "config.yaml").read_text())
+    assert default["resources"] == {"gpu": 1} and default["rerun-incomplete"] is True

@@ -1,0 +1,32 @@
+# Evaluations: one per (source, target, variant, seed); JSON in the format of ARCHITECTURE.md.
+
+
+rule evaluate:
+    input:
+        model=f"{TRAIN_DIR}/model.pt",
+        # Read by evaluate (--train-run default): links the evaluation to its training run.
+        run=f"{TRAIN_DIR}/run.json",
+        data=PREPARED.format(dataset="{target}"),
+        tracking=tracking_inputs,
+    output:
+        metrics=EVAL_JSON,
+        figure=EVAL_FIGURE,
+    params:
+        data=lambda wildcards, input: os.path.dirname(input.data),
+        env=tracking_env(),
+        tracking=tracking_flag(),
+    log:
+        f"{LOGS}/evaluate/{{source}}/{{target}}/{{variant}}/seed{{seed}}.log",
+    threads: 4
+    resources:
+        gpu=1,
+        mem_mb=32000,
+        runtime=120,
+    # One cluster submission can carry several evaluations (--group-components evaluate=N).
+    group:
+        "evaluate"
+    conda:
+        "../envs/wmoe-clip.yaml"
+    shell:
+        "{params.env} wmoe-clip evaluate --checkpoint {input.model} --target {wildcards.target}"
+        " --data {params.data} --out {output.metrics} --figure {output.figure} {params.tracking} > {log} 2>&1"

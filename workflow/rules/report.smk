@@ -1,0 +1,21 @@
+# Table 1, Table 2 and the HTML page, rendered from the results folder alone.
+
+
+rule report:
+    input:
+        evaluations=all_eval_jsons(),
+        histories=all_histories(),
+        paper="config/paper_results.yaml",
+    output:
+        html=REPORT_FILES[0],
+        table1=REPORT_FILES[1],
+        table2=REPORT_FILES[2],
+    params:
+        results=lambda wildcards, input: OUT,
+        out=lambda wildcards, output: os.path.dirname(output.html),
+    log:
+        f"{LOGS}/report.log",
+    conda:
+        "../envs/wmoe-clip.yaml"
+    shell:
+        "wmoe-clip report --results {params.results} --paper {input.paper} --out {params.out} > {log} 2>&1"

@@ -1,0 +1,17 @@
+# The MLflow store is created once, before any tracked job (PIPELINE.md §3.2: concurrent jobs on a
+# fresh SQLite file race on schema creation).
+
+
+rule tracking_init:
+    output:
+        TRACKING_DONE,
+    params:
+        uri=TRACKING_URI,
+        experiment=config["mlflow"]["experiment"],
+    log:
+        f"{LOGS}/tracking_init.log",
+    conda:
+        "../envs/wmoe-clip.yaml"
+    shell:
+        "MLFLOW_EXPERIMENT_NAME='{params.experiment}' wmoe-clip tracking-init --uri '{params.uri}' > {log} 2>&1"
+        " && echo '{params.uri}' > {output}"
