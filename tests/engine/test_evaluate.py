@@ -84,26 +84,22 @@ def test_image_only_target_has_no_pixel_metrics(trained, make_prepared, tmp_path
     assert doc["mlflow_run_id"] is None
 
 
-def test_synthetic_flag_comes_from_the_prepare_report_or_a_raw_marker(make_prepared, tmp_path):
+def test_synthetic_flag_comes_from_the_synth_marker(make_prepared, tmp_path):
     import shutil
 
-    from wmoe_clip.engine.train import is_synthetic
+    from wmoe_clip.data.meta import SYNTHETIC_MARKER, is_synthetic
 
-    prepared = tmp_path / "prepared"
-    shutil.copytree(make_prepared("btad", 4), prepared)
-    meta = json.loads((prepared / "meta.json").read_text())
+    prepared = make_prepared("btad", 4)
+    assert is_synthetic(prepared)
+    copy = tmp_path / "copy"
+    shutil.copytree(prepared, copy / "prepared")
+    meta = json.loads((copy / "prepared" / "meta.json").read_text())
+    raw = (prepared / meta["root"]).resolve()
+    shutil.copytree(raw, copy / "raw")
+    (copy / "raw" / SYNTHETIC_MARKER).unlink()
     meta["root"] = "../raw"
-    (prepared / "meta.json").write_text(json.dumps(meta))
-    (tmp_path / "raw").mkdir()
-    report = json.loads((prepared / "prepare.json").read_text())
-    report.pop("synthetic", None)
-    (prepared / "prepare.json").write_text(json.dumps(report))
-    assert not is_synthetic(prepared)
-    (tmp_path / "raw" / "SYNTHETIC").write_text("")
-    assert is_synthetic(prepared)
-    (tmp_path / "raw" / "SYNTHETIC").unlink()
-    (prepared / "prepare.json").write_text(json.dumps(report | {"synthetic": True}))
-    assert is_synthetic(prepared)
+    (copy / "prepared" / "meta.json").write_text(json.dumps(meta))
+    assert not is_synthetic(copy / "prepared")
 
 
 def test_figure_samples_cover_normal_and_anomalous_images_of_several_classes():

@@ -55,6 +55,12 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def preprocess_image(rgb: Image.Image, size: int) -> torch.Tensor:
+    """The model input of an RGB image: squashed to size×size (bicubic), OpenAI CLIP mean/std, 3×S×S."""
+    arr = np.asarray(rgb.resize((size, size), Image.Resampling.BICUBIC), dtype=np.float32) / 255.0
+    return torch.from_numpy((arr.transpose(2, 0, 1) - _MEAN) / _STD)
+
+
 def mask_foreground(img: Image.Image, threshold: int = 0) -> np.ndarray:
     """Boolean H×W foreground of a mask image: any colour channel > ``threshold`` (alpha ignored)."""
     if img.mode in _SINGLE_CHANNEL:
@@ -118,9 +124,7 @@ class AnomalyDataset(Dataset):
             rgb = to_rgb(img)
         except ValueError as exc:
             raise WMoEError(f"{self._where(index)}: image {path}: {exc}") from None
-        s = self.image_size
-        arr = np.asarray(rgb.resize((s, s), Image.Resampling.BICUBIC), dtype=np.float32) / 255.0
-        return torch.from_numpy((arr.transpose(2, 0, 1) - _MEAN) / _STD), img.size
+        return preprocess_image(rgb, self.image_size), img.size
 
     def load_mask(self, index: int, native_size: tuple[int, int]) -> torch.Tensor:
         """The S×S {0,1} float mask; zero for normal and image-only records."""

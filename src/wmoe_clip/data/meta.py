@@ -109,3 +109,13 @@ def load_meta(prepared_dir: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
     if not root.is_dir():
         raise WMoEError(f"{path}: raw root {root} does not exist (was the raw folder moved?); re-run prepare")
     return root, meta
+
+
+# Written by `wmoe-clip synth` into the raw root; results and reports say "synthetic data" when present.
+SYNTHETIC_MARKER = "SYNTHETIC"
+
+
+def is_synthetic(prepared_dir: str | os.PathLike) -> bool:
+    """True when the prepared data's raw root was written by ``wmoe-clip synth``."""
+    root, _ = load_meta(prepared_dir)
+    return (root / SYNTHETIC_MARKER).is_file()

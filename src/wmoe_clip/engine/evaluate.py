@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..data.meta import is_synthetic
 from ..errors import WMoEError
 from . import runtime
 from .feature_cache import ImageSource, open_cache
@@ -27,7 +28,6 @@ from .figures import Sample, denormalise, sample_grid, select_samples
 from .results import build_eval, write_eval
 from .smoothing import gaussian_smooth
 from .tracking import Tracker
-from .train import is_synthetic
 
 
 def image_scores(global_score: torch.Tensor, smoothed: torch.Tensor, alpha: float) -> torch.Tensor:

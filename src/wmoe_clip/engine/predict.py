@@ -32,9 +32,7 @@ FIELDS = ("path", "image_score", "global_score", "map_max", "heatmap", "error")
 
 def read_image(path: Path, size: int) -> tuple[torch.Tensor, np.ndarray]:
     """The normalised 3×S×S tensor and the native RGB array of ``path``; raises ``WMoEError`` if unreadable."""
-    from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
-
-    from ..data.dataset import to_rgb
+    from ..data.dataset import preprocess_image, to_rgb
 
     try:
         with Image.open(path) as img:
@@ -44,10 +42,7 @@ def read_image(path: Path, size: int) -> tuple[torch.Tensor, np.ndarray]:
         raise WMoEError(f"{path}: no such file") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise WMoEError(f"{path}: not a readable image ({exc})") from None
-    arr = np.asarray(rgb.resize((size, size), Image.Resampling.BICUBIC), dtype=np.float32) / 255.0
-    mean = np.asarray(OPENAI_DATASET_MEAN, dtype=np.float32)
-    std = np.asarray(OPENAI_DATASET_STD, dtype=np.float32)
-    return torch.from_numpy(((arr - mean) / std).transpose(2, 0, 1).copy()), np.asarray(rgb)
+    return preprocess_image(rgb, size), np.asarray(rgb)
 
 
 def predict(checkpoint: str | Path, images: list[str | Path], out_dir: str | Path) -> list[dict[str, Any]]:

@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from ..config import RunConfig
 from ..errors import WMoEError
+from ..data.meta import is_synthetic
 from ..io import torch_save, write_json
 from . import runtime
 from .feature_cache import ImageSource, open_cache
@@ -54,25 +55,6 @@ def dataset_counts(dataset) -> dict[str, int]:
 
 def meta_digest(prepared_dir: str | Path) -> str:
     return hashlib.sha256((Path(prepared_dir) / "meta.json").read_bytes()).hexdigest()
-
-
-def is_synthetic(prepared_dir: str | Path) -> bool:
-    """True when the prepared data came from ``wmoe-clip synth``.
-
-    Read from ``prepare.json`` (``"synthetic": true``) or a ``SYNTHETIC`` marker file in the raw root.
-    """
-    prepared_dir = Path(prepared_dir)
-    try:
-        report = json.loads((prepared_dir / "prepare.json").read_text())
-        if report.get("synthetic"):
-            return True
-    except (OSError, json.JSONDecodeError):
-        pass
-    try:
-        root = json.loads((prepared_dir / "meta.json").read_text())["root"]
-    except (OSError, json.JSONDecodeError, KeyError):
-        return False
-    return (prepared_dir / root / "SYNTHETIC").exists()
 
 
 def _step_plan(n: int, batch_size: int, micro: int | None, generator: torch.Generator) -> list[list[list[int]]]:

@@ -14,12 +14,10 @@ from pathlib import Path
 from ...errors import WMoEError
 from ...io import atomic_dir
 from .. import registry
+from ..meta import SYNTHETIC_MARKER
 from .layouts import WRITERS, Writer
 
 DEFAULT_SIZE = 8
-
-
-SYNTHETIC_MARKER = "SYNTHETIC"
 
 
 def generate(key: str, out_dir: str | os.PathLike, size: int = DEFAULT_SIZE, seed: int = 0) -> list[dict]:
