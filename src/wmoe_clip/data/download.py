@@ -16,7 +16,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -29,7 +28,7 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..errors import WMoEError
-from ..io import write_json
+from ..io import atomic_dir, write_json
 from .extract import extract_into, is_archive
 
 DOWNLOADS_DIRNAME = ".downloads"
@@ -239,9 +238,7 @@ def _install(dest: Path, archives: list[Path], record: dict[str, Any]) -> None:
     its old self or has no ``download.json``, so no later step can take a half-made tree for a
     finished one.
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{dest.name}.", dir=dest.parent))
-    try:
+    with atomic_dir(dest) as tmp:
         for archive in archives:
             if is_archive(archive):
                 extract_into(archive, tmp)
@@ -251,15 +248,6 @@ def _install(dest: Path, archives: list[Path], record: dict[str, Any]) -> None:
         (dest / RECORD_NAME).unlink(missing_ok=True)
         if (dest / DOWNLOADS_DIRNAME).is_dir():
             os.replace(dest / DOWNLOADS_DIRNAME, tmp / DOWNLOADS_DIRNAME)
-        if dest.exists():
-            old = dest.with_name(f".old-{dest.name}.{os.getpid()}")
-            os.replace(dest, old)
-            os.replace(tmp, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _file_record(entry: Any, url: str | None, result: FetchResult) -> dict[str, Any]:
