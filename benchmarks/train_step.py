@@ -18,6 +18,7 @@ import time
 import torch
 
 from wmoe_clip.config import load_config
+from wmoe_clip.engine import runtime
 from wmoe_clip.model import build_model
 
 
@@ -46,8 +47,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
 
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    device = runtime.select_device(args.device)
     cfg = load_config(args.config, args.variant)
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained=None))
     batch = args.batch or (8 if args.config == "tiny" else (32 if device.type == "cuda" else 2))
@@ -59,10 +59,9 @@ def main() -> None:
     labels = (torch.arange(batch, device=device) % 2).float()
     masks = torch.zeros(batch, s, s, device=device)
     masks[1::2, s // 4: s // 2, s // 4: s // 2] = 1
-    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
     def step():
-        with autocast:
+        with runtime.autocast(device):
             out = model(images)
             total = model.loss(out, labels, masks)["total"]
         opt.zero_grad(set_to_none=True)
@@ -73,7 +72,7 @@ def main() -> None:
         g = torch.nn.functional.normalize(model.encode_image(images).global_token.float(), dim=-1)
 
     def text_part():
-        with autocast:
+        with runtime.autocast(device):
             shift = model.ctds(g)["prompt_shift"] if model.ctds is not None else None
             text = model.encode_prompts(shift)
         opt.zero_grad(set_to_none=True)
@@ -89,8 +88,7 @@ def main() -> None:
         peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
         rows.append((truncate, t_step, t_text, batch / t_step, peak))
 
-    name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"{cfg.model.backbone} at {s} px, variant {cfg.variant}, batch {batch}, {name}, "
+    print(f"{cfg.model.backbone} at {s} px, variant {cfg.variant}, batch {batch}, {runtime.device_description(device)}, "
           f"{'bf16 autocast' if device.type == 'cuda' else 'fp32'}, median of {args.repeats}")
     print("| text truncation | step (s) | text encoder fwd+bwd (s) | images/s | peak GPU GiB |")
     print("|---|---|---|---|---|")

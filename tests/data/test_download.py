@@ -302,6 +302,35 @@ def test_manual_dataset_placed_archive_is_verified_and_used(tmp_path):
     assert json.loads((dest / "download.json").read_text())["files"][0]["sha256"] == _sha(zip_data)
 
 
+def test_manual_dataset_archive_put_into_dest_is_extracted_and_recorded(tmp_path):
+    # The real manual entries name no file: whatever archive the user drops into DEST is used.
+    zip_members, zip_data, tar_members, tar_data = _toy_archives()
+    dest = tmp_path / "toy"
+    dest.mkdir()
+    (dest / "DATA_three.zip").write_bytes(zip_data)
+    (dest / "masks.tar.gz").write_bytes(tar_data)
+    download_dataset(_spec("manual", ()), dest)
+    for name, data in {**zip_members, **tar_members}.items():
+        assert (dest / name).read_bytes() == data
+    assert (dest / ".downloads" / "DATA_three.zip").read_bytes() == zip_data
+    assert not (dest / "DATA_three.zip").exists()
+    record = json.loads((dest / "download.json").read_text())
+    assert record["source"] == "placed archive"
+    assert {f["filename"]: (f["sha256"], f["sha256_source"]) for f in record["files"]} == {
+        "DATA_three.zip": (_sha(zip_data), "computed"), "masks.tar.gz": (_sha(tar_data), "computed")}
+
+
+def test_manual_dataset_malicious_placed_archive_is_refused(tmp_path):
+    dest = tmp_path / "raw" / "toy"
+    dest.mkdir(parents=True)
+    (dest / "evil.zip").write_bytes(_zip_bytes({"ok.png": _png_bytes(0), "../../escaped.txt": b"pwned"}))
+    with pytest.raises(WMoEError, match="refusing to extract"):
+        download_dataset(_spec("manual", ()), dest)
+    assert not (dest / "download.json").exists() and not (tmp_path / "escaped.txt").exists()
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["toy"]
+    assert [p.name for p in dest.iterdir()] == ["evil.zip"]  # left where the user put it
+
+
 def test_manual_dataset_placed_folder_is_checked_against_counts(tmp_path):
     dest = tmp_path / "toy"
     (dest / "widget").mkdir(parents=True)

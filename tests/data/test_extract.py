@@ -100,6 +100,13 @@ def _malicious(tmp_path: Path, fmt: str, case: str) -> Path:
         # Each link alone looks harmless; together they point above the destination.
         "symlink-chain": [ok, ("a", ".", "symlink"), ("a/b", "..", "symlink"), ("a/b/outside.txt", b"pwned", "file")],
         "symlink-chain-only": [ok, ("a", ".", "symlink"), ("a/b", "..", "symlink")],
+        # Harmless when made (s does not exist yet, so s/.. is the root); s -> . then lifts it above.
+        "symlink-late-chain": [ok, ("l", "s/..", "symlink"), ("s", ".", "symlink")],
+        # The same chain with a write below it: its folders must not be created above the destination.
+        "symlink-late-chain-write": [ok, ("l", "s/..", "symlink"), ("s", ".", "symlink"),
+                                     ("l/newdir/outside.txt", b"pwned", "file")],
+        "symlink-loop": [ok, ("a", "b", "symlink"), ("b", "a", "symlink")],
+        "symlink-over-file": [ok, ("ds/ok.txt", "../x", "symlink")],
         "hardlink-outside": [ok, ("ds/hard", "../outside.txt", "hardlink")],
         "hardlink-absolute": [ok, ("ds/hard", str(outside), "hardlink")],
         "device": [ok, ("ds/null", b"", "chardev")],
@@ -110,13 +117,13 @@ def _malicious(tmp_path: Path, fmt: str, case: str) -> Path:
     return _tar(tmp_path / "evil.tar.gz", entries, mode="w:gz")
 
 
-ZIP_CASES = ["absolute", "dotdot", "nested-dotdot", "backslash-dotdot", "drive-letter", "symlink-absolute",
-             "symlink-outside", "symlink-chain", "symlink-chain-only"]
-TAR_CASES = ["absolute", "dotdot", "nested-dotdot", "symlink-absolute", "symlink-outside", "symlink-chain",
-             "symlink-chain-only",
-             "hardlink-outside", "hardlink-absolute", "device"]
+LINK_CASES = ["symlink-absolute", "symlink-outside", "symlink-chain", "symlink-chain-only", "symlink-late-chain",
+              "symlink-late-chain-write", "symlink-loop", "symlink-over-file"]
+ZIP_CASES = ["absolute", "dotdot", "nested-dotdot", "backslash-dotdot", "drive-letter", *LINK_CASES]
+TAR_CASES = ["absolute", "dotdot", "nested-dotdot", *LINK_CASES, "hardlink-outside", "hardlink-absolute", "device"]
 
 
+@pytest.mark.filterwarnings("ignore:Duplicate name")  # symlink-over-file repeats a name on purpose
 @pytest.mark.parametrize("fmt,case", [("zip", c) for c in ZIP_CASES] + [("tar", c) for c in TAR_CASES])
 def test_malicious_archives_are_refused_and_write_nothing(tmp_path, fmt, case):
     archive = _malicious(tmp_path, fmt, case)
@@ -126,6 +133,31 @@ def test_malicious_archives_are_refused_and_write_nothing(tmp_path, fmt, case):
     with pytest.raises(WMoEError, match="refusing to extract"):
         extract_archive(archive, dest)
     assert _snapshot(tmp_path) == before  # no dest, no temp dir, nothing outside
+
+
+def test_links_are_made_last_and_never_written_through(tmp_path):
+    # A link made before its target, and a hard link to a file, both inside: kept.
+    tar = _tar(tmp_path / "order.tar", [
+        ("ds/early", "late/c.txt", "symlink"),
+        ("ds/late/c.txt", b"gamma", "file"),
+        ("ds/copy.txt", "ds/late/c.txt", "hardlink"),
+    ])
+    dest = extract_archive(tar, tmp_path / "o")
+    assert (dest / "ds/early").read_bytes() == b"gamma" and not (dest / "ds/copy.txt").is_symlink()
+    assert (dest / "ds/copy.txt").read_bytes() == b"gamma"
+    # A file below a link of the same archive is refused even when the link stays inside.
+    tar = _tar(tmp_path / "through.tar", [("ds/sub/a.txt", b"a", "file"), ("ds/link", "sub", "symlink"),
+                                          ("ds/link/b.txt", b"b", "file")])
+    with pytest.raises(WMoEError, match="written through the link 'ds/link'"):
+        extract_archive(tar, tmp_path / "t")
+    assert not (tmp_path / "t").exists()
+
+
+def test_an_entry_that_cannot_be_written_is_a_clear_error(tmp_path):
+    tar = _tar(tmp_path / "clash.tar", [("ds/x/a.txt", b"a", "file"), ("ds/x", b"not a folder", "file")])
+    with pytest.raises(WMoEError, match=r"cannot extract .*clash\.tar into"):
+        extract_archive(tar, tmp_path / "c")
+    assert not (tmp_path / "c").exists()
 
 
 def test_failed_extraction_keeps_the_previous_complete_tree(tmp_path):

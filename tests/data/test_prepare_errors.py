@@ -80,6 +80,37 @@ def test_empty_mask_for_an_anomalous_image(tmp_path):
         prepare("mvtec", raw, out, progress=False)
 
 
+@pytest.mark.parametrize("mode", ["LA", "P"])
+def test_mask_read_as_the_loader_reads_it(tmp_path, mode):
+    """A mask whose defect shows only in alpha, or only in palette indices of a black colour, is empty
+    for the loader (alpha ignored, palette read by colour), so prepare must call it empty too."""
+    import numpy as np
+    from PIL import Image
+
+    from wmoe_clip.data import AnomalyDataset
+
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    truth = generate("mvtec", raw, size=2)
+    victim = _anomalous(truth, cls_name="tile")[0]
+    path = raw / victim["mask_path"]
+    region = np.asarray(Image.open(path)) > 0
+    if mode == "LA":
+        img = Image.fromarray(np.dstack([np.zeros_like(region, np.uint8), region.astype(np.uint8) * 255]), "LA")
+    else:
+        img = Image.fromarray(region.astype(np.uint8), "P")
+        img.putpalette([0, 0, 0, 0, 0, 0])  # index 1 is black as well
+    img.save(path)
+    with pytest.raises(WMoEError, match=r"empty mask: tile/ground_truth/"):
+        prepare("mvtec", raw, out, progress=False)
+    if mode == "P":  # with a visible colour for index 1 the same file is a mask for both readers
+        img.putpalette([0, 0, 0, 255, 255, 255])
+        img.save(path)
+        prepare("mvtec", raw, out, progress=False)
+        ds = AnomalyDataset(out, image_size=16, classes=["tile"])
+        i = next(i for i, r in enumerate(ds.records) if r["img_path"] == victim["img_path"])
+        assert ds[i]["mask"].sum() > 0
+
+
 @pytest.mark.parametrize("key,folder", [("br35h", "maybe"), ("brainmri", "brain_tumor_dataset/unsure")])
 def test_stray_folder_is_never_counted_as_anomalous(tmp_path, key, folder):
     raw, out = tmp_path / "raw", tmp_path / "out"

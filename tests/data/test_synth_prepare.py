@@ -84,6 +84,23 @@ def test_single_wrapping_folder_is_found(tmp_path):
     assert paths == {"mvtec_download/" + t["img_path"] for t in truth if t["split"] == "test"}
 
 
+def test_named_root_inside_a_pack_of_several_datasets(tmp_path):
+    # PraNet's polyp pack: TestDataset/{CVC-ColonDB, CVC-300, ...} beside TrainDataset/{images, masks}.
+    pack = tmp_path / "raw" / "Polyp_DataSet"
+    truth = generate("colondb", pack / "TestDataset", size=2)
+    (pack / "TestDataset" / "CVC-300" / "images").mkdir(parents=True)
+    for sub in ("images", "masks"):
+        (pack / "TrainDataset" / sub).mkdir(parents=True)
+    prepare("colondb", tmp_path / "raw", tmp_path / "out", progress=False)
+    _, meta = load_meta(tmp_path / "out")
+    assert sorted(r["img_path"] for r in meta["test"]["colon"]) == sorted(
+        f"Polyp_DataSet/TestDataset/{t['img_path']}" for t in truth)
+    # Two candidates: no guess, the error lists both.
+    generate("colondb", pack / "Other", size=2)
+    with pytest.raises(WMoEError, match=r"several candidate dataset roots .*CVC-ColonDB.*CVC-ColonDB"):
+        prepare("colondb", tmp_path / "raw", tmp_path / "out", progress=False)
+
+
 def test_br35h_pred_folder_is_excluded(tmp_path):
     generate("br35h", tmp_path / "raw", size=SIZE)
     assert any((tmp_path / "raw" / "pred").iterdir())

@@ -59,19 +59,65 @@ def test_figure_is_written_beside_the_json(evaluation):
 
 def test_eval_run_is_linked_to_its_training_run(evaluation, trained):
     doc, _ = evaluation
-    run, _ = trained
+    run, out = trained
     client = MlflowClient(default_tracking_uri())
     eval_run = client.get_run(doc["mlflow_run_id"])
     train_run = client.get_run(run["mlflow_run_id"])
     assert eval_run.data.tags["mlflow.parentRunId"] == train_run.info.run_id == doc["train_run_id"]
-    assert eval_run.data.tags["target"] == "mvtec" and "git_dirty" in train_run.data.tags
+    assert eval_run.info.status == train_run.info.status == "FINISHED"
+    assert eval_run.data.tags["target"] == "mvtec" and train_run.data.tags["source"] == "visa"
+    # Provenance tags: code version, device, data counts.
+    for r, counts in ((train_run, run["counts"]), (eval_run, doc["counts"])):
+        tags = r.data.tags
+        assert tags["mlflow.source.git.commit"] == (doc["software"]["git_commit"] or "")
+        assert tags["git_dirty"] == str(doc["software"]["git_dirty"])
+        assert tags["device"].startswith("cpu")
+        assert {f"data.{k}": str(v) for k, v in counts.items()}.items() <= tags.items()
+    # Parameters: the whole resolved config, one parameter per leaf.
+    leaves = {}
+
+    def flatten(d, prefix=""):
+        for k, v in d.items():
+            flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else leaves.__setitem__(prefix + k, str(v))
+
+    flatten(doc["config"])
+    assert len(leaves) > 40
+    assert train_run.data.params == leaves == eval_run.data.params
+    # Metrics: per class, means, per-epoch loss terms and expert usage.
     assert eval_run.data.metrics["mean.image.auroc"] == pytest.approx(doc["mean"]["image"]["auroc"]["value"])
-    assert "class.bottle.pixel.aupro" in eval_run.data.metrics
-    assert train_run.data.params["model.backbone"] == "wmoe-tiny-quickgelu"
-    history = client.get_metric_history(train_run.info.run_id, "loss.total")
-    assert [m.step for m in history] == list(range(1, run["epochs"] + 1))
-    artifacts = {a.path for a in client.list_artifacts(eval_run.info.run_id)}
-    assert {"seed0.json", "seed0.png"} <= artifacts
+    for cls, result in doc["per_class"].items():
+        for level in ("image", "pixel"):
+            for metric, value in result[level].items():
+                if value is not None:
+                    assert eval_run.data.metrics[f"class.{cls}.{level}.{metric}"] == pytest.approx(value)
+    history = json.loads((out / "history.json").read_text())
+    for name in ("loss.total", "loss.kl", "selected_share.0", "mean_router_prob.7"):
+        steps = client.get_metric_history(train_run.info.run_id, name)
+        assert [m.step for m in steps] == list(range(1, run["epochs"] + 1)), name
+    shares = client.get_metric_history(train_run.info.run_id, "selected_share.3")
+    assert [m.value for m in shares] == pytest.approx([h["expert_usage"]["selected_share"][3] for h in history])
+    assert {a.path for a in client.list_artifacts(eval_run.info.run_id)} == {"seed0.json", "seed0.png"}
+    assert {a.path for a in client.list_artifacts(train_run.info.run_id)} == {"history.json", "run.json"}
+
+
+def test_evaluation_holds_the_maps_of_one_class_at_a_time(trained, make_prepared, tmp_path, monkeypatch):
+    from wmoe_clip.metrics import ClassMetricAccumulator
+
+    held, finalize = [], ClassMetricAccumulator.finalize_class
+
+    def recording(self, cls):
+        if self._classes[cls].result is None:  # later calls only return the stored result
+            held.append((self.nbytes, sum(s.maps is not None for s in self._classes.values())))
+        return finalize(self, cls)
+
+    monkeypatch.setattr(ClassMetricAccumulator, "finalize_class", recording)
+    _, out = trained
+    doc = evaluate(out / "model.pt", "mvtec", make_prepared("mvtec", 4), tmp_path / "e.json", progress=False)
+    size = doc["config"]["model"]["image_size"]
+    per_class_buffer = 8 * size * size * (4 + 1)  # capacity ≥ 8 images: float32 map and bool mask each
+    assert len(held) == doc["counts"]["n_classes"] == 15
+    assert all(open_classes == 1 for _, open_classes in held)
+    assert max(nbytes for nbytes, _ in held) <= per_class_buffer + 15 * 8 * 9  # + kept labels and scores
 
 
 def test_image_only_target_has_no_pixel_metrics(trained, make_prepared, tmp_path):

@@ -8,6 +8,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from wmoe_clip.config import load_config
+from wmoe_clip.engine.evaluate import evaluate
 from wmoe_clip.engine.tracking import Tracker, TrackingWarning, default_tracking_uri, init_store
 from wmoe_clip.engine.train import apply_overrides, train
 
@@ -64,6 +65,11 @@ def test_unreachable_server_warns_and_the_job_still_writes_its_outputs(make_prep
     assert run["mlflow_run_id"] is None
     assert (tmp_path / "model.pt").is_file()
     assert json.loads((tmp_path / "run.json").read_text())["variant"] == "base"
+    with pytest.warns(TrackingWarning, match="tracking is off for the rest of this job"):
+        doc = evaluate(tmp_path / "model.pt", "btad", make_prepared("btad", 4), tmp_path / "eval.json",
+                       tracker=Tracker(), progress=False)
+    assert doc["mlflow_run_id"] is None and doc["train_run_id"] is None
+    assert json.loads((tmp_path / "eval.json").read_text())["target"] == "btad"
 
 
 def test_default_store_is_an_absolute_sqlite_file_in_the_working_directory(tmp_path, monkeypatch):

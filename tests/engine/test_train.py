@@ -3,8 +3,10 @@ import json
 
 import pytest
 import torch
+from mlflow.tracking import MlflowClient
 
 from wmoe_clip.config import load_config
+from wmoe_clip.engine.tracking import Tracker, default_tracking_uri
 from wmoe_clip.engine.train import apply_overrides, train
 from wmoe_clip.errors import WMoEError
 from wmoe_clip.model.checkpoint import read_checkpoint
@@ -47,7 +49,10 @@ def test_interrupted_and_resumed_training_equals_an_uninterrupted_one(make_prepa
         train(cfg, "btad", data, tmp_path / "resumed", on_epoch_end=stop_after_first, progress=False)
     assert not (tmp_path / "resumed" / "model.pt").exists()
     assert [p.name for p in (tmp_path / "resumed" / "state").iterdir()] == ["epoch-0001.pt"]
-    train(cfg, "btad", data, tmp_path / "resumed", progress=False)
+    # The interrupted part was not tracked: the resumed part opens a new run and logs the config there.
+    run = train(cfg, "btad", data, tmp_path / "resumed", tracker=Tracker(), progress=False)
+    tracked = MlflowClient(default_tracking_uri()).get_run(run["mlflow_run_id"])
+    assert tracked.data.params["train.seed"] == "3" and tracked.info.status == "FINISHED"
 
     _, straight = read_checkpoint(tmp_path / "straight" / "model.pt")
     _, resumed = read_checkpoint(tmp_path / "resumed" / "model.pt")
@@ -103,3 +108,22 @@ def test_resuming_with_another_config_is_refused(make_prepared, tmp_path):
 def test_source_must_match_the_prepared_data(make_prepared, tmp_path):
     with pytest.raises(WMoEError, match="holds dataset 'btad'"):
         train(_cfg(1), "visa", make_prepared("btad", 4), tmp_path, progress=False)
+
+
+def test_progress_bar_shows_the_epoch_and_every_loss_term(make_prepared, tmp_path, capsys):
+    train(_cfg(1), "btad", make_prepared("btad", 4), tmp_path, progress=True)
+    err = capsys.readouterr().err
+    assert "epoch 1/1" in err
+    for term in ("global", "focal", "dice", "kl", "rec", "load_balance", "total"):
+        assert f"{term}=" in err, term
+
+
+@pytest.mark.parametrize(("error", "status"), [(RuntimeError, "FAILED"), (KeyboardInterrupt, "KILLED")])
+def test_a_job_that_stops_on_an_error_closes_its_run(error, status, make_prepared, tmp_path):
+    def fail(epoch):
+        raise error("stop")
+
+    tracker = Tracker()
+    with pytest.raises(error):
+        train(_cfg(1), "btad", make_prepared("btad", 4), tmp_path, tracker=tracker, on_epoch_end=fail, progress=False)
+    assert MlflowClient(default_tracking_uri()).get_run(tracker.run_id).info.status == status

@@ -35,14 +35,15 @@ def test_anomalyclip_aupro_matches_the_threshold_loop(kind):
         assert _agree(pixel_metrics(masks, maps)["aupro_anomalyclip"], want, 1e-12)
 
 
-def test_pixel_metrics_match_sklearn_on_pooled_pixels():
-    rng = np.random.default_rng(11)
-    for kind in ("ties", "float32"):
+@pytest.mark.parametrize("kind", ["ties", "float32", "float64", "constant"])
+def test_pixel_metrics_match_sklearn_on_pooled_pixels(kind):
+    rng = np.random.default_rng({"ties": 8, "float32": 9, "float64": 10, "constant": 11}[kind])
+    for _ in range(30):
         masks, maps = random_class(rng, kind)
-        masks[0, 0, 0], masks[0, 0, 1] = True, False
+        masks[0, 0, 0], masks[0, 0, 1] = True, False  # both labels present
         got = pixel_metrics(masks, maps)
         for metric, value in sklearn_rank(masks, maps).items():
-            assert got[metric] == pytest.approx(value, abs=1e-12)
+            assert got[metric] == pytest.approx(value, abs=1e-12), (metric, masks, maps)
 
 
 def test_exact_aupro_is_invariant_to_increasing_transforms_anomalyclip_is_not():

@@ -24,6 +24,8 @@ MAPS = np.zeros((2, 4, 4), dtype=np.float32)
     (lambda: pixel_metrics(MASKS[:0], MAPS[:0]), "masks: empty"),
     (lambda: pixel_metrics(MASKS.ravel(), MAPS.ravel()), "shape \\(n, H, W\\)"),
     (lambda: aupro(MASKS, MAPS, fpr_limit=1.5), "fpr_limit"),
+    (lambda: aupro(MASKS, MAPS, fpr_limit="0.3x"), "fpr_limit"),
+    (lambda: aupro(MASKS, MAPS, variant="mvtec3d"), "variant"),
 ])
 def test_bad_input_names_the_argument(call, named):
     with pytest.raises(MetricInputError, match=named) as info:

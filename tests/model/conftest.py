@@ -39,3 +39,22 @@ def masks(tiny_cfg):
 @pytest.fixture
 def labels():
     return torch.tensor([0, 1, 0, 1])
+
+
+def _closed_form_counts(model):
+    """Parameters of each learnable module from METHOD.md's shapes (weights and biases of each map)."""
+    m = model.cfg.model
+    d, w, L = model.backbone.embed_dim, model.backbone.text_width, len(m.feature_layers)
+    lat, hid = m.ctds.latent_dim, m.ctds.decoder_hidden
+    ctds = 2 * (d * lat + lat) + (lat * hid + hid) + (hid * d + d) + (0 if lat == w else lat * w + w)
+    r, a = m.wcma.reduction, m.wcma.attn_dim
+    wcma_layer = (d * (d // r) + d // r) + (d // r * d + d) + (d * d + d) + 3 * (d * a + a) + (a * d + d)
+    da, e, h = m.sa_moe.adapter_dim, m.sa_moe.num_experts, m.sa_moe.expert_hidden
+    sa_moe = L * (d * da + da) + (L * da * e + e) + e * (L * da * h + h + h * d + d)
+    return {"prompts": 2 * m.prompt_length * w, "ctds": ctds, "wcma": L * wcma_layer, "sa_moe": sa_moe}
+
+
+@pytest.fixture(scope="session")
+def closed_form_counts():
+    """Learnable parameters per module computed from the shapes METHOD.md gives, not from the model."""
+    return _closed_form_counts

@@ -6,16 +6,21 @@ import pytest
 import torch
 
 from wmoe_clip.config import load_config
-from wmoe_clip.model import build_model
+from wmoe_clip.model import LEARNABLE_MODULES, build_model
+from wmoe_clip.model.summary import parameter_counts
 
 
 @pytest.mark.slow
-def test_vit_l14_336_forward_and_backward():
+def test_vit_l14_336_forward_and_backward(closed_form_counts):
     cfg = load_config("vit_l14_336", "full")
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained=None))
     torch.manual_seed(0)
     model = build_model(cfg).train()
     assert model.backbone.clip.visual.positional_embedding.shape == (37 * 37 + 1, 1024)
+    # What model-summary prints for the paper's configuration, against the closed form.
+    counts = parameter_counts(model)
+    assert {k: counts[k] for k in LEARNABLE_MODULES} == closed_form_counts(model)
+    assert counts["total"] == sum(p.numel() for p in model.learnable_parameters())
     image = torch.randn(1, 3, 518, 518)
     feats = model.encode_image(image)
     assert feats.global_token.shape == (1, 768) and feats.patch_tokens.shape == (1, 4, 37 * 37, 768)

@@ -18,9 +18,9 @@ def snakemake(*args: str, check: bool = True, cwd: Path = REPO) -> subprocess.Co
     return proc
 
 
-def outputs_by_rule(*args: str) -> dict[str, set[str]]:
+def outputs_by_rule(*args: str, cwd: Path = REPO) -> dict[str, set[str]]:
     """rule -> output files of the whole DAG (every job, finished or not), from --detailed-summary."""
-    out = snakemake("--dry-run", "--detailed-summary", *args).stdout.splitlines()
+    out = snakemake("--dry-run", "--detailed-summary", *args, cwd=cwd).stdout.splitlines()
     header = next(i for i, line in enumerate(out) if line.startswith("output_file\t"))
     rules: dict[str, set[str]] = {}
     for line in out[header + 1:]:
@@ -30,8 +30,15 @@ def outputs_by_rule(*args: str) -> dict[str, set[str]]:
     return rules
 
 
-def job_counts(*args: str) -> dict[str, int]:
+def shell_commands(*args: str) -> list[str]:
+    """The shell command of every job of a forced dry run (rules without one are left out)."""
+    out = snakemake("--dry-run", "--forceall", "--printshellcmds", *args).stdout.splitlines()
+    prefix = "Shell command: "
+    return [line[len(prefix):] for line in out if line.startswith(prefix) and line != prefix + "None"]
+
+
+def job_counts(*args: str, cwd: Path = REPO) -> dict[str, int]:
     """rule -> number of jobs of a forced dry run (Snakemake's "Job stats" table)."""
-    out = snakemake("--dry-run", "--forceall", *args).stdout
+    out = snakemake("--dry-run", "--forceall", *args, cwd=cwd).stdout
     stats = out[out.index("Job stats:"):]
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M) if m.group(1) != "total"}

@@ -56,6 +56,8 @@ def test_demo_dag_end_to_end(tmp_path):
     mvtec_auroc = next(line for line in table1.splitlines() if line.startswith("MVTec-AD & AUROC"))
     assert f"{100 * doc['mean']['image']['auroc']['value']:.1f}" in mvtec_auroc
     assert (tmp_path / "mlflow.db").is_file()
+    marker = json.loads((results / "tracking" / "initialised.json").read_text())
+    assert marker["experiment"] == "e2e" and marker["tracking_uri"] == f"sqlite:///{tmp_path}/mlflow.db"
 
     # Started again, the finished DAG has nothing to do.
     again = _run(config)

@@ -1,12 +1,14 @@
-"""dvc.yaml and the Snakemake paper DAG name the same outputs, so the two descriptions cannot drift."""
+"""dvc.yaml and the Snakemake paper DAG name the same outputs and run the same commands, so the two
+descriptions cannot drift."""
 
 from __future__ import annotations
 
 import re
+import shlex
 
 import yaml
 
-from snakemake_util import REPO, outputs_by_rule
+from snakemake_util import REPO, outputs_by_rule, shell_commands
 
 # The one deliberate difference: DVC tracks (caches, pushes) a whole raw dataset folder, while
 # Snakemake's download job finishes with the folder's download record (hand-placed files may
@@ -14,16 +16,18 @@ from snakemake_util import REPO, outputs_by_rule
 RAW_RECORD = re.compile(r"^(resources/raw/\w+)/download\.json$")
 
 
-def dvc_outputs() -> dict[str, set[str]]:
-    """stage group (name before '@') -> outputs (outs, metrics, plots) of the expanded dvc.yaml."""
+def dvc_stages():
     from dvc.repo import Repo
 
     with Repo(str(REPO)) as repo:
-        stages = repo.index.stages
-        out: dict[str, set[str]] = {}
-        for stage in stages:
-            group = stage.name.split("@")[0]
-            out.setdefault(group, set()).update(o.def_path for o in stage.outs)
+        return list(repo.index.stages)
+
+
+def dvc_outputs() -> dict[str, set[str]]:
+    """stage group (name before '@') -> outputs (outs, metrics, plots) of the expanded dvc.yaml."""
+    out: dict[str, set[str]] = {}
+    for stage in dvc_stages():
+        out.setdefault(stage.name.split("@")[0], set()).update(o.def_path for o in stage.outs)
     return out
 
 
@@ -32,6 +36,15 @@ def snakemake_outputs() -> dict[str, set[str]]:
     rules.pop("default", None)
     rules["download"] = {RAW_RECORD.sub(r"\1", p) for p in rules["download"]}
     return rules
+
+
+def argv(command: str) -> tuple[str, ...]:
+    """A job's command as words, environment assignments included, without Snakemake's log redirection.
+
+    DVC runs from the repository root, where its `$(pwd)` is what Snakemake's absolute paths expand to.
+    """
+    words = shlex.split(command.replace("$(pwd)", str(REPO)))
+    return tuple(words[: words.index(">")] if ">" in words else words)
 
 
 def test_dvc_and_snakemake_name_the_same_outputs():
@@ -45,6 +58,13 @@ def test_stages_match_rules_step_by_step():
     dvc = dvc_outputs()
     dvc["evaluate"] = dvc.pop("evaluate_main") | dvc.pop("evaluate_ablation")
     assert dvc == snakemake_outputs()
+
+
+def test_dvc_and_snakemake_run_the_same_commands():
+    smk = sorted(argv(c) for c in shell_commands())
+    dvc = sorted(argv(stage.cmd) for stage in dvc_stages())
+    assert len(smk) == 14 + 14 + 1 + 1 + 1 + 10 + 22 + 1
+    assert [c for c in dvc if c not in smk] == [] and [c for c in smk if c not in dvc] == []
 
 
 def test_dvc_params_mirror_the_paper_config():

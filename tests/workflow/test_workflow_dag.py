@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import re
+import shlex
+import shutil
 
 import pytest
+import yaml
 
-from snakemake_util import job_counts, outputs_by_rule, snakemake
+from wmoe_clip.cli import main
+
+from snakemake_util import REPO, job_counts, outputs_by_rule, shell_commands, snakemake
 
 DATASETS = ["mvtec", "visa", "btad", "ksdd2", "dagm", "dtd", "headct", "brainmri", "br35h", "isic",
             "colondb", "clinicdb", "endo", "kvasir"]
@@ -65,6 +70,37 @@ def test_seeds_multiply_trainings_and_evaluations():
     assert (counts["train"], counts["evaluate"], counts["prepare"]) == (30, 66, 14)
 
 
+def test_paper_run_config_job_trains_from_the_downloaded_weights(tmp_path):
+    # The job's own command, run as is: it must validate and point the model at the weights file.
+    from wmoe_clip.config import load_config
+
+    command = next(c for c in shell_commands() if c.startswith("wmoe-clip run-config "))
+    words = shlex.split(command)
+    words = words[1: words.index(">")]
+    out = tmp_path / "run_config.yaml"
+    words[words.index("--out") + 1] = str(out)
+    assert main(words) == 0
+    cfg = load_config(out)
+    assert cfg.model.pretrained == "resources/weights/vit_l14_336_openai.pt"
+    assert cfg.model.backbone == load_config("vit_l14_336").model.backbone
+
+
+def test_minimal_config_gets_the_schema_defaults(tmp_path):
+    # Only the required keys, in a folder without config/config.yaml: the rest comes from the schema.
+    (tmp_path / "config").mkdir()
+    shutil.copy(REPO / "config" / "paper_results.yaml", tmp_path / "config")
+    minimal = tmp_path / "minimal.yaml"
+    minimal.write_text(yaml.safe_dump({"run": "minimal", "sources": ["visa"], "targets": {"visa": ["mvtec"]}}))
+    args = ("--snakefile", str(REPO / "Snakefile"), "--configfile", str(minimal))
+    counts = job_counts(*args, cwd=tmp_path)
+    assert counts == {"download": 2, "prepare": 2, "download_weights": 1, "tracking_init": 1, "run_config": 1,
+                      "train": 1, "evaluate": 1, "report": 1, "default": 1}
+    rules = outputs_by_rule(*args, cwd=tmp_path)
+    assert rules["evaluate"] == {"results/eval/visa/mvtec/full/seed0.json", "results/eval/visa/mvtec/full/seed0.png"}
+    assert rules["report"] == {f"reports/paper/{f}" for f in ("index.html", "table1.tex", "table2.tex")}
+    assert rules["tracking_init"] == {"results/tracking/initialised.json"}
+
+
 def test_config_is_validated():
     proc = snakemake("--dry-run", "--config", "data_source=ftp", check=False)
     assert proc.returncode != 0 and "data_source" in proc.stdout + proc.stderr
@@ -77,10 +113,6 @@ def test_lint_is_clean(args):
 
 
 def test_profiles_name_only_real_rules_and_standard_resources():
-    import yaml
-
-    from snakemake_util import REPO
-
     rules = set(job_counts()) | {"synth"}
     slurm = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
     assert slurm["executor"] == "slurm"
@@ -90,3 +122,19 @@ def test_profiles_name_only_real_rules_and_standard_resources():
         assert set(resources) <= standard
     default = yaml.safe_load((REPO / "profiles" / "default" / "config.yaml").read_text())
     assert default["resources"] == {"gpu": 1} and default["rerun-incomplete"] is True
+
+
+def test_slurm_profile_is_valid_and_a_group_shares_one_gpu(tmp_path):
+    slurm = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    # Grouped evaluations get no device of their own: one GPU per submission, not one per job, and
+    # the limit is per submission ("local"), so it does not serialise the cluster.
+    assert slurm["group-components"] and slurm["resources"] == {"gpu": 1}
+    assert slurm["set-resource-scopes"] == {"gpu": "local"}
+    # Every key is a valid flag in the documented invocation (the executor plugin is not installed
+    # here, so the copy runs the dry run with the local executor).
+    del slurm["executor"]
+    (tmp_path / "slurm").mkdir()
+    (tmp_path / "slurm" / "config.yaml").write_text(yaml.safe_dump(slurm))
+    out = snakemake("--dry-run", "--profile", str(tmp_path / "slurm"), "--workflow-profile", "none").stdout
+    assert "evaluate" in out
+

@@ -50,7 +50,7 @@ PREPARED = f"{RES}/prepared/{{dataset}}/meta.json"
 PREPARE_REPORT = f"{RES}/prepared/{{dataset}}/prepare.json"
 WEIGHTS = f"{RES}/weights/vit_l14_336_openai.pt"
 RUN_CONFIG = f"{OUT}/run_config.yaml"
-TRACKING_DONE = f"{OUT}/tracking/initialised.txt"
+TRACKING_DONE = f"{OUT}/tracking/initialised.json"
 TRAIN_DIR = f"{OUT}/train/{{source}}/{{variant}}/seed{{seed}}"
 EVAL_JSON = f"{OUT}/eval/{{source}}/{{target}}/{{variant}}/seed{{seed}}.json"
 EVAL_FIGURE = f"{OUT}/eval/{{source}}/{{target}}/{{variant}}/seed{{seed}}.png"
@@ -95,11 +95,11 @@ def weights_inputs(wildcards):
     return [WEIGHTS] if config["weights"]["download"] else []
 
 
-def run_config_sets(wildcards, input):
+def run_config_sets(wildcards):
     """`--set` options for `wmoe-clip run-config`: the config's overrides, then the weights file."""
     sets = {**config["overrides"]}
     if config["weights"]["download"]:
-        sets["model.pretrained"] = input.weights
+        sets["model.pretrained"] = WEIGHTS
     # Values go through YAML on the other side: JSON spells null, booleans and lists the same way.
     text = {k: v if isinstance(v, str) else json.dumps(v) for k, v in sets.items()}
     return " ".join(f"--set '{key}={value}'" for key, value in text.items())

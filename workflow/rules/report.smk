@@ -11,6 +11,7 @@ rule report:
         table1=REPORT_FILES[1],
         table2=REPORT_FILES[2],
     params:
+        # A function, not the bare prefix: snakemake --lint flags hard-coded path prefixes.
         results=lambda wildcards, input: OUT,
         out=lambda wildcards, output: os.path.dirname(output.html),
     log:

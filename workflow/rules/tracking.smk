@@ -13,5 +13,4 @@ rule tracking_init:
     conda:
         "../envs/wmoe-clip.yaml"
     shell:
-        "MLFLOW_EXPERIMENT_NAME='{params.experiment}' wmoe-clip tracking-init --uri '{params.uri}' > {log} 2>&1"
-        " && echo '{params.uri}' > {output}"
+        "wmoe-clip tracking-init --uri '{params.uri}' --experiment '{params.experiment}' --marker {output} > {log} 2>&1"

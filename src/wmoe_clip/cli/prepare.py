@@ -12,7 +12,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "prepare",
         help="convert a dataset in its native layout into OUT_DIR/meta.json",
-        description="Read DATASET as extracted in RAW_DIR (a single wrapping folder is found by itself) and "
+        description="Read DATASET as extracted in RAW_DIR (wrapping folders, and the dataset's folder inside a "
+        "multi-dataset pack, are found by themselves) and "
         "write OUT_DIR/meta.json and OUT_DIR/prepare.json (counts vs the registry, mask value histogram).",
     )
     p.add_argument("dataset", choices=registry.keys(), metavar="DATASET", help=", ".join(registry.keys()))

@@ -21,11 +21,10 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from ..errors import WMoEError
+from .masks import mask_values
 from .meta import load_meta
 
 MASK_INTERPOLATIONS = {"bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NEAREST}
-# Single-channel modes whose values are read as they are; every other mode goes through RGB.
-_SINGLE_CHANNEL = {"1", "L", "I", "I;16", "I;16L", "I;16B", "I;16N"}
 _SIXTEEN_BIT = {"I", "I;16", "I;16L", "I;16B", "I;16N"}
 
 _MEAN = np.asarray(OPENAI_DATASET_MEAN, dtype=np.float32)[:, None, None]
@@ -59,13 +58,6 @@ def preprocess_image(rgb: Image.Image, size: int) -> torch.Tensor:
     """The model input of an RGB image: squashed to size×size (bicubic), OpenAI CLIP mean/std, 3×S×S."""
     arr = np.asarray(rgb.resize((size, size), Image.Resampling.BICUBIC), dtype=np.float32) / 255.0
     return torch.from_numpy((arr.transpose(2, 0, 1) - _MEAN) / _STD)
-
-
-def mask_foreground(img: Image.Image, threshold: int = 0) -> np.ndarray:
-    """Boolean H×W foreground of a mask image: any colour channel > ``threshold`` (alpha ignored)."""
-    if img.mode in _SINGLE_CHANNEL:
-        return np.asarray(img) > threshold
-    return (np.asarray(img.convert("RGB")) > threshold).any(axis=-1)
 
 
 class AnomalyDataset(Dataset):
@@ -139,7 +131,7 @@ class AnomalyDataset(Dataset):
                 f"{self._where(index)}: mask {path} is {img.size[0]}x{img.size[1]} but its image is "
                 f"{native_size[0]}x{native_size[1]}: image and mask are mis-paired; re-run prepare"
             )
-        binary = Image.fromarray(mask_foreground(img, self.mask_threshold).astype(np.uint8) * 255, mode="L")
+        binary = Image.fromarray((mask_values(img) > self.mask_threshold).astype(np.uint8) * 255, mode="L")
         resized = np.asarray(binary.resize((s, s), MASK_INTERPOLATIONS[self.mask_interpolation]))
         # Convention A thresholds the interpolated value at 0.5 (of 255); nearest keeps {0, 255}.
         return torch.from_numpy((resized > 127.5).astype(np.float32))

@@ -29,13 +29,13 @@ from tqdm import tqdm
 from .. import __version__
 from ..errors import WMoEError
 from ..io import atomic_dir, write_json
+from .converters.common import IMAGE_EXTS
 from .extract import extract_into, is_archive
+from .registry import FileSpec
 
 DOWNLOADS_DIRNAME = ".downloads"
 RECORD_NAME = "download.json"
 CHUNK = 1 << 20
-# Image extensions counted when a manually placed folder is checked against the registry's counts.
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
 
 @dataclass(frozen=True)
@@ -184,14 +184,10 @@ def _file_url(entry: Any, url_base: str | None) -> str:
     return entry.url
 
 
-def _expected_images(spec: Any) -> int:
-    return sum(spec.totals)
-
-
 def _count_images(folder: Path) -> int:
     return sum(
         1 for p in folder.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES and DOWNLOADS_DIRNAME not in p.relative_to(folder).parts
+        if p.suffix.lower() in IMAGE_EXTS and DOWNLOADS_DIRNAME not in p.relative_to(folder).parts
     )
 
 
@@ -224,7 +220,7 @@ def _missing_manual_message(spec: Any, dest: Path) -> str:
         lines.append("Put the archive(s) at: " + ", ".join(where))
         lines.append(f"or extract them into {dest}/ yourself,")
     else:
-        lines.append(f"Extract it into {dest}/,")
+        lines.append(f"Put the downloaded archive(s) in {dest}/ (they are extracted safely) or extract them there,")
     lines.append(f"then run `wmoe-clip download {spec.key} --dest {dest}` again.")
     if spec.download.manual:
         lines.append("Instructions: " + " ".join(spec.download.manual.split()))
@@ -246,8 +242,13 @@ def _install(dest: Path, archives: list[Path], record: dict[str, Any]) -> None:
                 shutil.copy2(archive, tmp / archive.name)
         write_json(tmp / RECORD_NAME, record)
         (dest / RECORD_NAME).unlink(missing_ok=True)
+        kept = tmp / DOWNLOADS_DIRNAME
         if (dest / DOWNLOADS_DIRNAME).is_dir():
-            os.replace(dest / DOWNLOADS_DIRNAME, tmp / DOWNLOADS_DIRNAME)
+            os.replace(dest / DOWNLOADS_DIRNAME, kept)
+        for archive in archives:
+            if archive.parent == dest:  # put into dest by hand: kept with the downloaded ones
+                kept.mkdir(exist_ok=True)
+                os.replace(archive, kept / archive.name)
 
 
 def _file_record(entry: Any, url: str | None, result: FetchResult) -> dict[str, Any]:
@@ -302,8 +303,12 @@ def download_dataset(
     files = spec.download.files
     archives_placed = bool(files) and all((downloads / f.filename).is_file() for f in files)
     if (spec.download.kind == "manual" and not archives_placed) or (_placed_content(dest) and not recorded):
-        if not _placed_content(dest):
+        placed = _placed_content(dest)
+        if not placed:
             raise WMoEError(_missing_manual_message(spec, dest))
+        placed_archives = [p for p in placed if is_archive(p)]
+        if placed_archives and not _count_images(dest):
+            return _install_placed_archives(spec, dest, placed_archives, record)
         return _adopt_placed_folder(spec, dest, record)
 
     archives = []
@@ -324,13 +329,30 @@ def download_dataset(
     return dest
 
 
+def _install_placed_archives(spec: Any, dest: Path, archives: list[Path], record: dict[str, Any]) -> Path:
+    """Extract archives a user put into ``dest`` by hand, as if they had been downloaded.
+
+    The registry knows no file name or hash for them: their sha256 is computed and recorded, and once
+    extracted they move to ``dest/.downloads``; ``prepare`` then checks the layout and the counts.
+    """
+    for archive in archives:
+        result = FetchResult(archive, sha256_file(archive), archive.stat().st_size)
+        print(f"{spec.key}: extracting the placed archive {archive.name} (sha256 {result.sha256})")
+        record["files"].append(_file_record(FileSpec(url="", filename=archive.name), None, result))
+    record["source"] = "placed archive"
+    record["completed"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    _install(dest, archives, record)
+    print(f"{spec.key}: complete in {dest}")
+    return dest
+
+
 def _adopt_placed_folder(spec: Any, dest: Path, record: dict[str, Any]) -> Path:
     """Accept a dataset a user extracted into ``dest`` by hand, after a plausibility check.
 
     A folder has no archive hash to check, so it must at least hold as many images as the
     registry's test set; ``prepare`` then checks the exact per-class counts.
     """
-    found, expected = _count_images(dest), _expected_images(spec)
+    found, expected = _count_images(dest), sum(spec.totals)
     if found < expected:
         raise WMoEError(
             f"{dest} holds {found} images, fewer than the {expected} of {spec.key}'s test set: the "

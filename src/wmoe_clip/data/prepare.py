@@ -27,6 +27,7 @@ from ..errors import WMoEError
 from ..io import write_json
 from . import converters, registry
 from .converters.common import Context, Layout, Problem, Splits, visible_entries
+from .masks import mask_values
 from .meta import META_FILE, write_meta
 from .registry import DatasetSpec
 
@@ -44,7 +45,11 @@ class PrepareResult:
 
 
 def find_root(raw_dir: Path, layout: Layout, spec: DatasetSpec) -> Path:
-    """The dataset root: RAW_DIR, a folder of ``layout.root_names`` in it, or inside single wrapping folders."""
+    """The dataset root: RAW_DIR, a folder of ``layout.root_names`` in it, or inside single wrapping folders.
+
+    Failing that, a folder of ``layout.root_names`` a few levels down is taken when it is the only one
+    (a pack of several datasets, e.g. PraNet's ``TestDataset/`` + ``TrainDataset/``).
+    """
     if not raw_dir.is_dir():
         raise WMoEError(f"{spec.key}: raw folder {raw_dir} does not exist. {_how_to_get(spec)}")
     here = raw_dir
@@ -58,11 +63,27 @@ def find_root(raw_dir: Path, layout: Layout, spec: DatasetSpec) -> Path:
         if len(subdirs) != 1:
             break
         here = subdirs[0]
+    named = _named_roots(raw_dir, layout, spec)
+    if len(named) == 1:
+        return named[0]
+    if named:
+        listed = ", ".join(str(p) for p in named)
+        raise WMoEError(f"{spec.key}: {raw_dir} holds several candidate dataset roots ({listed}); "
+                        "pass the one to use as --raw")
     found = ", ".join(p.name for p in visible_entries(here)) or "nothing"
     raise WMoEError(
         f"{spec.key}: {raw_dir} does not hold the native layout of {spec.display_name} "
         f"(expected {layout.describe(spec)}); {here} holds: {found}. {_how_to_get(spec)}"
     )
+
+
+def _named_roots(raw_dir: Path, layout: Layout, spec: DatasetSpec) -> list[Path]:
+    """Folders called one of ``layout.root_names`` that hold the layout, up to MAX_WRAPPERS + 1 levels down."""
+    found, level = [], [raw_dir]
+    for _ in range(MAX_WRAPPERS + 1):
+        level = [p for d in level for p in visible_entries(d) if p.is_dir()]
+        found += [p for p in level if p.name in layout.root_names and layout.matches(p, spec)]
+    return found
 
 
 def _how_to_get(spec: DatasetSpec) -> str:
@@ -85,11 +106,9 @@ def _check_record(root: Path, rec: dict, threshold: int) -> tuple[list[Problem],
     try:
         with Image.open(root / rec["mask_path"]) as m:
             m.load()
-            mask = np.asarray(m)
+            mask = mask_values(m)  # as the loader reads it: palette by colour, alpha ignored
     except (OSError, ValueError) as exc:
         return [Problem("unreadable mask", rec["mask_path"], f"cannot be decoded ({exc})")], hist
-    if mask.ndim == 3:  # RGB(A) masks: a pixel is foreground if any channel is
-        mask = mask[..., :3].max(axis=2)
     values, counts = np.unique(mask, return_counts=True)
     hist.update(dict(zip(values.tolist(), counts.tolist())))
     if (mask.shape[1], mask.shape[0]) != size:

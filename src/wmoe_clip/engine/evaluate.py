@@ -11,6 +11,7 @@ computed.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from pathlib import Path
@@ -89,90 +90,86 @@ def evaluate(
     if len(dataset) == 0:
         raise WMoEError(f"{data_dir}: the test split of {target!r} is empty; nothing to evaluate")
     synthetic = is_synthetic(data_dir)
-    size = cfg.model.image_size
     classes = {cls: dataset.class_indices(cls) for cls in dataset.class_names}
     classes = {cls: idx for cls, idx in classes.items() if idx}
 
-    sw = runtime.software_info()
-    run_id = tracker.start(
-        f"eval {source} -> {target} {cfg.variant} seed{seed}",
-        tags={"kind": "eval", "source": source, "target": target, "variant": cfg.variant, "seed": seed,
-              "synthetic": synthetic, "device": runtime.device_description(device),
-              "mlflow.source.git.commit": sw["git_commit"] or "", "git_dirty": sw["git_dirty"],
-              "data.n_images": len(dataset), "data.n_classes": len(classes)},
-        parent_run_id=train_run_id,
-    )
-    tracker.log_params(cfg.to_dict())
+    size = cfg.model.image_size
+    tags = runtime.run_tags("eval", device, dataset, synthetic, source=source, target=target, variant=cfg.variant,
+                            seed=seed)
+    name = f"eval {source} -> {target} {cfg.variant} seed{seed}"
+    with tracker.run(name, tags, parent_run_id=train_run_id) as run_id:
+        tracker.log_params(cfg.to_dict())
+        if feature_cache:
+            feats_source = open_cache(cfg, dataset, model, device, cache_dir, cfg.eval.batch_size, cfg.eval.num_workers)
+        else:
+            feats_source = ImageSource(dataset, model, device, cfg.eval.num_workers)
+        acc = ClassMetricAccumulator(image=spec.image_metrics, pixel=spec.pixel_metrics, image_size=(size, size),
+                                     expected={cls: len(idx) for cls, idx in classes.items()})
+        picks = select_samples(dataset.records, cfg.eval.figure_samples)
+        figure_picks = set(picks)
+        figure_maps: dict[int, tuple[np.ndarray, float]] = {}
 
-    if feature_cache:
-        feats_source = open_cache(cfg, dataset, model, device, cache_dir, cfg.eval.batch_size, cfg.eval.num_workers)
-    else:
-        feats_source = ImageSource(dataset, model, device, cfg.eval.num_workers)
-    acc = ClassMetricAccumulator(image=spec.image_metrics, pixel=spec.pixel_metrics, image_size=(size, size),
-                                 expected={cls: len(idx) for cls, idx in classes.items()})
-    picks = select_samples(dataset.records, cfg.eval.figure_samples)
-    figure_picks = set(picks)
-    figure_maps: dict[int, tuple[np.ndarray, float]] = {}
+        runtime.reset_peak_memory(device)
+        inference_s = metrics_s = 0.0
+        bs = cfg.eval.batch_size
+        bar = tqdm(total=len(dataset), desc=f"evaluate {target}", unit="img", disable=not progress)
+        # One stream of batches over all classes (loader workers start once and prefetch across
+        # class boundaries); each class is finalised as soon as its last batch is in.
+        chunks = {cls: [idx[i : i + bs] for i in range(0, len(idx), bs)] for cls, idx in classes.items()}
+        stream = feats_source.batches([chunk for cls_chunks in chunks.values() for chunk in cls_chunks])
+        for cls in classes:
+            t0 = time.perf_counter()
+            for batch in itertools.islice(stream, len(chunks[cls])):
+                with torch.no_grad():
+                    with runtime.autocast(device):
+                        out = model.forward_features(batch.feats)
+                    smoothed = gaussian_smooth(out.anomaly_map.float(), cfg.eval.sigma)
+                    scores = image_scores(out.global_score, smoothed, cfg.model.alpha)
+                maps_np, scores_np = smoothed.cpu().numpy(), scores.cpu().numpy()
+                acc.add(cls, batch.labels.cpu().numpy(), scores_np, masks=batch.masks.cpu().numpy(), maps=maps_np)
+                for j, index in enumerate(batch.indices):
+                    if index in figure_picks:
+                        figure_maps[index] = (maps_np[j].copy(), float(scores_np[j]))
+                bar.update(len(batch.indices))
+            t1 = time.perf_counter()
+            result = acc.finalize_class(cls)
+            metrics_s += time.perf_counter() - t1
+            inference_s += t1 - t0
+            tracker.log_metrics({f"class.{cls}": {k: v for k, v in result.items() if k in ("image", "pixel")}})
+        bar.close()
 
-    runtime.reset_peak_memory(device)
-    inference_s = metrics_s = 0.0
-    bs = cfg.eval.batch_size
-    bar = tqdm(total=len(dataset), desc=f"evaluate {target}", unit="img", disable=not progress)
-    for cls, idx in classes.items():
-        t0 = time.perf_counter()
-        chunks = [idx[i : i + bs] for i in range(0, len(idx), bs)]
-        for batch in feats_source.batches(chunks):
-            with torch.no_grad():
-                with runtime.autocast(device):
-                    out = model.forward_features(batch.feats)
-                smoothed = gaussian_smooth(out.anomaly_map.float(), cfg.eval.sigma)
-                scores = image_scores(out.global_score, smoothed, cfg.model.alpha)
-            maps_np, scores_np = smoothed.cpu().numpy(), scores.cpu().numpy()
-            acc.add(cls, batch.labels.cpu().numpy(), scores_np, masks=batch.masks.cpu().numpy(), maps=maps_np)
-            for j, index in enumerate(batch.indices):
-                if index in figure_picks:
-                    figure_maps[index] = (maps_np[j].copy(), float(scores_np[j]))
-            bar.update(len(batch.indices))
-        t1 = time.perf_counter()
-        result = acc.finalize_class(cls)
-        metrics_s += time.perf_counter() - t1
-        inference_s += t1 - t0
-        tracker.log_metrics({f"class.{cls}": {k: v for k, v in result.items() if k in ("image", "pixel")}})
-    bar.close()
+        figure_name = None
+        if figure_maps:
+            samples = []
+            for index in (i for i in picks if i in figure_maps):
+                item = dataset[index]
+                anomaly_map, score = figure_maps[index]
+                samples.append(Sample(denormalise(item["image"]), item["mask"].numpy() > 0.5, anomaly_map,
+                                      item["cls_name"], int(item["label"]), score))
+            sample_grid(samples, figure, f"{spec.display_name}: model trained on {source} ({cfg.variant}, seed {seed})")
+            figure_name = figure.name if figure.parent.resolve() == out_json.parent.resolve() else str(figure)
 
-    figure_name = None
-    if figure_maps:
-        samples = []
-        for index in (i for i in picks if i in figure_maps):
-            item = dataset[index]
-            anomaly_map, score = figure_maps[index]
-            samples.append(Sample(denormalise(item["image"]), item["mask"].numpy() > 0.5, anomaly_map,
-                                  item["cls_name"], int(item["label"]), score))
-        sample_grid(samples, figure, f"{spec.display_name}: model trained on {source} ({cfg.variant}, seed {seed})")
-        figure_name = figure.name if figure.parent.resolve() == out_json.parent.resolve() else str(figure)
-
-    n = len(dataset)
-    timings = {
-        "inference_s": inference_s,
-        "images_per_s": n / inference_s if inference_s > 0 else 0.0,
-        "metrics_s": metrics_s,
-        "total_s": time.perf_counter() - started,
-        "device": runtime.device_description(device),
-        "peak_memory_mb": runtime.peak_memory_mb(device),
-    }
-    doc = build_eval(
-        source=source, target=target, variant=cfg.variant, seed=seed, synthetic=synthetic,
-        dataset={"key": spec.key, "display_name": spec.display_name, "domain": spec.domain,
-                 "image_metrics": spec.image_metrics, "pixel_metrics": spec.pixel_metrics},
-        per_class=acc.results(), mean=acc.mean(), image_scores=acc.image_scores(),
-        checkpoint=checkpoint, config=cfg.to_dict(), train_run_id=train_run_id, mlflow_run_id=run_id,
-        software=sw, timings=timings, figure=figure_name,
-    )
-    write_eval(out_json, doc)
-    tracker.log_metrics({"mean": {lvl: {k: v["value"] for k, v in m.items()} for lvl, m in doc["mean"].items()},
-                         "timings": {k: v for k, v in timings.items() if k != "device"}})
-    tracker.log_artifact(out_json)
-    if figure_name:
-        tracker.log_artifact(figure)
-    tracker.end()
+        n = len(dataset)
+        timings = {
+            "inference_s": inference_s,
+            "images_per_s": n / inference_s if inference_s > 0 else 0.0,
+            "metrics_s": metrics_s,
+            "total_s": time.perf_counter() - started,
+            "device": runtime.device_description(device),
+            "peak_memory_mb": runtime.peak_memory_mb(device),
+        }
+        doc = build_eval(
+            source=source, target=target, variant=cfg.variant, seed=seed, synthetic=synthetic,
+            dataset={"key": spec.key, "display_name": spec.display_name, "domain": spec.domain,
+                     "image_metrics": spec.image_metrics, "pixel_metrics": spec.pixel_metrics},
+            per_class=acc.results(), mean=acc.mean(), image_scores=acc.image_scores(),
+            checkpoint=checkpoint, config=cfg.to_dict(), train_run_id=train_run_id, mlflow_run_id=run_id,
+            software=runtime.software_info(), timings=timings, figure=figure_name,
+        )
+        write_eval(out_json, doc)
+        tracker.log_metrics({"mean": {lvl: {k: v["value"] for k, v in m.items()} for lvl, m in doc["mean"].items()},
+                             "timings": {k: v for k, v in timings.items() if k != "device"}})
+        tracker.log_artifact(out_json)
+        if figure_name:
+            tracker.log_artifact(figure)
     return doc

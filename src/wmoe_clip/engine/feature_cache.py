@@ -35,7 +35,7 @@ from tqdm import tqdm
 from ..config import RunConfig
 from ..errors import WMoEError
 from ..io import atomic_dir, write_json
-from .runtime import autocast
+from . import runtime
 
 CACHE_VERSION = 1
 CACHE_ENV = "WMOE_CLIP_CACHE_DIR"
@@ -90,7 +90,7 @@ class ImageSource:
         )
         for item in loader:
             images = item["image"].to(self.device, non_blocking=True)
-            with torch.no_grad(), autocast(self.device):
+            with torch.no_grad(), runtime.autocast(self.device):
                 feats = self.model.encode_image(images)
             yield Batch(feats, item["mask"].to(self.device), item["label"].to(self.device), item["index"])
 

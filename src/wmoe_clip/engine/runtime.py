@@ -104,3 +104,24 @@ def git_info() -> dict[str, Any]:
 
 def software_info() -> dict[str, Any]:
     return {"wmoe_clip": __version__, **git_info(), "torch": torch.__version__}
+
+
+def dataset_counts(dataset) -> dict[str, int]:
+    """Images, normal and anomalous images, and classes of an ``AnomalyDataset``."""
+    labels = [int(r["anomaly"]) for r in dataset.records]
+    return {
+        "n_images": len(labels),
+        "n_normal": labels.count(0),
+        "n_anomalous": labels.count(1),
+        "n_classes": len(dataset.class_names),
+    }
+
+
+def run_tags(kind: str, device: torch.device, dataset, synthetic: bool, **extra: Any) -> dict[str, Any]:
+    """The MLflow tags every job carries: what it is, where it ran, which code, which data."""
+    sw = software_info()
+    return {
+        "kind": kind, **extra, "synthetic": synthetic, "device": device_description(device),
+        "mlflow.source.git.commit": sw["git_commit"] or "", "git_dirty": sw["git_dirty"],
+        **{f"data.{k}": v for k, v in dataset_counts(dataset).items()},
+    }

@@ -4,19 +4,22 @@
   ``mlflow.db`` in the working directory, as an absolute URI so jobs started elsewhere share it.
 * Experiment: ``MLFLOW_EXPERIMENT_NAME``, default ``wmoe-clip``. ``wmoe-clip tracking-init`` creates
   the store and the experiment once, before parallel jobs, to avoid the schema-creation race.
-* One run per training and per evaluation; an evaluation run carries its training run as parent.
+* One run per training and per evaluation (:meth:`Tracker.run`), closed FINISHED, or FAILED on an error
+  and KILLED on an interruption; an evaluation run carries its training run as parent, and a resumed
+  training reopens the run of its interrupted part.
 * Every call goes through :meth:`Tracker._call`: a failure gives one warning and switches tracking
   off for the rest of the job, whose files are still written. SQLite lock contention is retried.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -179,14 +182,6 @@ class Tracker:
             chunk = flat[i : i + _PARAM_BATCH]
             self._call("log parameters", lambda: self._client.log_batch(self.run_id, params=chunk))
 
-    def set_tags(self, tags: Mapping[str, Any]) -> None:
-        if not self.active:
-            return
-        from mlflow.entities import RunTag
-
-        items = [RunTag(k, str(v)) for k, v in tags.items()]
-        self._call("set tags", lambda: self._client.log_batch(self.run_id, tags=items))
-
     def log_metrics(self, metrics: Mapping[str, Any], step: int = 0) -> None:
         """Log finite numbers (nested keys joined with '.'); nulls and non-numbers are skipped."""
         if not self.active:
@@ -210,3 +205,15 @@ class Tracker:
     def end(self, status: str = "FINISHED") -> None:
         if self.active:
             self._call("end the run", lambda: self._client.set_terminated(self.run_id, status=status))
+
+    @contextlib.contextmanager
+    def run(self, run_name: str, tags: Mapping[str, Any] | None = None, parent_run_id: str | None = None,
+            resume_run_id: str | None = None) -> Iterator[str | None]:
+        """:meth:`start` a run for the body; it ends FINISHED, or KILLED (interrupted) / FAILED on an error."""
+        run_id = self.start(run_name, tags, parent_run_id, resume_run_id)
+        try:
+            yield run_id
+        except BaseException as exc:
+            self.end("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+            raise
+        self.end()

@@ -43,16 +43,6 @@ _STATE_NAME = re.compile(r"^epoch-(\d{4})\.pt$")
 STATE_FORMAT = "wmoe-clip/train-state"
 
 
-def dataset_counts(dataset) -> dict[str, int]:
-    labels = [int(r["anomaly"]) for r in dataset.records]
-    return {
-        "n_images": len(labels),
-        "n_normal": labels.count(0),
-        "n_anomalous": labels.count(1),
-        "n_classes": len(dataset.class_names),
-    }
-
-
 def meta_digest(prepared_dir: str | Path) -> str:
     return hashlib.sha256((Path(prepared_dir) / "meta.json").read_bytes()).hexdigest()
 
@@ -135,7 +125,7 @@ def train(
         raise WMoEError(f"--source {source!r} but {data_dir}/meta.json holds dataset {dataset.dataset!r}")
     if len(dataset) == 0:
         raise WMoEError(f"{data_dir}: the test split of {source!r} is empty; nothing to train on")
-    counts = dataset_counts(dataset)
+    counts = runtime.dataset_counts(dataset)
     data_digest = meta_digest(data_dir)
 
     runtime.seed_everything(tc.seed)
@@ -162,25 +152,20 @@ def train(
         history, start_epoch, run_id = json.loads(state["history"]), state["epoch"], state.get("mlflow_run_id")
         print(f"resuming from {state_path} (epoch {start_epoch}/{tc.epochs})")
 
-    sw = runtime.software_info()
-    tags = {
-        "kind": "train", "source": source, "variant": cfg.variant, "seed": tc.seed,
-        "synthetic": is_synthetic(data_dir), "device": runtime.device_description(device),
-        "mlflow.source.git.commit": sw["git_commit"] or "", "git_dirty": sw["git_dirty"],
-        **{f"data.{k}": v for k, v in counts.items()},
-    }
-    run_id = tracker.start(f"train {source} {cfg.variant} seed{tc.seed}", tags=tags, resume_run_id=run_id)
-    if start_epoch == 0:
-        tracker.log_params(cfg.to_dict())
+    synthetic = is_synthetic(data_dir)
+    tags = runtime.run_tags("train", device, dataset, synthetic, source=source, variant=cfg.variant, seed=tc.seed)
+    resumed_run = run_id
+    with tracker.run(f"train {source} {cfg.variant} seed{tc.seed}", tags, resume_run_id=resumed_run) as run_id:
+        if resumed_run is None:  # a new run (also when the interrupted one was not tracked) gets the config
+            tracker.log_params(cfg.to_dict())
 
-    if tc.feature_cache:
-        feats_source = open_cache(cfg, dataset, model, device, cache_dir, tc.batch_size, tc.num_workers)
-    else:
-        feats_source = ImageSource(dataset, model, device, tc.num_workers)
-    num_experts = cfg.model.sa_moe.num_experts if cfg.model.sa_moe.enabled else None
-    steps_per_epoch = math.ceil(len(dataset) / tc.batch_size)
+        if tc.feature_cache:
+            feats_source = open_cache(cfg, dataset, model, device, cache_dir, tc.batch_size, tc.num_workers)
+        else:
+            feats_source = ImageSource(dataset, model, device, tc.num_workers)
+        num_experts = cfg.model.sa_moe.num_experts if cfg.model.sa_moe.enabled else None
+        steps_per_epoch = math.ceil(len(dataset) / tc.batch_size)
 
-    try:
         for epoch in range(start_epoch, tc.epochs):
             history.append(_train_epoch(model, optimizer, feats_source, cfg, epoch, device, num_experts,
                                         steps_per_epoch, tracker, progress))
@@ -198,32 +183,28 @@ def train(
             write_json(out_dir / "history.json", history)
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1)
-    except BaseException:
-        tracker.end("KILLED")
-        raise
 
-    run = {
-        "mlflow_run_id": run_id,
-        "source": source,
-        "variant": cfg.variant,
-        "seed": tc.seed,
-        "epochs": tc.epochs,
-        "data": str(data_dir),
-        "data_meta_sha256": data_digest,
-        "synthetic": is_synthetic(data_dir),
-        "counts": counts,
-        "feature_cache": tc.feature_cache,
-        "device": runtime.device_description(device),
-        "software": sw,
-        "config": cfg.to_dict(),
-        "model": "model.pt",
-    }
-    write_json(out_dir / "history.json", history)
-    write_json(out_dir / "run.json", run)
-    save_checkpoint(model, out_dir / "model.pt")
-    tracker.log_artifact(out_dir / "history.json")
-    tracker.log_artifact(out_dir / "run.json")
-    tracker.end()
+        run = {
+            "mlflow_run_id": run_id,
+            "source": source,
+            "variant": cfg.variant,
+            "seed": tc.seed,
+            "epochs": tc.epochs,
+            "data": str(data_dir),
+            "data_meta_sha256": data_digest,
+            "synthetic": synthetic,
+            "counts": counts,
+            "feature_cache": tc.feature_cache,
+            "device": runtime.device_description(device),
+            "software": runtime.software_info(),
+            "config": cfg.to_dict(),
+            "model": "model.pt",
+        }
+        write_json(out_dir / "history.json", history)
+        write_json(out_dir / "run.json", run)
+        save_checkpoint(model, out_dir / "model.pt")
+        tracker.log_artifact(out_dir / "history.json")
+        tracker.log_artifact(out_dir / "run.json")
     return run
 
 

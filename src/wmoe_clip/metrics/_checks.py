@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from wmoe_clip.errors import WMoEError
@@ -77,7 +79,10 @@ def image_stack(masks, maps) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fpr_limit_value(fpr_limit) -> float:
-    limit = float(fpr_limit)
+    try:
+        limit = float(fpr_limit)
+    except (TypeError, ValueError):
+        limit = math.nan
     if not 0.0 < limit <= 1.0:
         raise MetricInputError(f"fpr_limit must lie in (0, 1], got {fpr_limit}")
     return limit

@@ -36,9 +36,6 @@ class ImageFeatures(NamedTuple):
     global_token: torch.Tensor
     patch_tokens: torch.Tensor
 
-    def to(self, *args, **kwargs) -> "ImageFeatures":
-        return ImageFeatures(self.global_token.to(*args, **kwargs), self.patch_tokens.to(*args, **kwargs))
-
 
 @dataclass
 class WMoEOutput:

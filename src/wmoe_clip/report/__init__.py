@@ -17,7 +17,7 @@ from .figures import data_uri, file_data_uri, training_curves_png
 from .paper import DEFAULT_PATH, PaperResults, load_paper_results
 from .render import render_html, render_latex
 from .results import Results, load_results
-from .tables import SYNTHETIC_NOTE, table1, table2
+from .tables import table1, table2
 
 __all__ = ["build_report", "load_paper_results", "load_results", "table1", "table2"]
 
@@ -76,7 +76,6 @@ def build_report(
         results_dir=results.root.as_posix(),
         generated=_dt.datetime.now().isoformat(timespec="seconds"),
         synthetic=results.synthetic,
-        synthetic_note=SYNTHETIC_NOTE,
         summary=_run_summary(results, paper),
         curves=data_uri(curves) if curves else None,
         figures=_figures(results, paper.main_variant),

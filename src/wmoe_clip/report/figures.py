@@ -67,7 +67,11 @@ def epoch_series(history: Any) -> dict[str, tuple[list[float], list[float]]]:
 
 
 def training_curves_png(trainings: Sequence[Training]) -> bytes | None:
-    """One panel per training (source, variant, seed) with every per-epoch quantity; None if none."""
+    """One panel per training (source, variant, seed) with every per-epoch quantity; None if none.
+
+    A quantity keeps its colour in every panel and the legend is drawn once, so panels with and
+    without a term (e.g. the SA-MoE load balance) read alike.
+    """
     panels = [(t, epoch_series(t.history)) for t in trainings]
     panels = [(t, s) for t, s in panels if s]
     if not panels:
@@ -78,21 +82,25 @@ def training_curves_png(trainings: Sequence[Training]) -> bytes | None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    cols = min(3, len(panels))
+    names = sorted(set().union(*(s.keys() for _, s in panels)))
+    palette = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    colours = {name: palette(i % palette.N) for i, name in enumerate(names)}
+    cols = min(4, len(panels))
     rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.6 * rows + 0.6), squeeze=False)
     for ax, (t, series) in zip(axes.flat, panels):
         for name, (xs, ys) in sorted(series.items()):
-            ax.plot(xs, ys, marker="o", markersize=3, label=name)
-        ax.set_title(f"{t.source} / {t.variant} / seed {t.seed}", fontsize=9)
+            ax.plot(xs, ys, marker="o", markersize=3, color=colours[name], label=name)
+        ax.set_title(f"{t.source} / {t.variant} / seed {t.seed}", fontsize=10)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
-    fig.tight_layout()
+    handles = [plt.Line2D([], [], color=colours[n], marker="o", markersize=4) for n in names]
+    fig.legend(handles, names, loc="upper center", ncol=min(len(names), 8), frameon=False, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     return buf.getvalue()

@@ -11,7 +11,7 @@ from typing import Any
 
 import jinja2
 
-from .tables import Table
+from .tables import SYNTHETIC_NOTE, Table
 
 _LATEX = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -62,10 +62,14 @@ def _header_spans(table: Table) -> list[list[dict[str, Any]]]:
 
 
 def render_latex(table: Table) -> str:
-    text = _latex_env().get_template("table.tex.j2").render(table=table, header_rows=_header_spans(table))
+    text = _latex_env().get_template("table.tex.j2").render(
+        table=table, header_rows=_header_spans(table), synthetic_note=SYNTHETIC_NOTE
+    )
     return text.lstrip() + "\n"
 
 
 def render_html(tables: list[Table], **context: Any) -> str:
     tables_ctx = [{"table": t, "header_rows": _header_spans(t)} for t in tables]
-    return _html_env().get_template("report.html.j2").render(tables=tables_ctx, **context)
+    return _html_env().get_template("report.html.j2").render(
+        tables=tables_ctx, synthetic_note=SYNTHETIC_NOTE, **context
+    )

@@ -18,10 +18,10 @@ from .stats import bootstrap_auroc_ci
 MISSING = "–"
 METRIC_NAMES = {"auroc": "AUROC", "f1_max": "F1-max", "ap": "AP", "aupro_anomalyclip": "PRO", "aupro": "AUPRO"}
 LEVEL_NAMES = {"image": "image level", "pixel": "pixel level"}
+# Each renderer puts it under its own "Synthetic data" heading (HTML banner, LaTeX first note).
 SYNTHETIC_NOTE = (
-    "Synthetic data: these numbers come from generated stand-in datasets (wmoe-clip synth) and a "
-    "tiny model; they exercise the pipeline and say nothing about the method. Do not compare them "
-    "with the paper."
+    "These numbers come from generated stand-in datasets (wmoe-clip synth); they exercise the "
+    "pipeline and say nothing about the method. Do not compare them with the paper."
 )
 
 
@@ -110,9 +110,7 @@ class _Cells:
 
 
 def _common_notes(table: Table, paper: PaperResults, location: str, results: Results) -> None:
-    if results.synthetic:
-        table.synthetic = True
-        table.notes.insert(0, SYNTHETIC_NOTE)
+    table.synthetic = results.synthetic
     table.notes.append(
         f"Paper columns: {location} of “{paper.source['title']}” ({paper.citation()}), as recorded in "
         f"{paper.path.as_posix()}. Ours: mean over seeds (± std with several seeds); Δ = ours − paper."
