@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from wmoe_clip.config import load_config
+
 REPO = Path(__file__).resolve().parents[2]
 PAPER = REPO / "config" / "paper_results.yaml"
 
@@ -15,22 +17,35 @@ IMAGE_LEVEL = {"headct", "brainmri", "br35h"}
 PIXEL_LEVEL = {"isic", "colondb", "clinicdb", "endo", "kvasir"}
 
 
+LEVEL_METRICS = {"image": ("auroc", "ap", "f1_max"), "pixel": ("auroc", "ap", "f1_max", "aupro", "aupro_anomalyclip")}
+
+
 def eval_json(source, target, variant, seed, image=None, pixel=None, scores=None, synthetic=False, figure=None):
-    """An evaluation JSON with the given mean metrics (fractions) and per-class image scores."""
-    mean = {}
-    if image is not None:
-        mean["image"] = {k: {"value": v, "n_classes": 1} for k, v in image.items()}
-    if pixel is not None:
-        mean["pixel"] = {k: {"value": v, "n_classes": 1} for k, v in pixel.items()}
+    """A schema-valid evaluation JSON with the given mean metrics (fractions) and per-class image scores.
+
+    Every class carries the mean values themselves, so the documented means hold.
+    """
+    scores = scores or {}
+    levels = {k: v for k, v in (("image", image), ("pixel", pixel)) if v is not None}
+    per_class = {}
+    for cls in scores or ["all"]:
+        labels = scores[cls]["labels"] if cls in scores else [0, 1]
+        n_anomalous = int(sum(labels))
+        per_class[cls] = {"n_images": len(labels), "n_normal": len(labels) - n_anomalous,
+                          "n_anomalous": n_anomalous,
+                          **{lvl: {k: v.get(k) for k in LEVEL_METRICS[lvl]} for lvl, v in levels.items()}}
+    mean = {lvl: {k: {"value": v, "n_classes": len(per_class)} for k, v in vals.items()}
+            for lvl, vals in levels.items()}
+    counts = {k: sum(r[k] for r in per_class.values()) for k in ("n_images", "n_normal", "n_anomalous")}
     return {
         "format": "wmoe-clip/eval", "format_version": 1,
         "source": source, "target": target, "variant": variant, "seed": seed, "synthetic": synthetic,
         "dataset": {"key": target, "display_name": target, "domain": "industrial",
                     "image_metrics": image is not None, "pixel_metrics": pixel is not None},
-        "per_class": {}, "mean": mean, "image_scores": scores or {},
-        "counts": {}, "checkpoint": {"path": "model.pt", "sha256": "0"},
-        "config": {"model": {"backbone": "wmoe-tiny-quickgelu", "image_size": 112, "pretrained": None},
-                   "train": {"epochs": 2, "batch_size": 8, "lr": 0.001}},
+        "per_class": per_class, "mean": mean, "image_scores": scores,
+        "counts": counts | {"n_classes": len(per_class)},
+        "checkpoint": {"path": "model.pt", "sha256": "0" * 64},
+        "config": load_config("tiny", variant=variant).to_dict(),
         "train_run_id": None, "mlflow_run_id": None,
         "software": {"wmoe_clip": "0.1.0", "git_commit": "abc123", "git_dirty": False, "torch": "2.14.1"},
         "timings": {"inference_s": 1.5, "images_per_s": 10.0, "metrics_s": 0.1},

@@ -179,3 +179,13 @@ def test_bad_evaluation_files_name_the_file(tmp_path, paper_path, capsys, corrup
         path.write_text(json.dumps({**data, "format_version": 0}))
     assert main(["report", "--results", str(results), "--out", str(tmp_path / "r"), "--paper", str(paper_path)]) == 2
     assert str(path) in capsys.readouterr().err
+
+
+def test_an_evaluation_that_breaks_the_schema_is_refused_by_name(tmp_path):
+    from wmoe_clip.errors import WMoEError
+
+    doc = eval_json("visa", "mvtec", "full", 0, image={"auroc": 0.9, "ap": 0.9, "f1_max": 0.9})
+    doc["per_class"]["all"]["image"]["auroc"] = 1.7  # outside [0, 1]
+    path = write_eval(tmp_path, doc)
+    with pytest.raises(WMoEError, match=re.escape(str(path)) + ".*per_class/all/image/auroc"):
+        load_results(tmp_path)

@@ -16,10 +16,10 @@ from typing import Any
 
 import pandas as pd
 
+from ..engine.results import FORMAT as EVAL_FORMAT
+from ..engine.results import FORMAT_VERSION as EVAL_VERSION
+from ..engine.results import validate_eval
 from ..errors import WMoEError
-
-EVAL_FORMAT = "wmoe-clip/eval"
-EVAL_VERSION = 1
 _SEED = re.compile(r"^seed(\d+)$")
 
 
@@ -101,6 +101,8 @@ def load_evaluation(path: Path) -> Evaluation:
             f"{path}: evaluation format version {data.get('format_version')!r}, this report reads "
             f"version {EVAL_VERSION}; rerun the evaluation with this wmoe-clip"
         )
+    # The same schema check the engine applies before writing, so a hand-edited file cannot slip in.
+    validate_eval(data, str(path))
     variant_dir = path.parent
     target_dir = variant_dir.parent
     source_dir = target_dir.parent
