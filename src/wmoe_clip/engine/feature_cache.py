@@ -5,8 +5,9 @@ augmentation, so its outputs for a dataset are the same in every epoch and every
 With ``train.feature_cache: true`` they are computed once and stored:
 
 * one folder per key under the cache root, the key being what the features depend on: backbone,
-  pretrained weights, backbone seed, image size, feature layers, value-value settings, forward
-  precision, mask convention, and the dataset (its manifest and the size and mtime of each file);
+  pretrained weights, backbone seed, image size, feature layers, value-value settings, the backbone
+  options (global token ``ln_post``, positional-grid interpolation), forward precision, mask
+  convention, and the dataset (its manifest and the size and mtime of each file);
 * ``global.npy`` (N,D) and ``patches.npy`` (N,L,P,D) in fp16, ``masks.npy`` (N,S,S) and ``labels.npy``;
 * written atomically (a folder replaced as a whole; ``key.json`` names what it holds) under a file
   lock, so parallel jobs on one dataset build it once and never read half a cache;
@@ -18,8 +19,10 @@ With ``train.feature_cache: true`` they are computed once and stored:
 Without the cache (:class:`ImageSource`), loader workers send uint8 pixels and bool masks (a quarter
 of float32's bytes to copy and pin) and the batch is normalised on the device.
 
-fp16 storage rounds the features (relative error ~5e-4); a cached run is therefore close to, not
-bitwise equal to, an uncached one. Disk: 2·L·P·D bytes per image — 8.4 MB for ViT-L-14-336 at 518.
+fp16 storage keeps bf16 features (the CUDA default) exactly, except magnitudes below 2^-17, which
+move by at most 2^-25; fp32 features (CPU, ``model.precision: fp32``) are rounded (relative error
+up to 4.9e-4), so such a cached run is close to, not bitwise equal to, an uncached one.
+Disk: 2·L·P·D bytes per image — 8.4 MB for ViT-L-14-336 at 518.
 """
 
 from __future__ import annotations
@@ -239,7 +242,9 @@ def cache_key(cfg: RunConfig, dataset, device: torch.device) -> dict[str, Any]:
         "feature_layers": list(m.feature_layers),
         "vv_attention": m.vv_attention,
         "vv_start_layer": m.vv_start_layer,
-        "precision": "bf16" if device.type == "cuda" else "fp32",
+        "global_token_ln_post": m.global_token_ln_post,
+        "pos_embed_interpolation": m.pos_embed_interpolation,
+        "precision": "bf16" if device.type == "cuda" and m.precision == "auto" else "fp32",
         "mask_interpolation": dataset.mask_interpolation,
         "dataset": dataset.dataset,
         "classes": list(dataset.class_names),
