@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from wmoe_clip.config import VARIANTS, ConfigError, RunConfig, config_from_dict, load_config
@@ -5,7 +7,9 @@ from wmoe_clip.config import VARIANTS, ConfigError, RunConfig, config_from_dict,
 
 def test_defaults_are_the_paper_protocol():
     cfg = load_config("vit_l14_336")
-    assert cfg == RunConfig()
+    # The one difference is how the frozen features are obtained, not what they are.
+    assert cfg.train.feature_cache and not RunConfig().train.feature_cache
+    assert cfg == dataclasses.replace(RunConfig(), train=dataclasses.replace(RunConfig().train, feature_cache=True))
     assert cfg.model.feature_layers == (6, 12, 18, 24)
     assert (cfg.model.sa_moe.num_experts, cfg.model.sa_moe.top_k) == (8, 2)
     assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.lr) == (20, 32, 1e-3)
@@ -29,6 +33,9 @@ def test_wrong_type_is_rejected():
         config_from_dict({"train": {"epochs": "20"}})
     with pytest.raises(ConfigError, match="top_k must lie"):
         config_from_dict({"model": {"sa_moe": {"top_k": 9}}})
+    for fraction in (-0.1, 1.5):
+        with pytest.raises(ConfigError, match=r"train\.feature_cache_memory must lie in \[0, 1\]"):
+            config_from_dict({"train": {"feature_cache_memory": fraction}})
 
 
 def test_round_trip_through_dict():

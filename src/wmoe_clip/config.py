@@ -140,6 +140,9 @@ class TrainConfig:
     num_workers: int = 2
     device: str = "auto"
     feature_cache: bool = False
+    # A built cache is held in device memory when it fits in this fraction of the free GPU memory
+    # (of the available RAM on CPU); otherwise it is memory-mapped. 0 = always memory-mapped.
+    feature_cache_memory: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -346,6 +349,8 @@ def _check_values(cfg: RunConfig, source: str) -> None:
                 f"drop one of the two" for key, value in COMPAT_PRESETS[m.compat].items() if getattr(m, key) != value)
     if t.micro_batch_size is not None and not 1 <= t.micro_batch_size <= t.batch_size:
         problems.append("train.micro_batch_size must lie in [1, train.batch_size]")
+    if not 0.0 <= t.feature_cache_memory <= 1.0:
+        problems.append("train.feature_cache_memory must lie in [0, 1]")
     if cfg.data.mask_interpolation not in ("bilinear", "nearest"):
         problems.append("data.mask_interpolation must be 'bilinear' or 'nearest'")
     if problems:

@@ -17,6 +17,8 @@ from PIL import Image
 from torchvision import transforms
 
 from wmoe_clip.data import AnomalyDataset
+from wmoe_clip.data.dataset import normalise
+from wmoe_clip.engine.feature_cache import ImageSource
 from wmoe_clip.errors import WMoEError
 
 MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -117,6 +119,60 @@ def test_every_image_format_matches_the_reference_transform(tmp_path, raw):
         assert item["img_path"] == name and item["index"] == i
         assert item["image"].shape == (3, S, S) and item["image"].dtype == torch.float32
         torch.testing.assert_close(item["image"], _reference_image(rgb), atol=1e-5, rtol=0, msg=name)
+
+
+def test_uint8_pixels_normalised_on_the_device_equal_to_tensor_and_normalize(tmp_path, raw):
+    expected = _formats(raw)
+    ds = AnomalyDataset(_write_meta(tmp_path, [_record(name) for name in expected]), image_size=S)
+    to_float = transforms.Compose([transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
+    pixels = torch.stack([ds.pixel_item(i)["pixels"] for i in range(len(ds))])
+    assert pixels.dtype == torch.uint8 and pixels.shape == (len(ds), S, S, 3)
+    batch = normalise(pixels)
+    assert batch.dtype == torch.float32 and batch.shape == (len(ds), 3, S, S) and batch.is_contiguous()
+    for i in range(len(ds)):
+        reference = to_float(Image.fromarray(pixels[i].numpy(), mode="RGB"))
+        torch.testing.assert_close(batch[i], reference, atol=1e-6, rtol=0)
+
+
+class _Identity:
+    """A stand-in encoder that returns its input, so that the loader's batches can be compared."""
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        return images
+
+
+def test_loader_batches_equal_the_reference_transforms_pass_after_pass(tmp_path, raw):
+    expected = _formats(raw)
+    names = list(expected)
+    values = np.zeros((H, W), dtype=np.uint8)
+    values[5:20, 8:30] = 1
+    Image.fromarray(values, mode="L").save(raw / "mask.png")
+    records = [_record(name) for name in names] + [_record("rgb.bmp", "mask.png", 1, specie="crack")]
+    ds = AnomalyDataset(_write_meta(tmp_path, records), image_size=S)
+    images = [_reference_image(expected[name]) for name in names] + [_reference_image(expected["rgb.bmp"])]
+    masks = [torch.zeros(S, S)] * len(names) + [_reference_mask(values > 0)]
+    # Two workers that persist from one pass to the next, as over training epochs.
+    source = ImageSource(ds, _Identity(), torch.device("cpu"), num_workers=2)
+    last = len(records) - 1
+    for plan in ([[0, 3, last], [5], [1, 2, 4]], [[last, 6], list(range(len(records)))]):
+        batches = list(source.batches(plan))
+        assert [b.indices for b in batches] == plan
+        for batch, idx in zip(batches, plan):
+            assert batch.labels.tolist() == [int(i == last) for i in idx]
+            assert batch.masks.dtype == torch.float32
+            torch.testing.assert_close(batch.feats, torch.stack([images[i] for i in idx]), atol=1e-6, rtol=0)
+            torch.testing.assert_close(batch.masks, torch.stack([masks[i] for i in idx]), atol=0, rtol=0)
+
+
+def test_a_new_pass_ends_the_previous_one(tmp_path, raw):
+    Image.fromarray(_rgb(9)).save(raw / "a.png")
+    ds = AnomalyDataset(_write_meta(tmp_path, [_record("a.png")] * 3), image_size=S)
+    source = ImageSource(ds, _Identity(), torch.device("cpu"), num_workers=1)
+    first = source.batches([[0], [1], [2]])
+    next(first)
+    assert [b.indices for b in source.batches([[2], [1]])] == [[2], [1]]
+    with pytest.raises(RuntimeError, match="newer pass"):
+        next(first)
 
 
 def test_sixteen_bit_is_scaled_not_clipped(tmp_path, raw):

@@ -6,6 +6,11 @@ OpenAI CLIP mean and std. Mask: foreground is any colour channel above the manif
 ``mask_threshold`` (0 except for JPEG masks), decided at native resolution *before* resizing; then
 convention A (bilinear resize, > 0.5; the default) or B (nearest). Normal and image-only records get
 an all-zero mask. An unreadable, missing or mis-sized file raises ``WMoEError`` naming the file.
+
+Two views of a record: ``dataset[i]`` (float image and mask, ready to use) and
+``dataset.pixel_item(i)`` (the squashed uint8 pixels and a bool mask), which is what loader workers
+send: a quarter of the bytes to copy between processes and pin, and :func:`normalise` finishes the
+batch on the compute device with exactly the arithmetic of ``ToTensor`` + ``Normalize``.
 """
 
 from __future__ import annotations
@@ -27,8 +32,8 @@ from .meta import load_meta
 MASK_INTERPOLATIONS = {"bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NEAREST}
 _SIXTEEN_BIT = {"I", "I;16", "I;16L", "I;16B", "I;16N"}
 
-_MEAN = np.asarray(OPENAI_DATASET_MEAN, dtype=np.float32)[:, None, None]
-_STD = np.asarray(OPENAI_DATASET_STD, dtype=np.float32)[:, None, None]
+_MEAN = torch.tensor(OPENAI_DATASET_MEAN, dtype=torch.float32)[:, None, None]
+_STD = torch.tensor(OPENAI_DATASET_STD, dtype=torch.float32)[:, None, None]
 
 
 def _open(path: Path, what: str, where: str) -> Image.Image:
@@ -51,13 +56,29 @@ def to_rgb(img: Image.Image) -> Image.Image:
         img = Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8), mode="L")
     elif img.mode == "F":
         raise ValueError("floating-point images have no defined range; convert them to 8 or 16 bit")
-    return img.convert("RGB")
+    # convert() would copy an image that is RGB already.
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def squash(rgb: Image.Image, size: int) -> torch.Tensor:
+    """The size×size×3 uint8 pixels of an RGB image squashed with PIL's bicubic filter."""
+    # np.array, not asarray: PIL exports read-only bytes, which torch does not accept.
+    return torch.from_numpy(np.array(rgb.resize((size, size), Image.Resampling.BICUBIC)))
+
+
+def normalise(pixels: torch.Tensor) -> torch.Tensor:
+    """(…, S, S, 3) uint8 pixels → (…, 3, S, S) float32 with OpenAI CLIP mean/std, on their device.
+
+    The operations and their order are those of torchvision's ``ToTensor`` (÷255 in float32) then
+    ``Normalize`` ((x − mean) / std), so the result is the reference's, element for element.
+    """
+    x = pixels.movedim(-1, -3).to(torch.float32, memory_format=torch.contiguous_format).div(255)
+    return x.sub(_MEAN.to(x.device)).div(_STD.to(x.device))
 
 
 def preprocess_image(rgb: Image.Image, size: int) -> torch.Tensor:
     """The model input of an RGB image: squashed to size×size (bicubic), OpenAI CLIP mean/std, 3×S×S."""
-    arr = np.asarray(rgb.resize((size, size), Image.Resampling.BICUBIC), dtype=np.float32) / 255.0
-    return torch.from_numpy((arr.transpose(2, 0, 1) - _MEAN) / _STD)
+    return normalise(squash(rgb, size))
 
 
 class AnomalyDataset(Dataset):
@@ -108,22 +129,22 @@ class AnomalyDataset(Dataset):
         r = self.records[index]
         return f"dataset {self.dataset!r}, class {r['cls_name']!r}, record {index}"
 
-    def load_image(self, index: int) -> tuple[torch.Tensor, tuple[int, int]]:
-        """The normalised 3×S×S image tensor and the native (width, height)."""
+    def load_pixels(self, index: int) -> tuple[torch.Tensor, tuple[int, int]]:
+        """The squashed S×S×3 uint8 pixels and the native (width, height)."""
         path = self.root / self.records[index]["img_path"]
         img = _open(path, "image", self._where(index))
         try:
             rgb = to_rgb(img)
         except ValueError as exc:
             raise WMoEError(f"{self._where(index)}: image {path}: {exc}") from None
-        return preprocess_image(rgb, self.image_size), img.size
+        return squash(rgb, self.image_size), img.size
 
     def load_mask(self, index: int, native_size: tuple[int, int]) -> torch.Tensor:
-        """The S×S {0,1} float mask; zero for normal and image-only records."""
+        """The S×S bool mask; all false for normal and image-only records."""
         r = self.records[index]
         s = self.image_size
         if not r["anomaly"] or not r["mask_path"]:
-            return torch.zeros(s, s, dtype=torch.float32)
+            return torch.zeros(s, s, dtype=torch.bool)
         path = self.root / r["mask_path"]
         img = _open(path, "mask", self._where(index))
         if img.size != native_size:
@@ -134,15 +155,21 @@ class AnomalyDataset(Dataset):
         binary = Image.fromarray((mask_values(img) > self.mask_threshold).astype(np.uint8) * 255, mode="L")
         resized = np.asarray(binary.resize((s, s), MASK_INTERPOLATIONS[self.mask_interpolation]))
         # Convention A thresholds the interpolated value at 0.5 (of 255); nearest keeps {0, 255}.
-        return torch.from_numpy((resized > 127.5).astype(np.float32))
+        return torch.from_numpy(resized > 127.5)
+
+    def pixel_item(self, index: int) -> dict[str, Any]:
+        """What a loader worker sends: ``pixels`` (S×S×3 uint8), ``mask`` (S×S bool), ``label``, ``index``."""
+        pixels, native_size = self.load_pixels(index)
+        mask = self.load_mask(index, native_size)
+        return {"pixels": pixels, "mask": mask, "label": int(self.records[index]["anomaly"]), "index": index}
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         r = self.records[index]
-        image, native_size = self.load_image(index)
+        item = self.pixel_item(index)
         return {
-            "image": image,
-            "mask": self.load_mask(index, native_size),
-            "label": int(r["anomaly"]),
+            "image": normalise(item["pixels"]),
+            "mask": item["mask"].float(),
+            "label": item["label"],
             "cls_name": r["cls_name"],
             "specie_name": r["specie_name"],
             "img_path": r["img_path"],

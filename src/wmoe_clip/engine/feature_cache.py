@@ -8,13 +8,21 @@ With ``train.feature_cache: true`` they are computed once and stored:
   pretrained weights, backbone seed, image size, feature layers, value-value settings, the backbone
   options (global token ``ln_post``, positional-grid interpolation), forward precision, mask
   convention, and the dataset (its manifest and the size and mtime of each file);
-* ``global.npy`` (N,D) and ``patches.npy`` (N,L,P,D) in fp16, ``masks.npy`` (N,S,S) and ``labels.npy``,
-  read back through memory maps, so memory stays bounded whatever the dataset's size;
+* ``global.npy`` (N,D) and ``patches.npy`` (N,L,P,D) in fp16, ``masks.npy`` (N,S,S) and ``labels.npy``;
 * written atomically (a folder replaced as a whole; ``key.json`` names what it holds) under a file
-  lock, so parallel jobs on one dataset build it once and never read half a cache.
+  lock, so parallel jobs on one dataset build it once and never read half a cache;
+* read back into the compute device's memory (GPU memory on CUDA, RAM on CPU) when the arrays fit in
+  ``train.feature_cache_memory`` × the free device memory (available RAM on CPU), so steady epochs
+  read no disk and batches are gathered on the device; otherwise through memory maps, so memory stays
+  bounded whatever the dataset's size. Both give the same batches, bit for bit.
 
-fp16 storage rounds the features (relative error ~5e-4); a cached run is therefore close to, not
-bitwise equal to, an uncached one. Disk: 2·L·P·D bytes per image — 8.4 MB for ViT-L-14-336 at 518.
+Without the cache (:class:`ImageSource`), loader workers send uint8 pixels and bool masks (a quarter
+of float32's bytes to copy and pin) and the batch is normalised on the device.
+
+fp16 storage keeps bf16 features (the CUDA default) exactly, except magnitudes below 2^-17, which
+move by at most 2^-25; fp32 features (CPU, ``model.precision: fp32``) are rounded (relative error
+up to 4.9e-4), so such a cached run is close to, not bitwise equal to, an uncached one.
+Disk: 2·L·P·D bytes per image — 8.4 MB for ViT-L-14-336 at 518.
 """
 
 from __future__ import annotations
@@ -23,17 +31,20 @@ import contextlib
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from ..config import RunConfig
+from ..data.dataset import normalise
 from ..errors import WMoEError
 from ..io import atomic_dir, write_json
 from . import runtime
@@ -60,68 +71,143 @@ def default_cache_root() -> Path:
     return base / "wmoe-clip" / "features"
 
 
-def _collate(items: list[dict]) -> dict:
-    return {
-        "image": torch.stack([it["image"] for it in items]),
-        "mask": torch.stack([it["mask"] for it in items]),
-        "label": torch.tensor([it["label"] for it in items], dtype=torch.long),
-        "index": [it["index"] for it in items],
-    }
+class _PixelItems(Dataset):
+    """The loader's view of an ``AnomalyDataset``: its ``pixel_item``s (uint8 pixels, bool masks)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.dataset.pixel_item(index)
+
+
+class _Plan(Sampler):
+    """Batches of indices replaced before each pass, so that one loader (and its workers) serves all."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
 
 
 class ImageSource:
-    """Encoder outputs computed from the images, batch by batch (the uncached path)."""
+    """Encoder outputs computed from the images, batch by batch (the uncached path).
+
+    Workers persist across passes (training epochs), send uint8 pixels, and the batch is normalised
+    on the compute device (:func:`wmoe_clip.data.dataset.normalise`). One pass at a time: starting a
+    pass ends the previous one.
+    """
 
     def __init__(self, dataset, model, device: torch.device, num_workers: int = 0):
         self.dataset, self.model, self.device, self.num_workers = dataset, model, device, num_workers
+        self._plan = _Plan()
+        self._passes = 0
+        self._loader = DataLoader(
+            _PixelItems(dataset),
+            batch_sampler=self._plan,
+            num_workers=num_workers,
+            pin_memory=device.type == "cuda",
+            persistent_workers=num_workers > 0,
+            # Its own generator, so that worker seeding never draws from the global RNG.
+            generator=torch.Generator().manual_seed(0),
+        )
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def batches(self, batches: Sequence[Sequence[int]]) -> Iterator[Batch]:
         """One :class:`Batch` per list of dataset indices, in the order given."""
-        loader = DataLoader(
-            self.dataset,
-            batch_sampler=[list(b) for b in batches],
-            num_workers=self.num_workers,
-            collate_fn=_collate,
-            pin_memory=self.device.type == "cuda",
-            # Its own generator, so that worker seeding never draws from the global RNG.
-            generator=torch.Generator().manual_seed(0),
-        )
-        for item in loader:
-            images = item["image"].to(self.device, non_blocking=True)
+        self._plan.batches = [list(b) for b in batches]
+        self._passes += 1
+        this_pass = self._passes
+        for item in self._loader:
+            self._check_pass(this_pass)
+            images = normalise(item["pixels"].to(self.device, non_blocking=True))
             with torch.no_grad(), runtime.autocast(self.device):
                 feats = self.model.encode_image(images)
-            yield Batch(feats, item["mask"].to(self.device), item["label"].to(self.device), item["index"])
+            masks = item["mask"].to(self.device, non_blocking=True).float()
+            yield Batch(feats, masks, item["label"].to(self.device), item["index"].tolist())
+        self._check_pass(this_pass)
+
+    def _check_pass(self, this_pass: int) -> None:
+        # The persistent workers' iterator is shared: once a newer pass has reset it, what it yields
+        # (or its end) belongs to that pass.
+        if self._passes != this_pass:
+            raise RuntimeError("ImageSource.batches: a newer pass was started before this one ended")
+
+
+def _size(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def memory_budget(device: torch.device, fraction: float) -> tuple[int, str]:
+    """Bytes the feature cache may hold in ``device``'s memory, and how that figure was reached."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(fraction * free), f"{fraction:g} × {_size(free)} free on {device}"
+    available = psutil.virtual_memory().available
+    return int(fraction * available), f"{fraction:g} × {_size(available)} of available RAM"
+
+
+_LOAD_CHUNK_BYTES = 256 * 2**20
+
+
+def _to_device(arr: np.ndarray, device: torch.device, bar: tqdm) -> torch.Tensor:
+    """A memory-mapped array copied into ``device``'s memory in chunks (host memory stays bounded)."""
+    out = torch.empty(arr.shape, dtype=torch.from_numpy(np.empty(0, arr.dtype)).dtype, device=device)
+    rows = max(1, _LOAD_CHUNK_BYTES // max(1, arr[:1].nbytes))
+    for start in range(0, len(arr), rows):
+        chunk = torch.from_numpy(np.array(arr[start : start + rows]))
+        out[start : start + len(chunk)].copy_(chunk)
+        bar.update(chunk.nbytes)
+    return out
 
 
 class CachedSource:
-    """Encoder outputs read from a built cache folder through memory maps."""
+    """Encoder outputs read from a built cache folder: from device memory when the arrays fit in
+    ``memory_fraction`` of it (see :func:`memory_budget`), else through memory maps."""
 
-    def __init__(self, folder: Path, device: torch.device):
+    ARRAYS = ("global", "patches", "masks", "labels")
+
+    def __init__(self, folder: Path, device: torch.device, memory_fraction: float = 0.0):
         from ..model import ImageFeatures
 
         self._features = ImageFeatures
         self.folder, self.device = folder, device
-        self.global_token = np.load(folder / "global.npy", mmap_mode="r")
-        self.patch_tokens = np.load(folder / "patches.npy", mmap_mode="r")
-        self.masks = np.load(folder / "masks.npy", mmap_mode="r")
-        self.labels = np.load(folder / "labels.npy", mmap_mode="r")
+        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in self.ARRAYS}
+        size = sum(a.nbytes for a in arrays.values())
+        budget, how = memory_budget(device, memory_fraction)
+        self.resident = size <= budget
+        where = f"held in {device.type} memory" if self.resident else "read through memory maps"
+        print(f"feature cache {folder.name}: {_size(size)}, budget {_size(budget)} "
+              f"(train.feature_cache_memory {how}): {where}", file=sys.stderr)
+        if self.resident:
+            with tqdm(total=size, desc=f"feature cache -> {device}", unit="B", unit_scale=True) as bar:
+                arrays = {name: _to_device(a, device, bar) for name, a in arrays.items()}
+        self.global_token, self.patch_tokens = arrays["global"], arrays["patches"]
+        self.masks, self.labels = arrays["masks"], arrays["labels"]
 
     def __len__(self) -> int:
         return len(self.labels)
 
+    def _rows(self, arr: np.ndarray | torch.Tensor, idx: Sequence[int]) -> torch.Tensor:
+        if isinstance(arr, torch.Tensor):  # resident: gathered on the device
+            return arr[torch.as_tensor(idx, dtype=torch.long, device=self.device)]
+        return torch.from_numpy(arr[np.asarray(idx, dtype=np.int64)]).to(self.device)
+
     def batches(self, batches: Sequence[Sequence[int]]) -> Iterator[Batch]:
         for idx in batches:
-            sel = np.asarray(idx, dtype=np.int64)
-            dev = self.device
-            feats = self._features(
-                torch.from_numpy(self.global_token[sel]).to(dev).float(),
-                torch.from_numpy(self.patch_tokens[sel]).to(dev).float(),
-            )
-            masks = torch.from_numpy(self.masks[sel].astype(np.float32)).to(dev)
-            labels = torch.from_numpy(self.labels[sel].astype(np.int64)).to(dev)
+            global_token, patch_tokens = self._rows(self.global_token, idx), self._rows(self.patch_tokens, idx)
+            feats = self._features(global_token.float(), patch_tokens.float())
+            masks = self._rows(self.masks, idx).float()
+            labels = self._rows(self.labels, idx).long()
             yield Batch(feats, masks, labels, list(map(int, idx)))
 
 
@@ -245,4 +331,4 @@ def open_cache(
             f"feature cache {folder}: {exc}; free disk space, set {CACHE_ENV} to another folder, "
             "or turn train.feature_cache off"
         ) from None
-    return CachedSource(folder, device)
+    return CachedSource(folder, device, cfg.train.feature_cache_memory)
