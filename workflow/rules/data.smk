@@ -27,7 +27,7 @@ else:
         conda:
             "../envs/wmoe-clip.yaml"
         shell:
-            "wmoe-clip synth {wildcards.dataset} --out {output} {params.size} --seed {params.seed} > {log} 2>&1"
+            "wmoe-clip synth {wildcards.dataset} --dest {output} {params.size} --seed {params.seed} > {log} 2>&1"
 
 
 rule prepare:

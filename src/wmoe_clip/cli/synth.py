@@ -1,4 +1,4 @@
-"""``wmoe-clip synth DATASET --out RAW_DIR``: a synthetic stand-in in the dataset's native layout."""
+"""``wmoe-clip synth DATASET --dest RAW_DIR``: a synthetic stand-in in the dataset's native layout."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "masks into RAW_DIR, laid out and encoded like the official archive of DATASET.",
     )
     p.add_argument("dataset", choices=registry.keys(), metavar="DATASET", help=", ".join(registry.keys()))
-    p.add_argument("--out", required=True, help="RAW_DIR to write (replaced as a whole)")
+    # --dest like `wmoe-clip download`, so both data sources are one command shape (dvc.yaml's `raw`).
+    p.add_argument("--dest", "--out", dest="out", required=True, metavar="RAW_DIR",
+                   help="raw dataset folder to write (replaced as a whole)")
     p.add_argument("--size", type=int, default=DEFAULT_SIZE, help="test images per class (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
     p.set_defaults(func=run)
