@@ -48,7 +48,8 @@ def test_interrupted_and_resumed_training_equals_an_uninterrupted_one(make_prepa
     with pytest.raises(Interrupt):
         train(cfg, "btad", data, tmp_path / "resumed", on_epoch_end=stop_after_first, progress=False)
     assert not (tmp_path / "resumed" / "model.pt").exists()
-    assert [p.name for p in (tmp_path / "resumed" / "state").iterdir()] == ["epoch-0001.pt"]
+    assert [p.relative_to(tmp_path / "resumed" / "state").parts[1:] for p in
+            (tmp_path / "resumed" / "state").glob("*/*")] == [("epoch-0001.pt",)]
     # The interrupted part was not tracked: the resumed part opens a new run and logs the config there.
     run = train(cfg, "btad", data, tmp_path / "resumed", tracker=Tracker(), progress=False)
     tracked = MlflowClient(default_tracking_uri()).get_run(run["mlflow_run_id"])
@@ -62,6 +63,8 @@ def test_interrupted_and_resumed_training_equals_an_uninterrupted_one(make_prepa
     h1 = json.loads((tmp_path / "straight" / "history.json").read_text())
     h2 = json.loads((tmp_path / "resumed" / "history.json").read_text())
     assert [h["loss"] for h in h1] == [h["loss"] for h in h2]
+    # A finished training keeps no resume state.
+    assert sorted(p.name for p in (tmp_path / "resumed").iterdir()) == ["history.json", "model.pt", "run.json"]
 
 
 def test_gradient_accumulation_gives_the_full_batch_gradients(make_prepared):
@@ -96,13 +99,44 @@ def test_gradient_accumulation_gives_the_full_batch_gradients(make_prepared):
         assert (micro[name] - full[name]).abs().max().item() <= 1e-4 * scale + 1e-7, name
 
 
-def test_resuming_with_another_config_is_refused(make_prepared, tmp_path):
+def _interrupt(epoch):
+    raise Interrupt
+
+
+def test_changed_settings_start_afresh_and_never_trip_over_earlier_state(make_prepared, tmp_path):
+    data = make_prepared("btad", 4)
+    # A finished training, then the same folder trained with another lr (what a workflow does after
+    # a hyper-parameter change): the second trains from scratch, exactly as into an empty folder.
+    train(_cfg(1), "btad", data, tmp_path / "dir", progress=False)
+    train(_cfg(1, lr=5e-4), "btad", data, tmp_path / "dir", progress=False)
+    train(_cfg(1, lr=5e-4), "btad", data, tmp_path / "fresh", progress=False)
+    _, changed = read_checkpoint(tmp_path / "dir" / "model.pt")
+    _, reference = read_checkpoint(tmp_path / "fresh" / "model.pt")
+    assert all(torch.equal(changed[k], reference[k]) for k in reference)
+    assert json.loads((tmp_path / "dir" / "history.json").read_text())[0]["lr"] == 5e-4
+
+    # An interrupted 2-epoch training is left alone by a 1-epoch one (its state is past that run's
+    # last epoch), and still resumes afterwards; each finished one removes only its own state.
+    with pytest.raises(Interrupt):
+        train(_cfg(2), "btad", data, tmp_path / "dir", on_epoch_end=_interrupt, progress=False)
+    train(_cfg(1), "btad", data, tmp_path / "dir", progress=False)
+    assert len(list((tmp_path / "dir" / "state").iterdir())) == 1
+    run = train(_cfg(2), "btad", data, tmp_path / "dir", progress=False)
+    assert run["epochs"] == 2 and not (tmp_path / "dir" / "state").exists()
+    history = json.loads((tmp_path / "dir" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+
+
+def test_a_foreign_file_in_the_state_folder_is_refused(make_prepared, tmp_path):
     data = make_prepared("btad", 4)
     with pytest.raises(Interrupt):
-        train(_cfg(2), "btad", data, tmp_path, on_epoch_end=lambda e: (_ for _ in ()).throw(Interrupt()),
-              progress=False)
-    with pytest.raises(WMoEError, match="different training"):
-        train(_cfg(2, lr=5e-4), "btad", data, tmp_path, progress=False)
+        train(_cfg(2), "btad", data, tmp_path, on_epoch_end=_interrupt, progress=False)
+    (state,) = (tmp_path / "state").glob("*/epoch-0001.pt")
+    payload = torch.load(state, weights_only=True)
+    payload["identity"]["source"] = "visa"
+    torch.save(payload, state)
+    with pytest.raises(WMoEError, match="not a training state of this run"):
+        train(_cfg(2), "btad", data, tmp_path, progress=False)
 
 
 def test_source_must_match_the_prepared_data(make_prepared, tmp_path):

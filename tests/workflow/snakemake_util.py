@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -42,3 +44,14 @@ def job_counts(*args: str, cwd: Path = REPO) -> dict[str, int]:
     out = snakemake("--dry-run", "--forceall", *args, cwd=cwd).stdout
     stats = out[out.index("Job stats:"):]
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M) if m.group(1) != "total"}
+
+
+def slurm_profile(**site: str) -> dict:
+    """profiles/slurm/config.yaml as Snakemake renders it (YTE) with these WMOE_SLURM_<NAME> values
+    and no others from the environment."""
+    import yte
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WMOE_SLURM_")}
+    env.update({f"WMOE_SLURM_{k}": v for k, v in site.items()})
+    with mock.patch.dict(os.environ, env, clear=True):
+        return yte.process_yaml((REPO / "profiles" / "slurm" / "config.yaml").read_text(), require_use_yte=True)

@@ -1,102 +1,132 @@
-"""dvc.yaml and the Snakemake paper DAG name the same outputs and run the same commands, so the two
+"""dvc.yaml and the Snakemake DAG name the same outputs and run the same commands, for the paper and
+the demo alike (each DVC setup of config/dvc/ against the workflow config it mirrors), so the two
 descriptions cannot drift."""
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
-import shutil
 
+import pytest
 import yaml
 
+from wmoe_clip.cli import main
+from wmoe_clip.config import load_config
+
+from dvc_util import compose_params, dvc_stages
 from snakemake_util import REPO, outputs_by_rule, shell_commands
 
-# The one deliberate difference: DVC tracks (caches, pushes) a whole raw dataset folder, while
-# Snakemake's download job finishes with the folder's download record (hand-placed files may
+# setup of config/dvc/setup/ -> the Snakemake config it mirrors
+SETUPS = {"paper": "config/config.yaml", "demo": "config/demo.yaml"}
+
+# The one deliberate difference in outputs: DVC tracks (caches, pushes) a whole raw dataset folder,
+# while Snakemake's download job finishes with the folder's download record (hand-placed files may
 # already sit in the folder before the job runs).
-RAW_RECORD = re.compile(r"^(resources/raw/\w+)/download\.json$")
+RAW_RECORD = re.compile(r"^(\S+/raw/\w+)/download\.json$")
+# DVC's `raw` stage runs whichever command the data source names; Snakemake has a rule for each, and
+# one `evaluate` rule where DVC has a stage per table.
+DVC_GROUPS = {"raw": ("download", "synth"), "evaluate_main": ("evaluate",), "evaluate_ablation": ("evaluate",),
+              "evaluate_custom": ("evaluate",)}
+# The placeholder for a cluster launcher in DVC's GPU stages; empty unless set (README, "Cluster").
+LAUNCHER = "$WMOE_DVC_LAUNCHER"
 
 
-def dvc_stages(root=REPO):
-    from dvc.repo import Repo
+@pytest.fixture(scope="module", params=sorted(SETUPS))
+def setup(request, tmp_path_factory):
+    """(Snakemake args, DVC stages, composed params) of one setup."""
+    params = compose_params(f"setup={request.param}")
+    stages = dvc_stages(params, tmp_path_factory.mktemp(request.param))
+    return ("--configfile", SETUPS[request.param]), stages, params
 
-    with Repo(str(root)) as repo:
-        return list(repo.index.stages)
 
-
-def dvc_outputs(root=REPO) -> dict[str, set[str]]:
-    """stage group (name before '@') -> outputs (outs, metrics, plots) of the expanded dvc.yaml."""
+def dvc_outputs(stages) -> dict[str, set[str]]:
+    """Snakemake rule -> outputs (outs, metrics, plots) of the DVC stages that stand for it."""
     out: dict[str, set[str]] = {}
-    for stage in dvc_stages(root):
-        out.setdefault(stage.name.split("@")[0], set()).update(o.def_path for o in stage.outs)
+    for stage in stages:
+        group = stage.name.split("@")[0]
+        out.setdefault(group, set()).update(o.def_path for o in stage.outs)
+    for group, rules in DVC_GROUPS.items():
+        if group in out:
+            out.setdefault("|".join(rules), set()).update(out.pop(group))
     return out
 
 
-def snakemake_outputs(*args: str) -> dict[str, set[str]]:
+def snakemake_outputs(args) -> dict[str, set[str]]:
     rules = outputs_by_rule(*args)
     rules.pop("default", None)
-    rules["download"] = {RAW_RECORD.sub(r"\1", p) for p in rules["download"]}
+    for group, names in DVC_GROUPS.items():
+        merged = set().union(*(rules.pop(name, set()) for name in names))
+        if merged:
+            rules.setdefault("|".join(names), set()).update(merged)
+    key = "|".join(DVC_GROUPS["raw"])
+    rules[key] = {RAW_RECORD.sub(r"\1", p) for p in rules[key]}
     return rules
 
 
 def argv(command: str) -> tuple[str, ...]:
-    """A job's command as words, environment assignments included, without Snakemake's log redirection.
+    """A job's command as words, environment assignments included, without Snakemake's log redirection
+    or DVC's launcher placeholder.
 
     DVC runs from the repository root, where its `$(pwd)` is what Snakemake's absolute paths expand to.
     """
-    words = shlex.split(command.replace("$(pwd)", str(REPO)))
+    words = [w for w in shlex.split(command.replace("$(pwd)", str(REPO))) if w != LAUNCHER]
     return tuple(words[: words.index(">")] if ">" in words else words)
 
 
-def test_dvc_and_snakemake_name_the_same_outputs():
-    dvc = set().union(*dvc_outputs().values())
-    smk = set().union(*snakemake_outputs().values())
-    assert sorted(dvc - smk) == [] and sorted(smk - dvc) == []
+def is_run_config(words: tuple[str, ...]) -> bool:
+    return words[:2] == ("wmoe-clip", "run-config")
+
+
+def test_dvc_and_snakemake_name_the_same_outputs_stage_by_stage(setup):
+    args, stages, _ = setup
+    assert dvc_outputs(stages) == snakemake_outputs(args)
+
+
+def test_paper_setup_has_the_whole_protocol():
+    smk = set().union(*snakemake_outputs(("--configfile", SETUPS["paper"])).values())
     assert len(smk) == 14 + 2 * 14 + 1 + 1 + 1 + 3 * 10 + 2 * 22 + 3
 
 
-def test_stages_match_rules_step_by_step():
-    dvc = dvc_outputs()
-    dvc["evaluate"] = dvc.pop("evaluate_main") | dvc.pop("evaluate_ablation")
-    assert dvc == snakemake_outputs()
-
-
-def test_dvc_and_snakemake_run_the_same_commands():
-    smk = sorted(argv(c) for c in shell_commands())
-    dvc = sorted(argv(stage.cmd) for stage in dvc_stages())
-    assert len(smk) == 14 + 14 + 1 + 1 + 1 + 10 + 22 + 1
+def test_dvc_and_snakemake_run_the_same_commands(setup):
+    # Word for word, but for the run config (next test).
+    args, stages, _ = setup
+    smk = sorted(argv(c) for c in shell_commands(*args))
+    dvc = sorted(argv(stage.cmd) for stage in stages)
+    assert len(smk) == len(dvc) and len(smk) >= 14 + 14 + 1 + 1 + 10 + 22 + 1
+    assert sum(map(is_run_config, smk)) == sum(map(is_run_config, dvc)) == 1
+    smk, dvc = [c for c in smk if not is_run_config(c)], [c for c in dvc if not is_run_config(c)]
     assert [c for c in dvc if c not in smk] == [] and [c for c in smk if c not in dvc] == []
 
 
-def test_dvc_params_mirror_the_paper_config():
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+def test_both_run_configs_resolve_to_the_same_config(setup, tmp_path):
+    # The one command that differs in form: Snakemake passes its config's overrides as --set, DVC
+    # points --overrides at params.yaml (so `dvc exp run -S run_config.set.train.lr=...` works).
+    # Both commands are run as they stand and must write the same run config.
+    args, stages, params = setup
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    resolved = []
+    for command in (next(c for c in shell_commands(*args) if is_run_config(argv(c))),
+                    next(s.cmd for s in stages if is_run_config(argv(s.cmd)))):
+        words = list(argv(command)[1:])
+        out = tmp_path / f"run_config{len(resolved)}.yaml"
+        words[words.index("--out") + 1] = str(out)
+        words = [w.replace("params.yaml:", f"{tmp_path}/params.yaml:") for w in words]
+        assert main(words) == 0
+        resolved.append(load_config(out).to_dict())
+    assert resolved[0] == resolved[1]
+
+
+def test_committed_params_are_the_default_composition():
+    # Plain `dvc repro` in a fresh clone runs what `dvc exp run` would: the paper setup.
+    assert yaml.safe_load((REPO / "params.yaml").read_text()) == compose_params()
+    assert compose_params() == compose_params("setup=paper")
+
+
+def test_dvc_setups_mirror_the_workflow_configs(setup):
+    args, _, params = setup
+    config = yaml.safe_load((REPO / args[1]).read_text())
+    assert params["data"]["source"] == config["data_source"]
     assert params["run_config"]["base"] == config["model_config"]
     assert params["mlflow"]["experiment"] == config["mlflow"]["experiment"]
     assert params["seeds"] == config["seeds"]
-    assert params["custom_targets"] == config["custom_targets"]
-
-
-def test_custom_targets_give_the_same_stages_and_commands(tmp_path):
-    """With a custom target in both configs, DVC and Snakemake prepare it and evaluate every model on it."""
-    from dvc.repo import Repo
-
-    custom = {"parts": "tests/workflow/data"}  # any existing folder: a dry run reads nothing
-    Repo.init(str(tmp_path), no_scm=True)
-    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({**params, "custom_targets": custom}))
-    dvc = dvc_outputs(tmp_path)
-    smk = snakemake_outputs("--config", f"custom_targets={json.dumps(custom)}")
-    assert dvc.pop("prepare_custom") == smk.pop("prepare_custom") == {
-        "resources/prepared/custom/parts/meta.json", "resources/prepared/custom/parts/prepare.json"}
-    on_custom = {p for p in smk["evaluate"] if "/parts/" in p}
-    assert dvc.pop("evaluate_custom") == on_custom and len(on_custom) == 2 * 10
-    smk["evaluate"] -= on_custom
-    dvc["evaluate"] = dvc.pop("evaluate_main") | dvc.pop("evaluate_ablation")
-    assert dvc == smk
-    commands = sorted(argv(c) for c in shell_commands("--config", f"custom_targets={json.dumps(custom)}"))
-    dvc_commands = {argv(stage.cmd) for stage in dvc_stages(tmp_path)}
-    custom_commands = [c for c in commands if "parts" in c]
-    assert len(custom_commands) == 1 + 10 and set(custom_commands) <= dvc_commands
+    assert params["custom_targets"] == config.get("custom_targets", {})

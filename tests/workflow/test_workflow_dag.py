@@ -11,7 +11,7 @@ import yaml
 
 from wmoe_clip.cli import main
 
-from snakemake_util import REPO, job_counts, outputs_by_rule, shell_commands, snakemake
+from snakemake_util import REPO, job_counts, outputs_by_rule, shell_commands, slurm_profile, snakemake
 
 DATASETS = ["mvtec", "visa", "btad", "ksdd2", "dagm", "dtd", "headct", "brainmri", "br35h", "isic",
             "colondb", "clinicdb", "endo", "kvasir"]
@@ -121,7 +121,7 @@ def test_lint_is_clean(args):
 
 def test_profiles_name_only_real_rules_and_standard_resources():
     rules = set(job_counts()) | {"synth"}
-    slurm = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    slurm = slurm_profile(GPU_MODEL="a100", PARTITION="gpu", ACCOUNT="lab")
     assert slurm["executor"] == "slurm"
     assert set(slurm["set-resources"]) <= rules and set(slurm["set-threads"]) <= rules
     standard = {"gpu", "gpu_model", "mem_mb", "runtime", "cpus_per_task", "slurm_partition", "slurm_account"}
@@ -131,17 +131,42 @@ def test_profiles_name_only_real_rules_and_standard_resources():
     assert default["resources"] == {"gpu": 1} and default["rerun-incomplete"] is True
 
 
-def test_slurm_profile_is_valid_and_a_group_shares_one_gpu(tmp_path):
-    slurm = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+def test_slurm_profile_defaults_fit_a_small_gpu_node_and_leave_site_choices_to_slurm():
+    slurm = slurm_profile()
+    # No partition or account: sbatch gets neither, so the cluster's defaults apply.
+    assert "slurm_partition" not in slurm["default-resources"] and "slurm_account" not in slurm["default-resources"]
+    assert slurm["slurm-no-account"] is True
+    for rule in ("train", "evaluate"):
+        assert slurm["set-resources"][rule]["gpu"] == 1 and "gpu_model" not in slurm["set-resources"][rule]
+        assert slurm["set-resources"][rule]["mem_mb"] <= 16000 and slurm["set-threads"][rule] <= 4
+    assert slurm["slurm-status-command"] in ("sacct", "squeue")
+
+
+def test_slurm_site_values_come_from_the_environment():
+    slurm = slurm_profile(PARTITION="gpu", ACCOUNT="lab", GPU_MODEL="a100", TRAIN_CPUS="8", EVALUATE_MEM_MB="30000",
+                          TRAIN_RUNTIME="2d", STATUS_COMMAND="sacct", EVALUATE_GROUP="2")
+    assert (slurm["default-resources"]["slurm_partition"], slurm["default-resources"]["slurm_account"]) == ("gpu", "lab")
+    assert slurm["slurm-no-account"] is False and slurm["slurm-status-command"] == "sacct"
+    assert slurm["set-resources"]["train"]["gpu_model"] == "a100" and slurm["set-resources"]["train"]["runtime"] == "2d"
+    assert slurm["set-threads"]["train"] == 8 and slurm["set-resources"]["evaluate"]["mem_mb"] == 30000
+    assert slurm["group-components"] == {"evaluate": 2}
+    # A CPU-only cluster: no GPU request at all, whatever the model says.
+    cpu = slurm_profile(GPUS="0", GPU_MODEL="a100")
+    assert all(cpu["set-resources"][r]["gpu"] == 0 and "gpu_model" not in cpu["set-resources"][r]
+               for r in ("train", "evaluate"))
+
+
+def test_slurm_profile_names_a_bad_site_value():
+    with pytest.raises(Exception, match="WMOE_SLURM_TRAIN_CPUS='eight'"):
+        slurm_profile(TRAIN_CPUS="eight")
+
+
+def test_slurm_profile_is_valid_and_a_group_shares_one_gpu():
+    slurm = slurm_profile()
     # Grouped evaluations get no device of their own: one GPU per submission, not one per job, and
     # the limit is per submission ("local"), so it does not serialise the cluster.
     assert slurm["group-components"] and slurm["resources"] == {"gpu": 1}
     assert slurm["set-resource-scopes"] == {"gpu": "local"}
-    # Every key is a valid flag in the documented invocation (the executor plugin is not installed
-    # here, so the copy runs the dry run with the local executor).
-    del slurm["executor"]
-    (tmp_path / "slurm").mkdir()
-    (tmp_path / "slurm" / "config.yaml").write_text(yaml.safe_dump(slurm))
-    out = snakemake("--dry-run", "--profile", str(tmp_path / "slurm"), "--workflow-profile", "none").stdout
-    assert "evaluate" in out
-
+    # Every key is a valid flag of the documented invocation, the executor plugin included.
+    out = snakemake("--dry-run", "--profile", "profiles/slurm", "--workflow-profile", "none").stdout
+    assert "Group job evaluate" in out and "train" in out

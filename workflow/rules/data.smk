@@ -27,7 +27,7 @@ else:
         conda:
             "../envs/wmoe-clip.yaml"
         shell:
-            "wmoe-clip synth {wildcards.dataset} --out {output} {params.size} --seed {params.seed} > {log} 2>&1"
+            "wmoe-clip synth {wildcards.dataset} --dest {output} {params.size} --seed {params.seed} > {log} 2>&1"
 
     # A custom target placed at raw/custom/{custom} in the config is generated too (the demo's).
     rule synth_custom:
@@ -41,7 +41,7 @@ else:
         conda:
             "../envs/wmoe-clip.yaml"
         shell:
-            "wmoe-clip synth folder --out {output} {params.size} --seed {params.seed} > {log} 2>&1"
+            "wmoe-clip synth folder --dest {output} {params.size} --seed {params.seed} > {log} 2>&1"
 
 
 rule prepare:

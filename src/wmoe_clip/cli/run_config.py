@@ -1,13 +1,17 @@
-"""``wmoe-clip run-config BASE [--set KEY=VALUE ...] --out FILE``: write one resolved run config.
+"""``wmoe-clip run-config BASE [--overrides FILE[:KEY]] [--set KEY=VALUE ...] --out FILE``: write one
+resolved run config.
 
 The workflow trains every model from such a file, so the exact configuration of a run (shipped
 config, the workflow's overrides, the path of downloaded weights) is itself a versioned output.
+Snakemake passes its config's overrides as ``--set``; DVC points ``--overrides`` at the mapping in
+``params.yaml``, so that ``dvc exp run -S run_config.set.train.lr=...`` changes one value.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -24,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "validate the result and write every field to FILE.",
     )
     p.add_argument("base", metavar="BASE", help="shipped config name or YAML file")
+    p.add_argument("--overrides", metavar="FILE[:KEY]",
+                   help="YAML file of keys to set (nested or dotted), or the mapping at dotted KEY in it, "
+                   "e.g. params.yaml:run_config.set; applied before --set")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override one dotted key; repeatable")
     p.add_argument("--out", required=True, help="YAML file to write")
@@ -37,24 +44,60 @@ def apply_overrides(data: dict[str, Any], sets: list[str]) -> dict[str, Any]:
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise WMoEError(f"--set {item!r}: expected KEY=VALUE, e.g. train.epochs=2")
-        *parents, leaf = key.split(".")
-        node = out
-        for part in parents:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise WMoEError(f"--set {item!r}: {part} is a value, not a section")
-            node = child
-        node[leaf] = yaml.safe_load(text)
+        _set(out, key, yaml.safe_load(text), f"--set {item!r}")
     return out
+
+
+def _set(data: dict[str, Any], key: str, value: Any, origin: str) -> None:
+    *parents, leaf = key.split(".")
+    node = data
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise WMoEError(f"{origin}: {part} is a value, not a section")
+        node = child
+    node[leaf] = value
+
+
+def overrides_from_file(spec: str) -> dict[str, Any]:
+    """``FILE[:KEY]`` as dotted key -> value: the leaves of the YAML mapping (at ``KEY``) in FILE."""
+    path, _, key = spec.partition(":")
+    try:
+        node = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise WMoEError(f"--overrides {spec}: cannot read {path}: {err}") from err
+    for part in key.split(".") if key else []:
+        if not isinstance(node, dict) or part not in node:
+            raise WMoEError(f"--overrides {spec}: {path} has no key {key}")
+        node = node[part]
+    if node is None:
+        return {}
+    if not isinstance(node, dict):
+        raise WMoEError(f"--overrides {spec}: expected a mapping of run-config keys, got {node!r}")
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict) and value:
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        elif prefix:
+            flat[prefix] = value
+
+    walk("", node)
+    return flat
 
 
 def run(args: argparse.Namespace) -> int:
     from ..config import config_from_dict, load_config
     from ..io import write_text
 
-    base = load_config(args.base).to_dict()
-    cfg = config_from_dict(apply_overrides(base, args.sets), f"{args.base} with {' '.join(args.sets) or 'no overrides'}")
-    header = f"# Resolved run config: {args.base}" + "".join(f" --set {s}" for s in args.sets) + "\n"
+    data = load_config(args.base).to_dict()
+    if args.overrides:
+        for key, value in overrides_from_file(args.overrides).items():
+            _set(data, key, value, f"--overrides {args.overrides}")
+    options = ([f"--overrides {args.overrides}"] if args.overrides else []) + [f"--set {s}" for s in args.sets]
+    cfg = config_from_dict(apply_overrides(data, args.sets), f"{args.base} with {' '.join(options) or 'no overrides'}")
+    header = f"# Resolved run config: {args.base}" + "".join(f" {o}" for o in options) + "\n"
     write_text(args.out, header + yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     print(f"wrote {args.out} (variant switches are set per training with --variant)")
     return 0

@@ -1,4 +1,4 @@
-"""``wmoe-clip synth DATASET --out RAW_DIR``: a synthetic stand-in in the dataset's native layout."""
+"""``wmoe-clip synth DATASET --dest RAW_DIR``: a synthetic stand-in in the dataset's native layout."""
 
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"{CUSTOM}` reads it: class folders, or with --variant csv a CSV listing.",
     )
     p.add_argument("dataset", choices=choices, metavar="DATASET", help=", ".join(choices))
-    p.add_argument("--out", required=True, help="RAW_DIR to write (replaced as a whole)")
+    # --dest like `wmoe-clip download`, so both data sources are one command shape (dvc.yaml's `raw`).
+    p.add_argument("--dest", "--out", dest="out", required=True, metavar="RAW_DIR",
+                   help="raw dataset folder to write (replaced as a whole)")
     p.add_argument("--size", type=int, default=DEFAULT_SIZE, help="test images per class (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
     p.add_argument("--variant", help="layout: ksdd2 bayes-pfl|official|official-balanced, dagm bayes-pfl|kaggle, "

@@ -10,8 +10,9 @@ def register(subparsers) -> None:
         "train",
         help="train a model on a source dataset (resumes an interrupted run)",
         description="Train the learnable modules on the test split of the source dataset. Writes "
-        "DIR/history.json, DIR/run.json and, last, DIR/model.pt; DIR/state/ holds the checkpoint of the "
-        "last epoch, from which the same command resumes after an interruption.",
+        "DIR/history.json, DIR/run.json and, last, DIR/model.pt. Until then DIR/state/ holds the checkpoint of "
+        "the last epoch, from which the same command resumes after an interruption; a command with other "
+        "settings starts afresh, and a finished training removes its state.",
     )
     p.add_argument("--config", required=True, help="YAML file or shipped config name (tiny, vit_l14_336)")
     p.add_argument("--source", required=True, help="registry key of the training dataset, e.g. visa")

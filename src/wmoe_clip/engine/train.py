@@ -5,9 +5,14 @@ Reproducibility and resumption:
 * Every epoch's randomness is a function of (seed, epoch) alone: the data order comes from a
   generator seeded with ``derived_seed(seed, epoch)`` and the global RNG (CTDS noise) is reseeded
   with ``derived_seed(seed, epoch, 1)``. Resuming therefore needs no RNG state, only the learnable
-  weights and the optimiser state, which ``DIR/state/epoch-NNNN.pt`` holds after each epoch (written
-  atomically; older ones are removed). Re-running the same command continues from the last one, and
-  on the CPU the final weights equal those of an uninterrupted run bit for bit.
+  weights and the optimiser state, which ``DIR/state/<key>/epoch-NNNN.pt`` holds after each epoch
+  (written atomically; older ones are removed). Re-running the same command continues from the last
+  one, and on the CPU the final weights equal those of an uninterrupted run bit for bit.
+* ``<key>`` is a digest of everything that decides the result (run config, source, prepared data),
+  so a training with any other setting (another lr, more epochs, new data) starts afresh beside an
+  interrupted one instead of failing on it. Once ``model.pt`` is written the training's own state is
+  removed (and ``state/`` when nothing else is left in it): a finished training leaves nothing that
+  a later run with changed settings could trip over.
 * Gradient accumulation (``train.micro_batch_size``) splits each batch of ``train.batch_size`` and
   weights each part by its share of the batch, so the update equals the full batch's (the losses are
   batch means).
@@ -22,6 +27,7 @@ import hashlib
 import json
 import math
 import re
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -59,10 +65,17 @@ def _step_plan(n: int, batch_size: int, micro: int | None, generator: torch.Gene
 
 
 def _resume_identity(cfg: RunConfig, source: str, data_digest: str) -> dict[str, Any]:
-    """What a state checkpoint must agree on to be resumed (the epoch count may grow)."""
+    """What a state checkpoint must agree on to be resumed: all but the settings that do not change
+    the result (data-loader workers, device)."""
     config = cfg.to_dict()
-    config["train"] = {k: v for k, v in config["train"].items() if k not in ("epochs", "num_workers", "device")}
+    config["train"] = {k: v for k, v in config["train"].items() if k not in ("num_workers", "device")}
     return {"config": config, "source": source, "data": data_digest}
+
+
+def state_dir_for(out_dir: str | Path, identity: dict[str, Any]) -> Path:
+    """``DIR/state/<key>``: the resume folder of exactly this training."""
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(out_dir) / STATE_DIR / key
 
 
 def latest_state(state_dir: Path) -> Path | None:
@@ -133,20 +146,15 @@ def train(
     params = model.learnable_parameters()
     optimizer = torch.optim.Adam(params, lr=tc.lr, betas=tc.betas)
 
-    state_dir = out_dir / STATE_DIR
     identity = _resume_identity(cfg, source, data_digest)
+    state_dir = state_dir_for(out_dir, identity)
     history: list[dict[str, Any]] = []
     start_epoch, run_id = 0, None
     state_path = latest_state(state_dir)
     if state_path is not None:
         state = torch.load(state_path, map_location=device, weights_only=True)
         if state.get("format") != STATE_FORMAT or state.get("identity") != identity:
-            raise WMoEError(
-                f"{state_path} was written by a different training (config, source or data differ); "
-                f"delete {state_dir} to start afresh, or use another --out"
-            )
-        if state["epoch"] > tc.epochs:
-            raise WMoEError(f"{state_path} is past epoch {tc.epochs}; use --epochs {state['epoch']} or more")
+            raise WMoEError(f"{state_path} is not a training state of this run; delete {state_dir} to start afresh")
         load_learnable_state(model, state["model"], str(state_path))
         optimizer.load_state_dict(state["optimizer"])
         history, start_epoch, run_id = json.loads(state["history"]), state["epoch"], state.get("mlflow_run_id")
@@ -203,9 +211,17 @@ def train(
         write_json(out_dir / "history.json", history)
         write_json(out_dir / "run.json", run)
         save_checkpoint(model, out_dir / "model.pt")
+        _remove_state(state_dir)
         tracker.log_artifact(out_dir / "history.json")
         tracker.log_artifact(out_dir / "run.json")
     return run
+
+
+def _remove_state(state_dir: Path) -> None:
+    """Drop a finished training's resume folder, and ``state/`` once no other training's is left."""
+    shutil.rmtree(state_dir, ignore_errors=True)
+    if state_dir.parent.is_dir() and not any(state_dir.parent.iterdir()):
+        state_dir.parent.rmdir()
 
 
 def _train_epoch(model, optimizer, feats_source, cfg: RunConfig, epoch: int, device: torch.device,
