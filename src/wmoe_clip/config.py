@@ -45,6 +45,8 @@ class WCMAConfig:
     residual: bool = True
     # One WCMA module per feature layer (true) or one shared by all layers (false).
     per_layer: bool = True
+    # Border handling of the Haar DWT (pytorch_wavelets mode); "zero" was the behaviour before it was a choice.
+    dwt_mode: str = "symmetric"
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,13 @@ class ModelConfig:
     prompt_abnormal: str = "a photo of a damaged"
     temperature: float = 0.07
     alpha: float = 0.5
+    # "zero_residual": the last layer of every residual branch (WCMA's output projection, each expert's
+    # output layer, CTDS's prompt map P) starts at zero, so every variant starts as CLIP; "default":
+    # PyTorch's initialisation everywhere.
+    init: str = "zero_residual"
+    # Precision of the frozen image and text encoders (autocast); learnable modules, maps and losses
+    # always run in float32.
+    precision: str = "bf16"
     ctds: CTDSConfig = field(default_factory=CTDSConfig)
     wcma: WCMAConfig = field(default_factory=WCMAConfig)
     sa_moe: SAMoEConfig = field(default_factory=SAMoEConfig)
@@ -151,6 +160,11 @@ class RunConfig:
                 return name
         return "custom"
 
+
+INIT_SCHEMES = ("zero_residual", "default")
+PRECISIONS = ("bf16", "fp16", "fp32")
+# pytorch_wavelets' border modes; on an odd grid they differ only in the last row and column of the bands.
+DWT_MODES = ("zero", "symmetric", "reflect", "periodic", "periodization")
 
 # The rows of the paper's Table 2: (CTDS, WCMA, SA-MoE).
 VARIANTS: dict[str, tuple[bool, bool, bool]] = {
@@ -282,6 +296,13 @@ def _check_values(cfg: RunConfig, source: str) -> None:
         problems.append("train.micro_batch_size must lie in [1, train.batch_size]")
     if cfg.data.mask_interpolation not in ("bilinear", "nearest"):
         problems.append("data.mask_interpolation must be 'bilinear' or 'nearest'")
+    for key, value, allowed in (("model.init", m.init, INIT_SCHEMES), ("model.precision", m.precision, PRECISIONS),
+                                ("model.wcma.dwt_mode", m.wcma.dwt_mode, DWT_MODES)):
+        if value not in allowed:
+            problems.append(f"{key} must be one of {', '.join(allowed)}, got {value!r}")
+    if m.init == "zero_residual" and not m.wcma.residual:
+        problems.append("model.init zero_residual needs model.wcma.residual true (a non-residual WCMA cannot "
+                        "start at the identity); set model.init: default")
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(problems))
 

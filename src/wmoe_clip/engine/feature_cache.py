@@ -5,8 +5,9 @@ augmentation, so its outputs for a dataset are the same in every epoch and every
 With ``train.feature_cache: true`` they are computed once and stored:
 
 * one folder per key under the cache root, the key being what the features depend on: backbone,
-  pretrained weights, backbone seed, image size, feature layers, value-value settings, forward
-  precision, mask convention, and the dataset (its manifest and the size and mtime of each file);
+  pretrained weights, backbone seed, image size, feature layers, value-value settings, encoder
+  precision (``model.precision``), mask convention, and the dataset (its manifest and the size and
+  mtime of each file);
 * ``global.npy`` (N,D) and ``patches.npy`` (N,L,P,D) in fp16, ``masks.npy`` (N,S,S) and ``labels.npy``,
   read back through memory maps, so memory stays bounded whatever the dataset's size;
 * written atomically (a folder replaced as a whole; ``key.json`` names what it holds) under a file
@@ -35,7 +36,6 @@ from tqdm import tqdm
 from ..config import RunConfig
 from ..errors import WMoEError
 from ..io import atomic_dir, write_json
-from . import runtime
 
 CACHE_VERSION = 1
 CACHE_ENV = "WMOE_CLIP_CACHE_DIR"
@@ -90,8 +90,7 @@ class ImageSource:
         )
         for item in loader:
             images = item["image"].to(self.device, non_blocking=True)
-            with torch.no_grad(), runtime.autocast(self.device):
-                feats = self.model.encode_image(images)
+            feats = self.model.encode_image(images)
             yield Batch(feats, item["mask"].to(self.device), item["label"].to(self.device), item["index"])
 
 
@@ -144,7 +143,7 @@ def _weights_identity(pretrained: str | None) -> Any:
     return {"path": str(Path(pretrained).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def cache_key(cfg: RunConfig, dataset, device: torch.device) -> dict[str, Any]:
+def cache_key(cfg: RunConfig, dataset) -> dict[str, Any]:
     m = cfg.model
     return {
         "cache_version": CACHE_VERSION,
@@ -155,7 +154,7 @@ def cache_key(cfg: RunConfig, dataset, device: torch.device) -> dict[str, Any]:
         "feature_layers": list(m.feature_layers),
         "vv_attention": m.vv_attention,
         "vv_start_layer": m.vv_start_layer,
-        "precision": "bf16" if device.type == "cuda" else "fp32",
+        "precision": m.precision,
         "mask_interpolation": dataset.mask_interpolation,
         "dataset": dataset.dataset,
         "classes": list(dataset.class_names),
@@ -230,7 +229,7 @@ def open_cache(
 ) -> CachedSource:
     """The cache of ``dataset`` for ``cfg``'s encoder, built first if it is missing or stale."""
     root = Path(root) if root else default_cache_root()
-    key = cache_key(cfg, dataset, device)
+    key = cache_key(cfg, dataset)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     folder = root / f"{dataset.dataset}-{digest}"
     try:

@@ -10,10 +10,14 @@ block loop is what allows two things open_clip does not offer:
   so the global token is exactly CLIP's;
 - a **text encoder on token embeddings** (learnable prompt slots) that cuts the batch after its last
   EOT token: the text transformer is causal, so tokens after EOT never influence it.
+
+Both encoders run at ``model.precision``: bf16 or fp16 autocast, or fp32 with autocast switched off,
+on whatever device the input is, whatever autocast state the caller has set.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -27,6 +31,8 @@ from ..errors import WMoEError
 from .tiny import TINY_BACKBONE, register_tiny_backbone
 
 CACHE_ENV = "WMOE_CLIP_CACHE"
+# Autocast dtype of the frozen encoders per model.precision; None runs them in float32.
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
 
 
 def create_clip(cfg: ModelConfig) -> nn.Module:
@@ -139,6 +145,7 @@ class FrozenCLIP(nn.Module):
             raise WMoEError(f"model.vv_start_layer {self.vv_start} exceeds the {depth} layers of {cfg.backbone}")
         self.grid = tuple(visual.grid_size)
         self.image_size = cfg.image_size
+        self.precision = cfg.precision
         self.embed_dim = int(clip.text_projection.shape[-1]) if isinstance(clip.text_projection, torch.Tensor) \
             else clip.text_projection.out_features
         self.text_width = clip.token_embedding.embedding_dim
@@ -152,17 +159,31 @@ class FrozenCLIP(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.clip.visual.conv1.weight.dtype
 
+    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        """The encoders' precision on ``device``: autocast to ``model.precision``, or autocast off for fp32."""
+        if device.type not in ("cuda", "cpu"):
+            return contextlib.nullcontext()
+        dtype = AUTOCAST_DTYPES[self.precision]
+        if dtype is None:
+            return torch.autocast(device_type=device.type, enabled=False)
+        return torch.autocast(device_type=device.type, dtype=dtype)
+
     def _project(self, tokens: torch.Tensor) -> torch.Tensor:
         visual = self.clip.visual
         return visual.ln_post(tokens) @ visual.proj
 
     @torch.no_grad()
     def encode_image(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``images`` (B,3,S,S) → global token (B,D) and projected patch tokens (B,L,N,D)."""
-        visual = self.clip.visual
+        """``images`` (B,3,S,S) → global token (B,D) and projected patch tokens (B,L,N,D), in the
+        encoder's precision."""
         size = tuple(images.shape[-2:])
-        if size != tuple(visual.image_size):
+        if size != tuple(self.clip.visual.image_size):
             raise WMoEError(f"images are {size[0]}×{size[1]} but the model expects {self.image_size} (model.image_size)")
+        with self.autocast(images.device):
+            return self._encode_image(images)
+
+    def _encode_image(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        visual = self.clip.visual
         x = visual.conv1(images.to(self.dtype)).flatten(2).transpose(1, 2)
         cls = visual.class_embedding.to(x.dtype).view(1, 1, -1).expand(x.shape[0], -1, -1)
         x = visual.ln_pre(torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype))
@@ -189,6 +210,10 @@ class FrozenCLIP(nn.Module):
         With ``truncate`` the sequences are cut right after the batch's last EOT token; the causal mask
         makes this exact.
         """
+        with self.autocast(embeddings.device):
+            return self._encode_text(embeddings, eot_index, truncate)
+
+    def _encode_text(self, embeddings: torch.Tensor, eot_index: torch.Tensor, truncate: bool) -> torch.Tensor:
         clip = self.clip
         if truncate:
             embeddings = embeddings[:, : int(eot_index.max()) + 1]
