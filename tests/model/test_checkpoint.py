@@ -99,8 +99,13 @@ def test_a_format_1_checkpoint_takes_the_precision_of_its_device_rule(tmp_path):
     payload = torch.load(LEGACY, weights_only=True)
     for device, precision in (("cpu", "fp32"), ("cuda", "bf16"), ("cuda:1", "bf16")):
         payload["config"]["eval"]["device"] = device
-        torch.save(payload, tmp_path / "old.pt")
-        assert read_checkpoint(tmp_path / "old.pt")[0].model.precision == precision
+        # Absent, or "auto" (the name of that rule in the last format-1 code); an explicit fp32 stays.
+        for stored, expected in ((None, precision), ("auto", precision), ("fp32", "fp32")):
+            payload["config"]["model"].pop("precision", None)
+            if stored is not None:
+                payload["config"]["model"]["precision"] = stored
+            torch.save(payload, tmp_path / "old.pt")
+            assert read_checkpoint(tmp_path / "old.pt")[0].model.precision == expected, (device, stored)
 
 
 def test_a_format_1_checkpoint_does_not_load_into_a_model_of_other_settings():

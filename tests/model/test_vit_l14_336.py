@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-import wmoe_clip.model.wmoe_clip as wmoe_clip_module
+import wmoe_clip.model.base as model_base
 from wmoe_clip.config import VARIANTS, load_config
 from wmoe_clip.model import LEARNABLE_MODULES, build_model
 from wmoe_clip.model.summary import parameter_counts
@@ -56,7 +56,7 @@ def test_vit_l14_336_variants_start_as_base(vit_l, monkeypatch):
     full, feats = vit_l
     # Each variant is built by the real constructor with the same seed; only the frozen backbone (whose
     # random weights come from model.backbone_seed, outside the global RNG) is shared, to save time.
-    monkeypatch.setattr(wmoe_clip_module, "FrozenCLIP", lambda cfg: full.backbone)
+    monkeypatch.setattr(model_base, "FrozenCLIP", lambda cfg: full.backbone)
     outputs = {}
     for variant in VARIANTS:
         torch.manual_seed(SEED)

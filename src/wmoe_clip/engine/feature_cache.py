@@ -5,9 +5,10 @@ augmentation, so its outputs for a dataset are the same in every epoch and every
 With ``train.feature_cache: true`` they are computed once and stored:
 
 * one folder per key under the cache root, the key being what the features depend on: backbone,
-  pretrained weights, backbone seed, image size, feature layers, value-value settings, encoder
-  precision (``model.precision``), mask convention, and the dataset (its manifest and the size and
-  mtime of each file);
+  pretrained weights, backbone seed, image size, feature layers, value-value settings, the backbone
+  options (global token ``ln_post``, positional-grid interpolation), encoder precision
+  (``model.precision``), mask convention, and the dataset (its manifest and the size and mtime of
+  each file);
 * ``global.npy`` (N,D) and ``patches.npy`` (N,L,P,D) in fp16, ``masks.npy`` (N,S,S) and ``labels.npy``,
   read back through memory maps, so memory stays bounded whatever the dataset's size;
 * written atomically (a folder replaced as a whole; ``key.json`` names what it holds) under a file
@@ -154,6 +155,8 @@ def cache_key(cfg: RunConfig, dataset) -> dict[str, Any]:
         "feature_layers": list(m.feature_layers),
         "vv_attention": m.vv_attention,
         "vv_start_layer": m.vv_start_layer,
+        "global_token_ln_post": m.global_token_ln_post,
+        "pos_embed_interpolation": m.pos_embed_interpolation,
         "precision": m.precision,
         "mask_interpolation": dataset.mask_interpolation,
         "dataset": dataset.dataset,

@@ -30,14 +30,16 @@ READABLE_VERSIONS = (1, 2)
 def _format_1_config(config: dict[str, Any]) -> dict[str, Any]:
     """A format-1 stored config with the keys it lacks set to what format-1 code did: PyTorch's default
     initialisation, zero-padded Haar DWT, and the frozen encoders in bf16 on CUDA and fp32 elsewhere
-    (its device rule, applied to the stored ``eval.device``, the device evaluation selects)."""
+    (its device rule, applied to the stored ``eval.device``, the device evaluation selects). Late
+    format-1 configs may hold ``precision: auto``, which named that rule, or ``fp32``, which is kept."""
     config = copy.deepcopy(config)
     model = config.setdefault("model", {})
     model.setdefault("init", "default")
     model.setdefault("wcma", {}).setdefault("dwt_mode", "zero")
-    device = str(config.get("eval", {}).get("device", "auto"))
-    on_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    model.setdefault("precision", "bf16" if on_cuda else "fp32")
+    if model.get("precision", "auto") == "auto":
+        device = str(config.get("eval", {}).get("device", "auto"))
+        on_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+        model["precision"] = "bf16" if on_cuda else "fp32"
     return config
 
 
