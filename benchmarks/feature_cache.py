@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from wmoe_clip.config import load_config
+from wmoe_clip.config import PRECISIONS, load_config
 from wmoe_clip.data import registry
 from wmoe_clip.data.dataset import AnomalyDataset
 from wmoe_clip.data.prepare import prepare
@@ -61,10 +61,12 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--batch-size", type=int, help="override train.batch_size and eval.batch_size")
     ap.add_argument("--paper-epochs", type=int, default=20)
+    ap.add_argument("--precision", choices=PRECISIONS, help="frozen encoders; default: the config's model.precision")
     args = ap.parse_args()
 
     cfg = apply_overrides(load_config(args.config), "full", seed=0, epochs=args.epochs)
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained=None))
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained=None,
+                                                             precision=args.precision or cfg.model.precision))
     if args.batch_size:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_size=args.batch_size),
                                   eval=dataclasses.replace(cfg.eval, batch_size=args.batch_size))
@@ -92,7 +94,8 @@ def main() -> None:
     eval_ips = doc["timings"]["images_per_s"]
     peak = max((h["peak_memory_mb"] or 0) for h in plain + cached) or None
     print(f"config {args.config} ({cfg.model.backbone} at {cfg.model.image_size} px), "
-          f"{runtime.device_description(device)}, {n} images, batch {cfg.train.batch_size}, {args.epochs} epoch(s)")
+          f"{runtime.device_description(device)}, encoders {cfg.model.precision}, {n} images, "
+          f"batch {cfg.train.batch_size}, {args.epochs} epoch(s)")
     print("| epoch | uncached s | cached s |")
     print("|---|---|---|")
     for a, b in zip(plain, cached):

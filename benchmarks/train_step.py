@@ -1,11 +1,12 @@
 """Time a WMoE-CLIP training step (forward, backward, Adam) and the text encoder's share of it.
 
     python benchmarks/train_step.py --config tiny
-    python benchmarks/train_step.py --config vit_l14_336 --batch 2 --repeats 3      # CPU
-    python benchmarks/train_step.py --config vit_l14_336 --batch 32 --device cuda     # bf16 autocast
+    python benchmarks/train_step.py --config vit_l14_336 --batch 2 --repeats 3 --precision fp32   # CPU
+    python benchmarks/train_step.py --config vit_l14_336 --batch 32 --device cuda      # bf16 encoders
 
 Each measurement runs with and without text truncation on the same model. Weights are random
-(``pretrained`` is forced to null): timings do not depend on them. Prints a Markdown table.
+(``pretrained`` is forced to null): timings do not depend on them. The frozen encoders run at the
+config's ``model.precision`` unless ``--precision`` says otherwise. Prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 
 import torch
 
-from wmoe_clip.config import load_config
+from wmoe_clip.config import PRECISIONS, load_config
 from wmoe_clip.engine import runtime
 from wmoe_clip.model import build_model
 
@@ -45,11 +46,13 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--precision", choices=PRECISIONS, default=None, help="default: the config's model.precision")
     args = ap.parse_args()
 
     device = runtime.select_device(args.device)
     cfg = load_config(args.config, args.variant)
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained=None))
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained=None,
+                                                             precision=args.precision or cfg.model.precision))
     batch = args.batch or (8 if args.config == "tiny" else (32 if device.type == "cuda" else 2))
     torch.manual_seed(0)
     model = build_model(cfg).to(device).train()
@@ -61,9 +64,8 @@ def main() -> None:
     masks[1::2, s // 4: s // 2, s // 4: s // 2] = 1
 
     def step():
-        with runtime.autocast(device):
-            out = model(images)
-            total = model.loss(out, labels, masks)["total"]
+        out = model(images)
+        total = model.loss(out, labels, masks)["total"]
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
@@ -72,9 +74,8 @@ def main() -> None:
         g = torch.nn.functional.normalize(model.encode_image(images).global_token.float(), dim=-1)
 
     def text_part():
-        with runtime.autocast(device):
-            shift = model.ctds(g)["prompt_shift"] if model.ctds is not None else None
-            text = model.encode_prompts(shift)
+        shift = model.ctds(g)["prompt_shift"] if model.ctds is not None else None
+        text = model.encode_prompts(shift)
         opt.zero_grad(set_to_none=True)
         text.float().sum().backward()
 
@@ -89,7 +90,7 @@ def main() -> None:
         rows.append((truncate, t_step, t_text, batch / t_step, peak))
 
     print(f"{cfg.model.backbone} at {s} px, variant {cfg.variant}, batch {batch}, {runtime.device_description(device)}, "
-          f"{'bf16 autocast' if device.type == 'cuda' else 'fp32'}, median of {args.repeats}")
+          f"encoders {cfg.model.precision}, median of {args.repeats}")
     print("| text truncation | step (s) | text encoder fwd+bwd (s) | images/s | peak GPU GiB |")
     print("|---|---|---|---|---|")
     for truncate, t_step, t_text, ips, peak in rows:

@@ -45,6 +45,8 @@ class WCMAConfig:
     residual: bool = True
     # One WCMA module per feature layer (true) or one shared by all layers (false).
     per_layer: bool = True
+    # Border handling of the Haar DWT (pytorch_wavelets mode); "zero" was the behaviour before it was a choice.
+    dwt_mode: str = "symmetric"
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,6 @@ COMPAT_PRESETS: dict[str, dict[str, Any]] = {
     "anomalyclip": {"global_token_ln_post": False, "pos_embed_interpolation": "bilinear", "precision": "fp32"},
 }
 POS_EMBED_INTERPOLATIONS = ("bicubic", "bilinear")
-PRECISIONS = ("auto", "fp32")
 
 
 @dataclass(frozen=True)
@@ -108,11 +109,16 @@ class ModelConfig:
     # How the 24×24 positional grid of ViT-L-14-336 becomes 37×37 at 518 px, once at load: "bicubic"
     # (open_clip's loader, antialiased) or "bilinear" (AnomalyCLIP: align_corners=False, no antialias).
     pos_embed_interpolation: str = "bicubic"
-    # "auto": the caller's precision (the engine's bf16 autocast on CUDA); "fp32": the backbone runs in
-    # float32 whatever the caller's autocast (AnomalyCLIP's model is fp32 on CUDA too).
-    precision: str = "auto"
+    # Precision of the frozen image and text encoders on every device (autocast; "fp32" switches the
+    # caller's autocast off, as AnomalyCLIP's fp32 model); learnable modules, maps and losses always
+    # run in float32.
+    precision: str = "bf16"
     # A name of COMPAT_PRESETS: sets the backbone options above to that code base's values.
     compat: str | None = None
+    # "zero_residual": the last layer of every residual branch (WCMA's output projection, each expert's
+    # output layer, CTDS's prompt map P) starts at zero, so every variant starts as CLIP; "default":
+    # PyTorch's initialisation everywhere.
+    init: str = "zero_residual"
     anomalyclip: AnomalyCLIPConfig = field(default_factory=AnomalyCLIPConfig)
     ctds: CTDSConfig = field(default_factory=CTDSConfig)
     wcma: WCMAConfig = field(default_factory=WCMAConfig)
@@ -191,6 +197,11 @@ class RunConfig:
                 return name
         return "custom"
 
+
+INIT_SCHEMES = ("zero_residual", "default")
+PRECISIONS = ("bf16", "fp16", "fp32")
+# pytorch_wavelets' border modes; on an odd grid they differ only in the last row and column of the bands.
+DWT_MODES = ("zero", "symmetric", "reflect", "periodic", "periodization")
 
 # The rows of the paper's Table 2: (CTDS, WCMA, SA-MoE).
 VARIANTS: dict[str, tuple[bool, bool, bool]] = {
@@ -338,8 +349,6 @@ def _check_values(cfg: RunConfig, source: str) -> None:
                         "tokens replace context slots")
     if m.pos_embed_interpolation not in POS_EMBED_INTERPOLATIONS:
         problems.append(f"model.pos_embed_interpolation must be one of {', '.join(POS_EMBED_INTERPOLATIONS)}")
-    if m.precision not in PRECISIONS:
-        problems.append(f"model.precision must be one of {', '.join(PRECISIONS)}")
     if m.compat is not None:
         if m.compat not in COMPAT_PRESETS:
             problems.append(f"model.compat must be null or one of {', '.join(COMPAT_PRESETS)}")
@@ -353,6 +362,13 @@ def _check_values(cfg: RunConfig, source: str) -> None:
         problems.append("train.feature_cache_memory must lie in [0, 1]")
     if cfg.data.mask_interpolation not in ("bilinear", "nearest"):
         problems.append("data.mask_interpolation must be 'bilinear' or 'nearest'")
+    for key, value, allowed in (("model.init", m.init, INIT_SCHEMES), ("model.precision", m.precision, PRECISIONS),
+                                ("model.wcma.dwt_mode", m.wcma.dwt_mode, DWT_MODES)):
+        if value not in allowed:
+            problems.append(f"{key} must be one of {', '.join(allowed)}, got {value!r}")
+    if m.init == "zero_residual" and not m.wcma.residual:
+        problems.append("model.init zero_residual needs model.wcma.residual true (a non-residual WCMA cannot "
+                        "start at the identity); set model.init: default")
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(problems))
 

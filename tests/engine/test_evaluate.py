@@ -49,6 +49,39 @@ def test_eval_json_validates_and_its_metrics_match_sklearn(evaluation):
     assert on_disk["timings"]["images_per_s"] > 0
 
 
+def test_score_parts_are_the_aurocs_of_s_g_and_of_the_smoothed_map_maximum(evaluation, trained, make_prepared):
+    import torch
+
+    from wmoe_clip.data.dataset import AnomalyDataset
+    from wmoe_clip.engine.smoothing import gaussian_smooth
+    from wmoe_clip.model import load_checkpoint
+
+    doc, _ = evaluation
+    model = load_checkpoint(trained[1] / "model.pt")
+    cfg = model.cfg
+    dataset = AnomalyDataset(make_prepared("mvtec", 4), "test", cfg.model.image_size)
+    parts = doc["score_parts"]
+    assert list(parts) == ["global_score", "map_max"]
+    means = {"global_score": [], "map_max": []}
+    for cls in dataset.class_names:
+        idx = dataset.class_indices(cls)
+        images = torch.stack([dataset[i]["image"] for i in idx])
+        labels = [dataset.records[i]["anomaly"] for i in idx]
+        with torch.no_grad():
+            out = model(images)
+        s_g = out.global_score.numpy()
+        map_max = gaussian_smooth(out.anomaly_map, cfg.eval.sigma).flatten(1).amax(dim=1).numpy()
+        # The parts are the parts of the recorded image score.
+        np.testing.assert_allclose(cfg.model.alpha * s_g + (1 - cfg.model.alpha) * map_max,
+                                   doc["image_scores"][cls]["scores"], atol=1e-6)
+        for name, scores in (("global_score", s_g), ("map_max", map_max)):
+            expected = roc_auc_score(labels, scores)
+            assert parts[name]["per_class"][cls]["auroc"] == pytest.approx(expected, abs=1e-6), (name, cls)
+            means[name].append(expected)
+    for name, values in means.items():
+        assert parts[name]["mean"]["auroc"] == {"value": pytest.approx(np.mean(values), abs=1e-6), "n_classes": 15}
+
+
 def test_figure_is_written_beside_the_json(evaluation):
     doc, path = evaluation
     figure = path.parent / doc["figure"]
@@ -85,13 +118,17 @@ def test_eval_run_is_linked_to_its_training_run(evaluation, trained):
     assert train_run.data.params == leaves == eval_run.data.params
     # Metrics: per class, means, per-epoch loss terms and expert usage.
     assert eval_run.data.metrics["mean.image.auroc"] == pytest.approx(doc["mean"]["image"]["auroc"]["value"])
+    for part in ("global_score", "map_max"):
+        assert eval_run.data.metrics[f"score_parts.{part}.auroc"] == pytest.approx(
+            doc["score_parts"][part]["mean"]["auroc"]["value"])
     for cls, result in doc["per_class"].items():
         for level in ("image", "pixel"):
             for metric, value in result[level].items():
                 if value is not None:
                     assert eval_run.data.metrics[f"class.{cls}.{level}.{metric}"] == pytest.approx(value)
     history = json.loads((out / "history.json").read_text())
-    for name in ("loss.total", "loss.kl", "selected_share.0", "mean_router_prob.7"):
+    for name in ("loss.total", "loss.kl", "selected_share.0", "mean_router_prob.7", "diagnostics.cos_text",
+                 "diagnostics.prompt_shift_norm", "diagnostics.router_entropy", "lr"):
         steps = client.get_metric_history(train_run.info.run_id, name)
         assert [m.step for m in steps] == list(range(1, run["epochs"] + 1)), name
     shares = client.get_metric_history(train_run.info.run_id, "selected_share.3")
@@ -106,7 +143,9 @@ def test_evaluation_holds_the_maps_of_one_class_at_a_time(trained, make_prepared
     held, finalize = [], ClassMetricAccumulator.finalize_class
 
     def recording(self, cls):
-        if self._classes[cls].result is None:  # later calls only return the stored result
+        # The map-holding accumulator (the image-only ones of score_parts hold scores alone); later
+        # calls only return the stored result.
+        if self.pixel and self._classes[cls].result is None:
             held.append((self.nbytes, sum(s.maps is not None for s in self._classes.values())))
         return finalize(self, cls)
 
@@ -127,7 +166,14 @@ def test_image_only_target_has_no_pixel_metrics(trained, make_prepared, tmp_path
     assert rc == 0
     doc = json.loads((tmp_path / "h.json").read_text())
     assert set(doc["mean"]) == {"image"} and all("pixel" not in r for r in doc["per_class"].values())
+    assert set(doc["score_parts"]["map_max"]["per_class"]) == set(doc["per_class"])
     assert doc["mlflow_run_id"] is None
+
+
+def test_pixel_only_target_has_no_score_parts(trained, make_prepared, tmp_path):
+    _, out = trained
+    doc = evaluate(out / "model.pt", "isic", make_prepared("isic", 4), tmp_path / "i.json", progress=False)
+    assert set(doc["mean"]) == {"pixel"} and "score_parts" not in doc
 
 
 def test_synthetic_flag_comes_from_the_synth_marker(make_prepared, tmp_path):

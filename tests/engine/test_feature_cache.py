@@ -41,19 +41,18 @@ def test_cache_holds_the_encoder_outputs_in_fp16_with_the_ground_truth(setup, tm
     torch.testing.assert_close(batch.masks, torch.stack([dataset[i]["mask"] for i in idx]))
 
 
-def test_fp16_storage_keeps_bf16_encoder_outputs(setup, tmp_path, monkeypatch):
-    # On CUDA the encoder runs under bf16 autocast. fp16 holds every bf16 value of magnitude 2^-17 to
-    # 65504 exactly (8 significant bits within fp16's 11); smaller ones land on fp16's subnormal grid,
-    # off by at most half its spacing, 2^-25. So the cache costs a CUDA run nothing.
-    from wmoe_clip.engine import runtime
-
-    monkeypatch.setattr(runtime, "autocast", lambda device: torch.autocast("cpu", dtype=torch.bfloat16))
-    cfg, model, dataset = setup
+def test_fp16_storage_keeps_bf16_encoder_outputs(make_prepared, tmp_path):
+    # On CUDA the encoder runs in bf16 (model.precision). fp16 holds every bf16 value of magnitude 2^-17
+    # to 65504 exactly (8 significant bits within fp16's 11); smaller ones land on fp16's subnormal grid,
+    # off by at most half its spacing, 2^-25. So the cache costs a bf16 run nothing.
+    cfg = load_config("tiny", "full")
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, precision="bf16"))
+    model = build_model(cfg)
+    dataset = AnomalyDataset(make_prepared("btad", 4), "test", cfg.model.image_size)
     cache = open_cache(cfg, dataset, model, torch.device("cpu"), tmp_path)
     idx = list(range(len(dataset)))
     (batch,) = cache.batches([idx])
-    with torch.no_grad(), runtime.autocast(torch.device("cpu")):
-        direct = model.encode_image(torch.stack([dataset[i]["image"] for i in idx]))
+    direct = model.encode_image(torch.stack([dataset[i]["image"] for i in idx]))
     assert direct.patch_tokens.dtype == torch.bfloat16 and direct.global_token.dtype == torch.bfloat16
     torch.testing.assert_close(batch.feats.patch_tokens, direct.patch_tokens.float(), rtol=0, atol=2**-25)
     torch.testing.assert_close(batch.feats.global_token, direct.global_token.float(), rtol=0, atol=2**-25)
@@ -189,11 +188,10 @@ def test_cached_training_follows_the_uncached_one(make_prepared, tmp_path):
 
 
 @pytest.mark.parametrize("option", [{"global_token_ln_post": False}, {"pos_embed_interpolation": "bilinear"},
-                                    {"precision": "fp32"}])
+                                    {"precision": "bf16"}])
 def test_each_backbone_option_keys_the_cache(setup, option):
     from wmoe_clip.engine.feature_cache import cache_key
 
     cfg, _, dataset = setup
     other = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **option))
-    device = torch.device("cuda") if "precision" in option else torch.device("cpu")
-    assert cache_key(other, dataset, device) != cache_key(cfg, dataset, device)
+    assert cache_key(other, dataset) != cache_key(cfg, dataset)

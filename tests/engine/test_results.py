@@ -75,3 +75,19 @@ def test_invalid_documents_are_refused_naming_the_place(tmp_path, path, value, m
     target[path[-1]] = value
     with pytest.raises(WMoEError, match=message):
         write_eval(tmp_path / "bad.json", doc)
+
+
+def test_score_parts_are_optional_and_must_cover_the_classes(tmp_path):
+    old = _doc(tmp_path)  # as written before score_parts existed
+    write_eval(tmp_path / "old.json", old)
+    part = {"per_class": {"a": {"auroc": 1.0, "ap": 1.0, "f1_max": 1.0}, "b": {"auroc": None, "ap": None, "f1_max": 1.0}},
+            "mean": {"auroc": {"value": 1.0, "n_classes": 1}}}
+    new = {**old, "score_parts": {"global_score": part, "map_max": copy.deepcopy(part)}}
+    jsonschema.Draft202012Validator(SCHEMA).validate(new)
+    write_eval(tmp_path / "new.json", new)
+    assert load_eval(tmp_path / "new.json")["score_parts"]["map_max"] == part
+    del new["score_parts"]["map_max"]["per_class"]["b"]
+    with pytest.raises(WMoEError, match="score_parts/map_max: needs image metrics and the classes of per_class"):
+        write_eval(tmp_path / "bad.json", new)
+    with pytest.raises(WMoEError, match="score_parts"):
+        write_eval(tmp_path / "bad.json", {**old, "score_parts": {"global_score": part}})

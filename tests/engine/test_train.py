@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import math
 
 import pytest
 import torch
@@ -31,7 +32,15 @@ def test_loss_falls_and_history_records_terms_and_expert_usage(trained):
         assert {"global", "focal", "dice", "kl", "rec", "total"} <= set(h["loss"])
         share = h["expert_usage"]["selected_share"]
         assert len(share) == 8 and sum(share) == pytest.approx(1.0)
+        assert sum(h["expert_usage"]["mean_router_prob"]) == pytest.approx(1.0)
         assert h["lr"] == 1e-3 and h["time_s"] > 0
+        d = h["diagnostics"]
+        assert set(d) == {"prompt_shift_norm", "prompt_shift_norm_sampled", "cos_text", "cos_global",
+                          "router_entropy"}
+        assert 0 <= d["router_entropy"] <= math.log(8) and -1 <= d["cos_text"] <= 1 and -1 <= d["cos_global"] <= 1
+        assert "grad_scale" not in h  # fp32: no loss scaling
+    # Started at the identity, the branches have moved by the end.
+    assert history[-1]["diagnostics"]["prompt_shift_norm"] > 0 and history[-1]["diagnostics"]["cos_global"] < 1
     assert run["counts"] == {"n_images": 96, "n_normal": 48, "n_anomalous": 48, "n_classes": 12}
     assert json.loads((out / "run.json").read_text())["mlflow_run_id"] == run["mlflow_run_id"] is not None
 
@@ -86,7 +95,7 @@ def test_gradient_accumulation_gives_the_full_batch_gradients(make_prepared):
 
     def grads(step):
         model.zero_grad(set_to_none=True)
-        loss = accumulate_gradients(model, source.batches(step), step, torch.device("cpu"))
+        loss = accumulate_gradients(model, source.batches(step), step)
         return loss, {n: p.grad.clone() for n, p in model.learnable_named_parameters() if p.grad is not None}
 
     loss_full, full = grads([batch])
@@ -115,16 +124,32 @@ def test_changed_settings_start_afresh_and_never_trip_over_earlier_state(make_pr
     assert all(torch.equal(changed[k], reference[k]) for k in reference)
     assert json.loads((tmp_path / "dir" / "history.json").read_text())[0]["lr"] == 5e-4
 
-    # An interrupted 2-epoch training is left alone by a 1-epoch one (its state is past that run's
-    # last epoch), and still resumes afterwards; each finished one removes only its own state.
+    # Every epoch's randomness depends on (seed, epoch) alone, so an interrupted run's state serves a
+    # run with more epochs (it resumes), and one with fewer starts afresh (its state is past them); the
+    # results equal uninterrupted runs, and a finished run leaves no state behind.
+    def interrupt_at(n):
+        def stop(epoch):
+            if epoch == n:
+                raise Interrupt
+        return stop
+
+    def same_model(a, b):
+        _, x = read_checkpoint(a / "model.pt")
+        _, y = read_checkpoint(b / "model.pt")
+        return all(torch.equal(x[k], y[k]) for k in y)
+
+    for epochs in (1, 3):
+        train(_cfg(epochs), "btad", data, tmp_path / f"ref{epochs}", progress=False)
     with pytest.raises(Interrupt):
-        train(_cfg(2), "btad", data, tmp_path / "dir", on_epoch_end=_interrupt, progress=False)
-    train(_cfg(1), "btad", data, tmp_path / "dir", progress=False)
-    assert len(list((tmp_path / "dir" / "state").iterdir())) == 1
-    run = train(_cfg(2), "btad", data, tmp_path / "dir", progress=False)
-    assert run["epochs"] == 2 and not (tmp_path / "dir" / "state").exists()
-    history = json.loads((tmp_path / "dir" / "history.json").read_text())
-    assert [h["epoch"] for h in history] == [1, 2]
+        train(_cfg(2), "btad", data, tmp_path / "more", on_epoch_end=interrupt_at(1), progress=False)
+    run = train(_cfg(3), "btad", data, tmp_path / "more", progress=False)
+    assert run["epochs"] == 3 and same_model(tmp_path / "more", tmp_path / "ref3")
+    assert [h["epoch"] for h in json.loads((tmp_path / "more" / "history.json").read_text())] == [1, 2, 3]
+    with pytest.raises(Interrupt):
+        train(_cfg(3), "btad", data, tmp_path / "fewer", on_epoch_end=interrupt_at(2), progress=False)
+    train(_cfg(1), "btad", data, tmp_path / "fewer", progress=False)
+    assert same_model(tmp_path / "fewer", tmp_path / "ref1")
+    assert not (tmp_path / "more" / "state").exists() and not (tmp_path / "fewer" / "state").exists()
 
 
 def test_a_foreign_file_in_the_state_folder_is_refused(make_prepared, tmp_path):
@@ -135,7 +160,7 @@ def test_a_foreign_file_in_the_state_folder_is_refused(make_prepared, tmp_path):
     payload = torch.load(state, weights_only=True)
     payload["identity"]["source"] = "visa"
     torch.save(payload, state)
-    with pytest.raises(WMoEError, match="not a training state of this run"):
+    with pytest.raises(WMoEError, match=r"was written by a different training \(source: \'visa\' != \'btad\'\)"):
         train(_cfg(2), "btad", data, tmp_path, progress=False)
 
 
@@ -161,3 +186,28 @@ def test_a_job_that_stops_on_an_error_closes_its_run(error, status, make_prepare
     with pytest.raises(error):
         train(_cfg(1), "btad", make_prepared("btad", 4), tmp_path, tracker=tracker, on_epoch_end=fail, progress=False)
     assert MlflowClient(default_tracking_uri()).get_run(tracker.run_id).info.status == status
+
+
+def test_base_variant_history_has_no_module_diagnostics(make_prepared, tmp_path):
+    cfg = apply_overrides(load_config("tiny"), "base", seed=0, epochs=1)
+    train(cfg, "btad", make_prepared("btad", 4), tmp_path, progress=False)
+    (entry,) = json.loads((tmp_path / "history.json").read_text())
+    assert entry["diagnostics"] == {} and entry["expert_usage"] is None
+    assert set(entry["loss"]) == {"global", "focal", "dice", "total"}
+
+
+def test_epoch_diagnostics_are_sample_weighted_means_of_the_batches():
+    from wmoe_clip.engine.train import _EpochStats
+
+    def aux(cos, expert):
+        g = torch.tensor([[1.0, 0.0]])
+        return {"g": g, "g_prime": torch.tensor([[cos, math.sqrt(1 - cos**2)]]),
+                "router_probs": torch.tensor([[0.5, 0.5]]), "expert_index": torch.tensor([[expert]])}
+
+    stats = _EpochStats()
+    stats.add({"total": torch.tensor(1.0)}, aux(1.0, 0), 1)
+    stats.add({"total": torch.tensor(3.0)}, aux(0.0, 1), 3)
+    assert stats.means() == {"total": pytest.approx(2.5)}
+    assert stats.diagnostics() == {"cos_global": pytest.approx(0.25), "router_entropy": pytest.approx(math.log(2))}
+    assert stats.expert_usage() == {"selected_share": pytest.approx([0.25, 0.75]),
+                                    "mean_router_prob": pytest.approx([0.5, 0.5])}

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 
@@ -12,11 +14,13 @@ def tiny_cfg():
 
 @pytest.fixture
 def build_tiny():
-    """Build the tiny model of a variant with a fixed seed for the learnable modules."""
+    """Build the tiny model of a variant with a fixed seed for the learnable modules (and optional
+    changes to the model config)."""
 
-    def build(variant="full", seed=0):
+    def build(variant="full", seed=0, **model_changes):
+        cfg = load_config("tiny", variant)
         torch.manual_seed(seed)
-        return build_model(load_config("tiny", variant))
+        return build_model(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **model_changes)))
 
     return build
 
@@ -46,7 +50,8 @@ def _closed_form_counts(model):
     m = model.cfg.model
     d, w, L = model.backbone.embed_dim, model.backbone.text_width, len(m.feature_layers)
     lat, hid = m.ctds.latent_dim, m.ctds.decoder_hidden
-    ctds = 2 * (d * lat + lat) + (lat * hid + hid) + (hid * d + d) + (0 if lat == w else lat * w + w)
+    identity_p = lat == w and m.init == "default"
+    ctds = 2 * (d * lat + lat) + (lat * hid + hid) + (hid * d + d) + (0 if identity_p else lat * w + w)
     r, a = m.wcma.reduction, m.wcma.attn_dim
     wcma_layer = (d * (d // r) + d // r) + (d // r * d + d) + (d * d + d) + 3 * (d * a + a) + (a * d + d)
     da, e, h = m.sa_moe.adapter_dim, m.sa_moe.num_experts, m.sa_moe.expert_hidden

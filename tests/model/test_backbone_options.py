@@ -20,12 +20,12 @@ def test_compat_anomalyclip_sets_exactly_the_three_options():
     assert cfg == dataclasses.replace(RunConfig(), model=expected)
     assert config_from_dict(cfg.to_dict()) == cfg
     m = RunConfig().model
-    assert (m.global_token_ln_post, m.pos_embed_interpolation, m.precision, m.compat) == (True, "bicubic", "auto", None)
+    assert (m.global_token_ln_post, m.pos_embed_interpolation, m.precision, m.compat) == (True, "bicubic", "bf16", None)
 
 
 def test_compat_conflicts_and_unknown_values_are_errors():
-    with pytest.raises(ConfigError, match="model.compat anomalyclip sets model.precision to 'fp32', but it is 'auto'"):
-        config_from_dict({"model": {"compat": "anomalyclip", "precision": "auto"}}, "x.yaml")
+    with pytest.raises(ConfigError, match="model.compat anomalyclip sets model.precision to 'fp32', but it is 'bf16'"):
+        config_from_dict({"model": {"compat": "anomalyclip", "precision": "bf16"}}, "x.yaml")
     assert config_from_dict({"model": {"compat": "anomalyclip", "precision": "fp32"}}).model.precision == "fp32"
     with pytest.raises(ConfigError, match="model.compat must be null or one of anomalyclip"):
         config_from_dict({"model": {"compat": "adaclip"}})
@@ -96,17 +96,17 @@ def test_global_token_without_ln_post_changes_the_global_token_only(native_weigh
 
 def test_precision_fp32_runs_the_backbone_in_fp32_under_autocast(native_weights):
     path, _ = native_weights
-    auto, fp32 = _backbone(path), _backbone(path, precision="fp32")
+    fp32, bf16 = _backbone(path, precision="fp32"), _backbone(path, precision="bf16")
     images = torch.randn(2, 3, 112, 112, generator=torch.Generator().manual_seed(0))
     ids = open_clip.tokenize(["a photo of a damaged cable."])
-    reference = auto.encode_image(images)
-    reference_text = auto.encode_text(auto.embed_tokens(ids), ids.argmax(-1))
+    reference = fp32.encode_image(images)
+    reference_text = fp32.encode_text(fp32.embed_tokens(ids), ids.argmax(-1))
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        mixed = auto.encode_image(images)
         forced = fp32.encode_image(images)
         forced_text = fp32.encode_text(fp32.embed_tokens(ids), ids.argmax(-1))
     for ours, ref in zip(forced, reference):
         assert ours.dtype == torch.float32
         torch.testing.assert_close(ours, ref, atol=0, rtol=0)
     torch.testing.assert_close(forced_text, reference_text, atol=0, rtol=0)
-    assert mixed[1].dtype == torch.bfloat16
+    # The configured precision, not the caller's autocast, decides: bf16 runs in bf16 without one.
+    assert bf16.encode_image(images)[1].dtype == torch.bfloat16

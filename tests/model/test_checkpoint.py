@@ -1,10 +1,20 @@
 """Checkpoints hold only the learnable state and the config; they rebuild the identical model."""
 
+import dataclasses
+from pathlib import Path
+
 import pytest
 import torch
 
+from wmoe_clip.config import load_config
 from wmoe_clip.errors import WMoEError
-from wmoe_clip.model import load_checkpoint, save_checkpoint
+from wmoe_clip.model import build_model, load_checkpoint, read_checkpoint, save_checkpoint
+from wmoe_clip.model.checkpoint import FORMAT_VERSION
+
+# Written by the code at commit 8ea8c65 (format 1, before model.init, dwt_mode and precision existed),
+# with the outputs that code computed; see data/README.md.
+LEGACY = Path(__file__).parent / "data" / "legacy_v1_full.pt"
+LEGACY_OUTPUTS = Path(__file__).parent / "data" / "legacy_v1_full_outputs.pt"
 
 
 def test_round_trip_rebuilds_the_identical_model(build_tiny, images, tmp_path):
@@ -16,7 +26,7 @@ def test_round_trip_rebuilds_the_identical_model(build_tiny, images, tmp_path):
     path = tmp_path / "model.pt"
     save_checkpoint(model, path)
     payload = torch.load(path, weights_only=True)
-    assert payload["variant"] == "full" and payload["format_version"] == 1
+    assert payload["variant"] == "full" and payload["format_version"] == 2
     assert not any(k.startswith("backbone.") for k in payload["state"])
     assert set(payload["state"]) == {n for n, _ in model.learnable_named_parameters()}
     torch.manual_seed(123)  # a different RNG state must not matter
@@ -48,3 +58,66 @@ def test_not_a_checkpoint_is_a_user_error(tmp_path):
     torch.save({"weights": torch.zeros(1)}, bad)
     with pytest.raises(WMoEError, match="not a wmoe-clip checkpoint"):
         load_checkpoint(bad)
+
+
+def _legacy_images():
+    return torch.randn(2, 3, 112, 112, generator=torch.Generator().manual_seed(1))
+
+
+def test_a_format_1_checkpoint_computes_what_the_code_that_wrote_it_computed():
+    model = load_checkpoint(LEGACY)
+    m = model.cfg.model
+    assert (m.init, m.wcma.dwt_mode, m.precision) == ("default", "zero", "fp32")
+    expected = torch.load(LEGACY_OUTPUTS, weights_only=True)
+    with torch.no_grad():
+        out = model(_legacy_images())
+    torch.testing.assert_close(out.anomaly_map[:, ::4, ::4], expected["anomaly_map"], atol=1e-6, rtol=0)
+    torch.testing.assert_close(out.global_score, expected["global_score"], atol=1e-6, rtol=0)
+    torch.testing.assert_close(out.image_score, expected["image_score"], atol=1e-6, rtol=0)
+    # The filled-in values matter: with today's DWT border the same weights compute other maps.
+    cfg = dataclasses.replace(model.cfg, model=dataclasses.replace(
+        m, wcma=dataclasses.replace(m.wcma, dwt_mode="symmetric")))
+    symmetric = build_model(cfg).eval()
+    symmetric.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert not torch.allclose(symmetric(_legacy_images()).anomaly_map[:, ::4, ::4], expected["anomaly_map"],
+                                  atol=1e-4)
+
+
+def test_init_default_is_the_initialisation_of_the_code_before_it():
+    cfg, state = read_checkpoint(LEGACY)
+    ours = load_config("tiny", "full")
+    ours = dataclasses.replace(ours, model=dataclasses.replace(ours.model, init="default"))
+    torch.manual_seed(0)  # the seed the fixture was built with
+    fresh = build_model(ours).learnable_state_dict()
+    assert fresh.keys() == state.keys()
+    for name in state:
+        assert torch.equal(fresh[name], state[name]), name
+
+
+def test_a_format_1_checkpoint_takes_the_precision_of_its_device_rule(tmp_path):
+    payload = torch.load(LEGACY, weights_only=True)
+    for device, precision in (("cpu", "fp32"), ("cuda", "bf16"), ("cuda:1", "bf16")):
+        payload["config"]["eval"]["device"] = device
+        # Absent, or "auto" (the name of that rule in the last format-1 code); an explicit fp32 stays.
+        for stored, expected in ((None, precision), ("auto", precision), ("fp32", "fp32")):
+            payload["config"]["model"].pop("precision", None)
+            if stored is not None:
+                payload["config"]["model"]["precision"] = stored
+            torch.save(payload, tmp_path / "old.pt")
+            assert read_checkpoint(tmp_path / "old.pt")[0].model.precision == expected, (device, stored)
+
+
+def test_a_format_1_checkpoint_does_not_load_into_a_model_of_other_settings():
+    with pytest.raises(WMoEError) as err:
+        load_checkpoint(LEGACY, model=build_model(load_config("tiny", "full")))
+    msg = str(err.value)
+    assert "model.init: 'default' != 'zero_residual'" in msg and "model.wcma.dwt_mode: 'zero' != 'symmetric'" in msg
+
+
+def test_an_unknown_format_version_is_refused(tmp_path):
+    payload = torch.load(LEGACY, weights_only=True)
+    payload["format_version"] = FORMAT_VERSION + 1
+    torch.save(payload, tmp_path / "future.pt")
+    with pytest.raises(WMoEError, match=f"format version {FORMAT_VERSION + 1}; this wmoe-clip reads versions 1, 2"):
+        read_checkpoint(tmp_path / "future.pt")

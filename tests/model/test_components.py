@@ -1,5 +1,6 @@
 """Module-level checks against closed forms and brute force."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 import torch
 from pytorch_wavelets import DWTInverse
 
+from wmoe_clip.config import DWT_MODES
 from wmoe_clip.model import losses
 from wmoe_clip.model.sa_moe import SAMoE, top_k_routing
 from wmoe_clip.model.wcma import HaarSplit
@@ -30,6 +32,44 @@ def test_haar_low_band_is_the_scaled_block_sum():
     torch.testing.assert_close(low, blocks.sum(dim=(3, 5)) / 2, atol=1e-5, rtol=0)
     # Orthonormal transform: energy is preserved.
     torch.testing.assert_close(low.pow(2).sum() + high.pow(2).sum(), x.pow(2).sum(), rtol=1e-5, atol=1e-4)
+
+
+def test_dwt_mode_changes_only_the_border_of_the_bands():
+    # 7×7 is odd like 37×37: the last row and column of the bands see one padded sample.
+    x = torch.randn(2, 3, 7, 7, generator=torch.Generator().manual_seed(3))
+    bands = {mode: HaarSplit(mode).bands(x) for mode in DWT_MODES}
+    zero_low, zero_high = bands["zero"]
+    for mode, (low, high) in bands.items():
+        assert low.shape == (2, 3, 4, 4) and high.shape == (2, 3, 3, 4, 4), mode
+        torch.testing.assert_close(low[..., :-1, :-1], zero_low[..., :-1, :-1], atol=1e-5, rtol=0)
+        torch.testing.assert_close(high[..., :-1, :-1], zero_high[..., :-1, :-1], atol=1e-5, rtol=0)
+        if mode != "zero":
+            assert not torch.allclose(low[..., -1, :], zero_low[..., -1, :], atol=1e-3), mode
+            assert not torch.allclose(low[..., :, -1], zero_low[..., :, -1], atol=1e-3), mode
+    # Closed forms on the last row (columns 0..2 hold whole 2×2 blocks): zero padding halves the block
+    # sum and puts half of it into the row-difference band as an edge; symmetric padding repeats the
+    # last row, so the block sum doubles and that band is 0.
+    pair = x[..., -1, 0:6:2] + x[..., -1, 1:6:2]
+    sym_low, sym_high = bands["symmetric"]
+    torch.testing.assert_close(zero_low[..., -1, :3], pair / 2, atol=1e-5, rtol=0)
+    torch.testing.assert_close(zero_high[:, :, 0, -1, :3].abs(), pair.abs() / 2, atol=1e-5, rtol=0)
+    torch.testing.assert_close(sym_low[..., -1, :3], pair, atol=1e-5, rtol=0)
+    torch.testing.assert_close(sym_high[:, :, 0, -1, :3], torch.zeros_like(pair), atol=1e-5, rtol=0)
+
+
+def test_dwt_mode_is_the_same_on_an_even_grid():
+    x = torch.randn(1, 2, 8, 8, generator=torch.Generator().manual_seed(4))
+    low, high = HaarSplit("zero").bands(x)
+    for mode in DWT_MODES:
+        other_low, other_high = HaarSplit(mode).bands(x)
+        torch.testing.assert_close(other_low, low, atol=1e-5, rtol=0)
+        torch.testing.assert_close(other_high, high, atol=1e-5, rtol=0)
+
+
+def test_the_configured_dwt_mode_reaches_every_wcma_layer(build_tiny, tiny_cfg):
+    assert tiny_cfg.model.wcma.dwt_mode == "symmetric"
+    model = build_tiny("full", wcma=dataclasses.replace(tiny_cfg.model.wcma, dwt_mode="reflect"))
+    assert [layer.enhance.haar.dwt.mode for layer in model.wcma.layers] == ["reflect"] * 4
 
 
 @pytest.mark.parametrize("k", [1, 2, 3])

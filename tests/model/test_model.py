@@ -31,12 +31,12 @@ def test_shapes_and_value_ranges(variant, build_tiny, images, labels, masks):
     if m.sa_moe.enabled:
         assert out.aux["expert_index"].shape == (b, m.sa_moe.top_k)
     terms = model.loss(out, labels, masks)
-    assert {"total", "global", "focal", "dice", "kl", "rec"} <= set(terms)
+    assert {"total", "global", "focal", "dice"} <= set(terms)
+    # A switched-off module has no terms: a logged 0 would read as a collapsed KL.
+    assert ({"kl", "rec"} <= set(terms)) == m.ctds.enabled
     assert ("load_balance" in terms) == m.sa_moe.enabled
     for name, value in terms.items():
         assert value.dim() == 0 and torch.isfinite(value), name
-    if not m.ctds.enabled:
-        assert terms["kl"] == 0 and terms["rec"] == 0
 
 
 def _learnable_shapes(model):
@@ -75,8 +75,10 @@ def test_parameter_counts_match_the_closed_form(variant, build_tiny, closed_form
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_gradients_reach_every_learnable_and_no_clip_parameter(variant, build_tiny, images, labels, masks):
-    model = build_tiny(variant).train()
+def test_default_init_gradients_reach_every_learnable_and_no_clip_parameter(variant, build_tiny, images, labels,
+                                                                            masks):
+    # With PyTorch's initialisation nothing is zero, so every learnable gets a gradient at step 0.
+    model = build_tiny(variant, init="default").train()
     frozen_before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
     out = model(images)
     model.loss(out, labels, masks)["total"].backward()
@@ -207,11 +209,34 @@ def test_missing_pretrained_weights_say_how_to_get_them(tiny_cfg, tmp_path):
         build_model(cfg)
 
 
-def test_bf16_autocast_keeps_maps_and_losses_in_float32(build_tiny, images, labels, masks):
-    model = build_tiny("full").train()
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = model(images)
-        terms = model.loss(out, labels, masks)
-    assert out.layer_maps.dtype == out.image_score.dtype == torch.float32
-    assert terms["total"].dtype == torch.float32 and torch.isfinite(terms["total"])
+def test_a_callers_autocast_changes_nothing(build_tiny, images, labels, masks):
+    # The precision is the config's (fp32 in the tiny config): the model switches a caller's autocast off.
+    model = build_tiny("full").eval()
+    with torch.no_grad():
+        plain = model(images)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            under = model(images)
+            terms = model.loss(under, labels, masks)
+    assert under.layer_maps.dtype == under.image_score.dtype == terms["total"].dtype == torch.float32
+    torch.testing.assert_close(under.anomaly_map, plain.anomaly_map, rtol=0, atol=0)
+    torch.testing.assert_close(under.image_score, plain.image_score, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_reduced_precision_runs_only_the_frozen_encoders_in_it(precision, build_tiny, images, labels, masks):
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    model = build_tiny("full", precision=precision).train()
+    feats = model.encode_image(images)
+    assert feats.global_token.dtype == feats.patch_tokens.dtype == dtype
+    out = model.forward_features(feats)
+    for name in ("g", "mu", "g_hat", "prompt_shift", "text", "refined_text", "g_prime", "router_probs"):
+        assert out.aux[name].dtype == torch.float32, name
+    terms = model.loss(out, labels, masks)
+    assert out.layer_maps.dtype == terms["total"].dtype == torch.float32 and torch.isfinite(terms["total"])
     terms["total"].backward()
+    assert model.prompts.context.grad.dtype == torch.float32 and model.prompts.context.grad.any()
+    reference = build_tiny("full").eval()
+    model.eval()
+    with torch.no_grad():
+        # The same model in fp32 gives nearly the same maps (a loose bound; benchmarks/precision.py measures it).
+        torch.testing.assert_close(model(images).anomaly_map, reference(images).anomaly_map, atol=0.05, rtol=0)

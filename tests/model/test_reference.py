@@ -1,8 +1,9 @@
 """The whole model against METHOD.md written out by hand: CTDS, WCMA steps 1–5, SA-MoE, scores, losses.
 
 The reference below reads the learnable weights but none of the model's own forward code: it applies
-the equations of METHOD.md with plain tensor algebra (the Haar DWT straight from pytorch_wavelets, the
-text encoder through the backbone, which test_model.py checks against open_clip).
+the equations of METHOD.md with plain tensor algebra (the Haar DWT straight from pytorch_wavelets in the
+configured border mode, the text encoder through the backbone, which test_model.py checks against
+open_clip).
 """
 
 import dataclasses
@@ -60,7 +61,7 @@ def _reference(model, feats):
     g_hat = _linear(ctds.decoder[2], torch.relu(_linear(ctds.decoder[0], mu)))
     text = _prompts(model, _linear(ctds.to_prompt, mu))  # T (B,2,D)
 
-    dwt = DWTForward(J=1, wave="haar")
+    dwt = DWTForward(J=1, wave="haar", mode=m.wcma.dwt_mode)
     layer_maps = []
     for layer in range(n_layers):
         wl = model.wcma.layers[layer]

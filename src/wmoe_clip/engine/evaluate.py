@@ -8,6 +8,8 @@ class's maps at a time and frees them when the class is finalised, so memory doe
 dataset. Only the metric levels of the target (registry ``image_metrics`` / ``pixel_metrics``, or
 those derived for a user's own dataset, kept in its ``meta.json``) are computed; the evaluation
 records the target's protocol variant and which classes were evaluated out of the registry's.
+For image-level targets the image metrics of ``s_g`` alone and of ``max(M)`` alone are
+recorded too (``score_parts``), so the α fusion can be judged on real data; nothing selects on them.
 """
 
 from __future__ import annotations
@@ -35,6 +37,24 @@ from .tracking import Tracker
 def image_scores(global_score: torch.Tensor, smoothed: torch.Tensor, alpha: float) -> torch.Tensor:
     """``α·s_g + (1 − α)·max(M)`` per image, with ``M`` the smoothed map (METHOD.md §4)."""
     return alpha * global_score.float() + (1 - alpha) * smoothed.flatten(1).amax(dim=1)
+
+
+class ScoreParts:
+    """Image metrics, per class and their mean, of the two parts of the image score: ``s_g`` alone
+    (``global_score``) and ``max(M)`` alone (``map_max``, M the smoothed map)."""
+
+    def __init__(self):
+        from ..metrics import ClassMetricAccumulator
+
+        self.parts = {name: ClassMetricAccumulator(image=True, pixel=False) for name in ("global_score", "map_max")}
+
+    def add(self, cls: str, labels: np.ndarray, global_score: torch.Tensor, smoothed: torch.Tensor) -> None:
+        self.parts["global_score"].add(cls, labels, global_score.float().cpu().numpy())
+        self.parts["map_max"].add(cls, labels, smoothed.flatten(1).amax(dim=1).cpu().numpy())
+
+    def results(self) -> dict[str, dict[str, Any]]:
+        return {name: {"per_class": {cls: r["image"] for cls, r in acc.results().items()}, "mean": acc.mean()["image"]}
+                for name, acc in self.parts.items()}
 
 
 def training_record(checkpoint: Path, train_run: str | Path | None) -> dict[str, Any]:
@@ -108,6 +128,7 @@ def evaluate(
         picks = select_samples(dataset.records, cfg.eval.figure_samples)
         figure_picks = set(picks)
         figure_maps: dict[int, tuple[np.ndarray, float]] = {}
+        score_parts = ScoreParts() if spec.image_metrics else None
 
         runtime.reset_peak_memory(device)
         inference_s = metrics_s = 0.0
@@ -121,12 +142,13 @@ def evaluate(
             t0 = time.perf_counter()
             for batch in itertools.islice(stream, len(chunks[cls])):
                 with torch.no_grad():
-                    with runtime.autocast(device):
-                        out = model.forward_features(batch.feats)
+                    out = model.forward_features(batch.feats)
                     smoothed = gaussian_smooth(out.anomaly_map.float(), cfg.eval.sigma)
                     scores = image_scores(out.global_score, smoothed, cfg.model.alpha)
                 maps_np, scores_np = smoothed.cpu().numpy(), scores.cpu().numpy()
                 acc.add(cls, batch.labels.cpu().numpy(), scores_np, masks=batch.masks.cpu().numpy(), maps=maps_np)
+                if score_parts is not None:
+                    score_parts.add(cls, batch.labels.cpu().numpy(), out.global_score, smoothed)
                 for j, index in enumerate(batch.indices):
                     if index in figure_picks:
                         figure_maps[index] = (maps_np[j].copy(), float(scores_np[j]))
@@ -167,10 +189,14 @@ def evaluate(
             per_class=acc.results(), mean=acc.mean(), image_scores=acc.image_scores(),
             checkpoint=checkpoint, config=cfg.to_dict(), train_run_id=train_run_id, mlflow_run_id=run_id,
             software=runtime.software_info(), timings=timings, figure=figure_name,
+            score_parts=score_parts.results() if score_parts is not None else None,
         )
         write_eval(out_json, doc)
         tracker.log_metrics({"mean": {lvl: {k: v["value"] for k, v in m.items()} for lvl, m in doc["mean"].items()},
                              "timings": {k: v for k, v in timings.items() if k != "device"}})
+        if "score_parts" in doc:
+            tracker.log_metrics({"score_parts": {name: {k: v["value"] for k, v in part["mean"].items()}
+                                                 for name, part in doc["score_parts"].items()}})
         tracker.log_artifact(out_json)
         if figure_name:
             tracker.log_artifact(figure)

@@ -6,8 +6,9 @@ With ``train.feature_cache: true`` they are computed once and stored:
 
 * one folder per key under the cache root, the key being what the features depend on: backbone,
   pretrained weights, backbone seed, image size, feature layers, value-value settings, the backbone
-  options (global token ``ln_post``, positional-grid interpolation), forward precision, mask
-  convention, and the dataset (its manifest and the size and mtime of each file);
+  options (global token ``ln_post``, positional-grid interpolation), encoder precision
+  (``model.precision``), mask convention, and the dataset (its manifest and the size and mtime of
+  each file);
 * ``global.npy`` (N,D) and ``patches.npy`` (N,L,P,D) in fp16, ``masks.npy`` (N,S,S) and ``labels.npy``;
 * written atomically (a folder replaced as a whole; ``key.json`` names what it holds) under a file
   lock, so parallel jobs on one dataset build it once and never read half a cache;
@@ -47,7 +48,6 @@ from ..config import RunConfig
 from ..data.dataset import normalise
 from ..errors import WMoEError
 from ..io import atomic_dir, write_json
-from . import runtime
 
 CACHE_VERSION = 1
 CACHE_ENV = "WMOE_CLIP_CACHE_DIR"
@@ -130,8 +130,7 @@ class ImageSource:
         for item in self._loader:
             self._check_pass(this_pass)
             images = normalise(item["pixels"].to(self.device, non_blocking=True))
-            with torch.no_grad(), runtime.autocast(self.device):
-                feats = self.model.encode_image(images)
+            feats = self.model.encode_image(images)
             masks = item["mask"].to(self.device, non_blocking=True).float()
             yield Batch(feats, masks, item["label"].to(self.device), item["index"].tolist())
         self._check_pass(this_pass)
@@ -231,7 +230,7 @@ def _weights_identity(pretrained: str | None) -> Any:
     return {"path": str(Path(pretrained).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def cache_key(cfg: RunConfig, dataset, device: torch.device) -> dict[str, Any]:
+def cache_key(cfg: RunConfig, dataset) -> dict[str, Any]:
     m = cfg.model
     return {
         "cache_version": CACHE_VERSION,
@@ -244,7 +243,7 @@ def cache_key(cfg: RunConfig, dataset, device: torch.device) -> dict[str, Any]:
         "vv_start_layer": m.vv_start_layer,
         "global_token_ln_post": m.global_token_ln_post,
         "pos_embed_interpolation": m.pos_embed_interpolation,
-        "precision": "bf16" if device.type == "cuda" and m.precision == "auto" else "fp32",
+        "precision": m.precision,
         "mask_interpolation": dataset.mask_interpolation,
         "dataset": dataset.dataset,
         "classes": list(dataset.class_names),
@@ -319,7 +318,7 @@ def open_cache(
 ) -> CachedSource:
     """The cache of ``dataset`` for ``cfg``'s encoder, built first if it is missing or stale."""
     root = Path(root) if root else default_cache_root()
-    key = cache_key(cfg, dataset, device)
+    key = cache_key(cfg, dataset)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     folder = root / f"{dataset.dataset}-{digest}"
     try:

@@ -67,8 +67,7 @@ def predict(checkpoint: str | Path, images: list[str | Path], out_dir: str | Pat
             print(f"wmoe-clip predict: skipped {exc}", file=sys.stderr)
             continue
         with torch.no_grad():
-            with runtime.autocast(device):
-                out = model(tensor.unsqueeze(0).to(device))
+            out = model(tensor.unsqueeze(0).to(device))
             smoothed = gaussian_smooth(out.anomaly_map.float(), cfg.eval.sigma)
             score = image_scores(out.global_score, smoothed, cfg.model.alpha)
             native_map = F.interpolate(smoothed[:, None], size=native.shape[:2], mode="bilinear", align_corners=False)

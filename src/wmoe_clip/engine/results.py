@@ -50,6 +50,9 @@ def validate_eval(doc: Mapping[str, Any], where: str = "evaluation") -> None:
     evaluated = doc["dataset"].get("classes_evaluated")
     if evaluated is not None and sorted(evaluated) != sorted(doc["per_class"]):
         problems.append("dataset/classes_evaluated differs from the classes of per_class")
+    for name, part in doc.get("score_parts", {}).items():
+        if "image" not in levels or part["per_class"].keys() != doc["per_class"].keys():
+            problems.append(f"score_parts/{name}: needs image metrics and the classes of per_class")
     counts = doc["counts"]
     if counts["n_classes"] != len(doc["per_class"]):
         problems.append("counts/n_classes differs from the number of classes in per_class")
@@ -86,11 +89,13 @@ def build_eval(
     software: Mapping[str, Any],
     timings: Mapping[str, Any],
     figure: str | None,
+    score_parts: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The evaluation document from the metrics accumulator's ``results()``, ``mean()`` and ``image_scores()``."""
+    """The evaluation document from the metrics accumulator's ``results()``, ``mean()`` and ``image_scores()``;
+    ``score_parts`` (optional, image-level targets) from ``evaluate.ScoreParts.results()``."""
     counts = {k: sum(int(r[k]) for r in per_class.values()) for k in ("n_images", "n_normal", "n_anomalous")}
     counts["n_classes"] = len(per_class)
-    return {
+    doc = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "source": source,
@@ -111,6 +116,9 @@ def build_eval(
         "timings": dict(timings),
         "figure": figure,
     }
+    if score_parts is not None:
+        doc["score_parts"] = {k: dict(v) for k, v in score_parts.items()}
+    return doc
 
 
 def write_eval(path: str | os.PathLike, doc: Mapping[str, Any]) -> None:

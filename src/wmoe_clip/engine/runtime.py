@@ -2,14 +2,13 @@
 
 * ``device: auto`` picks the first visible CUDA device (``CUDA_VISIBLE_DEVICES`` is honoured by torch
   itself), else the CPU.
-* Forward passes run under bf16 autocast on CUDA and in fp32 on CPU; maps and losses are computed in
-  fp32 (METHOD.md §5, DATASETS.md §4.4: no fp16 autocast).
+* Precision is the model's: the frozen encoders run at ``model.precision`` on every device, the
+  learnable modules, maps and losses in fp32 (``wmoe_clip.model``; METHOD.md §6).
 * The git commit and a dirty flag of the source tree travel with every result.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import random
 import subprocess
@@ -40,13 +39,6 @@ def select_device(name: str = "auto") -> torch.device:
                 "(check CUDA_VISIBLE_DEVICES)"
             )
     return device
-
-
-def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA, nothing (fp32) elsewhere."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def seed_everything(seed: int) -> None:

@@ -16,8 +16,12 @@ Reproducibility and resumption:
 * Gradient accumulation (``train.micro_batch_size``) splits each batch of ``train.batch_size`` and
   weights each part by its share of the batch, so the update equals the full batch's (the losses are
   batch means).
-* Outputs: ``history.json`` (per-epoch loss terms, expert usage, lr, time), ``run.json`` and, last,
-  ``model.pt`` — its presence means the training finished.
+* Outputs: ``history.json`` (per-epoch loss terms, diagnostics of :mod:`wmoe_clip.model.diagnostics`,
+  expert usage, lr, time), ``run.json`` and, last, ``model.pt`` — its presence means the training
+  finished.
+* ``model.precision: fp16`` scales the loss (``torch.amp.GradScaler``): the gradients of the prompts
+  flow back through the frozen text encoder, whose fp16 backward would otherwise underflow. Steps with
+  non-finite gradients are skipped and counted in the history. bf16 and fp32 need no scaling.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -40,6 +45,7 @@ from ..config import RunConfig
 from ..errors import WMoEError
 from ..data.meta import is_synthetic
 from ..io import torch_save, write_json
+from ..model.diagnostics import EXPERT_USAGE, diagnostics
 from . import runtime
 from .feature_cache import ImageSource, open_cache
 from .tracking import Tracker
@@ -64,11 +70,15 @@ def _step_plan(n: int, batch_size: int, micro: int | None, generator: torch.Gene
     return steps
 
 
+# Settings that do not change an epoch's result: a state written under other values resumes. The
+# epoch count may grow too (every epoch's randomness depends on (seed, epoch) alone).
+_RESUME_FREE = ("epochs", "num_workers", "device", "feature_cache_memory")
+
+
 def _resume_identity(cfg: RunConfig, source: str, data_digest: str) -> dict[str, Any]:
-    """What a state checkpoint must agree on to be resumed: all but the settings that do not change
-    the result (data-loader workers, device)."""
+    """What a state checkpoint must agree on to be resumed."""
     config = cfg.to_dict()
-    config["train"] = {k: v for k, v in config["train"].items() if k not in ("num_workers", "device")}
+    config["train"] = {k: v for k, v in config["train"].items() if k not in _RESUME_FREE}
     return {"config": config, "source": source, "data": data_digest}
 
 
@@ -84,33 +94,30 @@ def latest_state(state_dir: Path) -> Path | None:
 
 
 class _EpochStats:
-    """Sample-weighted means of the loss terms and the experts' share of the routing."""
+    """Sample-weighted means of the loss terms and of the diagnostics (expert usage among them)."""
 
-    def __init__(self, num_experts: int | None):
+    def __init__(self):
         self.n = 0
         self.sums: dict[str, float] = {}
-        self.expert_counts = torch.zeros(num_experts, dtype=torch.float64) if num_experts else None
-        self.router_sum = torch.zeros(num_experts, dtype=torch.float64) if num_experts else None
+        self.diagnostic_sums: dict[str, np.ndarray] = {}
 
     def add(self, terms: dict[str, torch.Tensor], aux: dict[str, torch.Tensor], n: int) -> None:
         self.n += n
         for k, v in terms.items():
             self.sums[k] = self.sums.get(k, 0.0) + float(v.detach()) * n
-        if self.expert_counts is not None and "expert_index" in aux:
-            idx = aux["expert_index"].detach().flatten().cpu()
-            self.expert_counts += torch.bincount(idx, minlength=len(self.expert_counts)).double()
-            self.router_sum += aux["router_probs"].detach().float().sum(0).cpu().double()
+        for k, v in diagnostics(aux).items():
+            self.diagnostic_sums[k] = self.diagnostic_sums.get(k, 0.0) + np.asarray(v, dtype=np.float64) * n
 
     def means(self) -> dict[str, float]:
         return {k: v / max(self.n, 1) for k, v in self.sums.items()}
 
+    def diagnostics(self) -> dict[str, float]:
+        return {k: float(v) / max(self.n, 1) for k, v in self.diagnostic_sums.items() if k not in EXPERT_USAGE}
+
     def expert_usage(self) -> dict[str, list[float]] | None:
-        if self.expert_counts is None or self.expert_counts.sum() == 0:
+        if not set(EXPERT_USAGE) <= set(self.diagnostic_sums):
             return None
-        return {
-            "selected_share": (self.expert_counts / self.expert_counts.sum()).tolist(),
-            "mean_router_prob": (self.router_sum / max(self.n, 1)).tolist(),
-        }
+        return {k: (self.diagnostic_sums[k] / max(self.n, 1)).tolist() for k in EXPERT_USAGE}
 
 
 def train(
@@ -127,7 +134,7 @@ def train(
     """Train ``cfg`` (variant and seed applied) on ``source``'s test split; returns the run record."""
     from ..data.dataset import AnomalyDataset
     from ..model import build_model, save_checkpoint
-    from ..model.checkpoint import load_learnable_state
+    from ..model.checkpoint import config_differences, load_learnable_state
 
     out_dir, data_dir = Path(out_dir), Path(data_dir)
     tc = cfg.train
@@ -145,6 +152,7 @@ def train(
     model = build_model(cfg).to(device)
     params = model.learnable_parameters()
     optimizer = torch.optim.Adam(params, lr=tc.lr, betas=tc.betas)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.model.precision == "fp16")
 
     identity = _resume_identity(cfg, source, data_digest)
     state_dir = state_dir_for(out_dir, identity)
@@ -154,9 +162,20 @@ def train(
     if state_path is not None:
         state = torch.load(state_path, map_location=device, weights_only=True)
         if state.get("format") != STATE_FORMAT or state.get("identity") != identity:
-            raise WMoEError(f"{state_path} is not a training state of this run; delete {state_dir} to start afresh")
+            stored = state.get("identity")
+            diff = config_differences(stored, identity) if isinstance(stored, dict) else ["not a training state"]
+            raise WMoEError(
+                f"{state_path} was written by a different training ({'; '.join(diff[:6])}); "
+                f"delete {state_dir} to start afresh"
+            )
+    if state_path is not None and state["epoch"] > tc.epochs:
+        # An interrupted longer run of the same training: its state cannot give this one's result.
+        print(f"{state_path} is past epoch {tc.epochs}; starting afresh (it is replaced at the first epoch)")
+        state_path = None
+    if state_path is not None:
         load_learnable_state(model, state["model"], str(state_path))
         optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
         history, start_epoch, run_id = json.loads(state["history"]), state["epoch"], state.get("mlflow_run_id")
         print(f"resuming from {state_path} (epoch {start_epoch}/{tc.epochs})")
 
@@ -171,11 +190,10 @@ def train(
             feats_source = open_cache(cfg, dataset, model, device, cache_dir, tc.batch_size, tc.num_workers)
         else:
             feats_source = ImageSource(dataset, model, device, tc.num_workers)
-        num_experts = cfg.model.sa_moe.num_experts if cfg.model.sa_moe.enabled else None
         steps_per_epoch = math.ceil(len(dataset) / tc.batch_size)
 
         for epoch in range(start_epoch, tc.epochs):
-            history.append(_train_epoch(model, optimizer, feats_source, cfg, epoch, device, num_experts,
+            history.append(_train_epoch(model, optimizer, scaler, feats_source, cfg, epoch, device,
                                         steps_per_epoch, tracker, progress))
             tracker.log_metrics(_epoch_metrics(history[-1]), step=epoch + 1)
             state_dir.mkdir(parents=True, exist_ok=True)
@@ -183,7 +201,8 @@ def train(
             torch_save({
                 "format": STATE_FORMAT, "identity": identity, "epoch": epoch + 1,
                 "model": {k: v.cpu() for k, v in model.learnable_state_dict().items()},
-                "optimizer": optimizer.state_dict(), "history": json.dumps(history), "mlflow_run_id": run_id,
+                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "history": json.dumps(history),
+                "mlflow_run_id": run_id,
             }, new_state)
             for old in state_dir.glob("epoch-*.pt"):
                 if old != new_state:
@@ -224,50 +243,60 @@ def _remove_state(state_dir: Path) -> None:
         state_dir.parent.rmdir()
 
 
-def _train_epoch(model, optimizer, feats_source, cfg: RunConfig, epoch: int, device: torch.device,
-                 num_experts: int | None, steps_per_epoch: int, tracker: Tracker, progress: bool) -> dict[str, Any]:
+def _train_epoch(model, optimizer, scaler: torch.amp.GradScaler, feats_source, cfg: RunConfig, epoch: int,
+                 device: torch.device, steps_per_epoch: int, tracker: Tracker, progress: bool) -> dict[str, Any]:
     tc = cfg.train
     plan = _step_plan(len(feats_source), tc.batch_size, tc.micro_batch_size,
                       torch.Generator().manual_seed(runtime.derived_seed(tc.seed, epoch)))
     torch.manual_seed(runtime.derived_seed(tc.seed, epoch, 1))  # CTDS noise
     model.train()
-    stats = _EpochStats(num_experts)
+    stats = _EpochStats()
+    skipped = 0
     runtime.reset_peak_memory(device)
     start = time.perf_counter()
     micro_batches = feats_source.batches([mb for step in plan for mb in step])
     bar = tqdm(plan, desc=f"epoch {epoch + 1}/{tc.epochs}", unit="step", disable=not progress, leave=False)
     for step_index, step in enumerate(bar):
         optimizer.zero_grad(set_to_none=True)
-        step_loss = accumulate_gradients(model, micro_batches, step, device, stats)
-        optimizer.step()
+        step_loss = accumulate_gradients(model, micro_batches, step, stats, scaler)
+        scale = scaler.get_scale()
+        scaler.step(optimizer)
+        scaler.update()
+        skipped += scaler.get_scale() < scale  # the scaler lowers its scale after a non-finite step
         tracker.log_metrics({"step_loss": step_loss}, step=epoch * steps_per_epoch + step_index + 1)
         bar.set_postfix({k: f"{v:.3f}" for k, v in stats.means().items()})
     bar.close()
     elapsed = time.perf_counter() - start
-    return {
+    entry = {
         "epoch": epoch + 1,
         "loss": stats.means(),
+        "diagnostics": stats.diagnostics(),
         "expert_usage": stats.expert_usage(),
         "lr": optimizer.param_groups[0]["lr"],
         "time_s": elapsed,
         "images_per_s": stats.n / elapsed if elapsed > 0 else 0.0,
         "peak_memory_mb": runtime.peak_memory_mb(device),
     }
+    if scaler.is_enabled():
+        entry["grad_scale"] = scaler.get_scale()
+        entry["skipped_steps"] = int(skipped)
+    return entry
 
 
-def accumulate_gradients(model, micro_batches, step: list[list[int]], device: torch.device,
-                         stats: _EpochStats | None = None) -> float:
+def accumulate_gradients(model, micro_batches, step: list[list[int]], stats: _EpochStats | None = None,
+                         scaler: torch.amp.GradScaler | None = None) -> float:
     """Backpropagate one optimiser step given as micro-batches (read from the iterator
     ``micro_batches``); each micro-batch's loss is weighted by its share of the step, so the summed
-    gradients equal those of the whole batch. Returns the step's loss."""
+    gradients equal those of the whole batch (times the ``scaler``'s scale, if one is given).
+    Returns the step's loss."""
     n_step = sum(len(mb) for mb in step)
     step_loss = 0.0
     for mb in step:
         batch = next(micro_batches)
-        with runtime.autocast(device):
-            out = model.forward_features(batch.feats)
+        out = model.forward_features(batch.feats)
         terms = model.loss(out, batch.labels, batch.masks)
-        (terms["total"] * (len(mb) / n_step)).backward()
+        loss = terms["total"] * (len(mb) / n_step)
+        (scaler.scale(loss) if scaler is not None else loss).backward()
         if stats is not None:
             stats.add(terms, out.aux, len(mb))
         step_loss += float(terms["total"].detach()) * len(mb) / n_step
@@ -275,7 +304,8 @@ def accumulate_gradients(model, micro_batches, step: list[list[int]], device: to
 
 
 def _epoch_metrics(entry: dict[str, Any]) -> dict[str, Any]:
-    """An epoch's history entry as flat MLflow metrics (expert shares as ``expert_share.<i>``)."""
+    """An epoch's history entry as MLflow metrics: ``loss.<term>``, ``diagnostics.<name>``, ``lr``, and the
+    expert usage as ``selected_share.<i>`` and ``mean_router_prob.<i>``."""
     metrics = {k: v for k, v in entry.items() if k not in ("epoch", "expert_usage")}
     usage = entry.get("expert_usage") or {}
     for name, values in usage.items():

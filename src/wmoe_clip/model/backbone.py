@@ -13,9 +13,10 @@ block loop is what allows two things open_clip does not offer:
   replace token positions 1..n with given **deep tokens** before given blocks (MaPLe-style deep
   prompts, AnomalyCLIP's learnable text embeddings).
 
-Three options restore other code bases' numerics (``model.compat``): the global token without
-``ln_post``, the positional grid resized bilinearly instead of open_clip's bicubic, and fp32 whatever
-the caller's autocast.
+Both encoders run at ``model.precision``: bf16 or fp16 autocast, or fp32 with autocast switched off,
+on whatever device the input is, whatever autocast state the caller has set. Two more options restore
+other code bases' numerics (``model.compat``, which also sets fp32): the global token without
+``ln_post``, and the positional grid resized bilinearly instead of open_clip's bicubic.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from ..errors import WMoEError
 from .tiny import TINY_BACKBONES, register_tiny_backbone
 
 CACHE_ENV = "WMOE_CLIP_CACHE"
+# Autocast dtype of the frozen encoders per model.precision; None runs them in float32.
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
 
 
 def create_clip(cfg: ModelConfig) -> nn.Module:
@@ -182,7 +185,7 @@ class FrozenCLIP(nn.Module):
         self.grid = tuple(visual.grid_size)
         self.image_size = cfg.image_size
         self.global_ln_post = cfg.global_token_ln_post
-        self.fp32 = cfg.precision == "fp32"
+        self.precision = cfg.precision
         self.embed_dim = int(clip.text_projection.shape[-1]) if isinstance(clip.text_projection, torch.Tensor) \
             else clip.text_projection.out_features
         self.text_width = clip.token_embedding.embedding_dim
@@ -196,20 +199,27 @@ class FrozenCLIP(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.clip.visual.conv1.weight.dtype
 
+    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        """The encoders' precision on ``device``: autocast to ``model.precision``, or autocast off for fp32."""
+        if device.type not in ("cuda", "cpu"):
+            return contextlib.nullcontext()
+        dtype = AUTOCAST_DTYPES[self.precision]
+        if dtype is None:
+            return autocast_disabled(device)
+        return torch.autocast(device_type=device.type, dtype=dtype)
+
     def _project(self, tokens: torch.Tensor) -> torch.Tensor:
         visual = self.clip.visual
         return visual.ln_post(tokens) @ visual.proj
 
-    def _precision(self, device: torch.device) -> contextlib.AbstractContextManager:
-        return autocast_disabled(device) if self.fp32 else contextlib.nullcontext()
-
     @torch.no_grad()
     def encode_image(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``images`` (B,3,S,S) → global token (B,D) and projected patch tokens (B,L,N,D)."""
+        """``images`` (B,3,S,S) → global token (B,D) and projected patch tokens (B,L,N,D), in the
+        encoder's precision."""
         size = tuple(images.shape[-2:])
         if size != tuple(self.clip.visual.image_size):
             raise WMoEError(f"images are {size[0]}×{size[1]} but the model expects {self.image_size} (model.image_size)")
-        with self._precision(images.device):
+        with self.autocast(images.device):
             return self._encode_image(images)
 
     def _encode_image(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -243,7 +253,7 @@ class FrozenCLIP(nn.Module):
         all P sequences, or (P,n,W), that replace positions 1..n (right after the start token) of the
         block's input; no positional embedding is added to them. Positions 1..n must lie before every EOT.
         """
-        with self._precision(embeddings.device):
+        with self.autocast(embeddings.device):
             return self._encode_text(embeddings, eot_index, truncate, deep_tokens or {})
 
     def _encode_text(self, embeddings, eot_index, truncate, deep_tokens: Mapping[int, torch.Tensor]) -> torch.Tensor:

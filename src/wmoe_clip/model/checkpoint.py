@@ -3,10 +3,15 @@
 A checkpoint is a plain dict (``format``, ``format_version``, ``variant``, ``config``, ``state``) that
 loads with ``torch.load(weights_only=True)``. The frozen backbone is rebuilt from the stored config:
 from its weights file, or from ``model.backbone_seed`` when ``model.pretrained`` is null.
+
+Format 2 stores the config with ``model.init``, ``model.wcma.dwt_mode`` and ``model.precision``. A
+format-1 checkpoint has none of them: they are read as the behaviour of the code that wrote it
+(:func:`_format_1_config`), so an old model computes what it computed when it was trained.
 """
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +23,24 @@ from ..io import torch_save
 from .wmoe_clip import WMoECLIP, build_model
 
 FORMAT = "wmoe-clip/checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+
+
+def _format_1_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A format-1 stored config with the keys it lacks set to what format-1 code did: PyTorch's default
+    initialisation, zero-padded Haar DWT, and the frozen encoders in bf16 on CUDA and fp32 elsewhere
+    (its device rule, applied to the stored ``eval.device``, the device evaluation selects). Late
+    format-1 configs may hold ``precision: auto``, which named that rule, or ``fp32``, which is kept."""
+    config = copy.deepcopy(config)
+    model = config.setdefault("model", {})
+    model.setdefault("init", "default")
+    model.setdefault("wcma", {}).setdefault("dwt_mode", "zero")
+    if model.get("precision", "auto") == "auto":
+        device = str(config.get("eval", {}).get("device", "auto"))
+        on_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+        model["precision"] = "bf16" if on_cuda else "fp32"
+    return config
 
 
 def save_checkpoint(model: WMoECLIP, path: str | Path) -> None:
@@ -44,11 +66,13 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> tuple[RunCon
         raise WMoEError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc})") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise WMoEError(f"{path} is not a wmoe-clip checkpoint (no format {FORMAT!r})")
-    if payload.get("format_version") != FORMAT_VERSION:
-        raise WMoEError(f"checkpoint {path} has format version {payload.get('format_version')}; "
-                        f"this wmoe-clip reads version {FORMAT_VERSION}")
+    version = payload.get("format_version")
+    if version not in READABLE_VERSIONS:
+        raise WMoEError(f"checkpoint {path} has format version {version}; "
+                        f"this wmoe-clip reads versions {', '.join(map(str, READABLE_VERSIONS))}")
+    config = payload["config"] if version == FORMAT_VERSION else _format_1_config(payload["config"])
     try:
-        cfg = config_from_dict(payload["config"], f"{path} (stored config)")
+        cfg = config_from_dict(config, f"{path} (stored config)")
     except ConfigError as exc:
         raise WMoEError(f"checkpoint {path}: {exc}") from None
     return cfg, payload["state"]
@@ -74,7 +98,12 @@ def _model_config_section(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def load_learnable_state(model: WMoECLIP, state: dict[str, torch.Tensor], source: str,
                          source_config: dict[str, Any] | None = None) -> None:
-    """Copy ``state`` into ``model``'s learnable parameters; any mismatch raises naming what differs."""
+    """Copy ``state`` into ``model``'s learnable parameters; any mismatch raises naming what differs.
+
+    With ``source_config`` (the config that made ``state``) the model sections must also be equal:
+    settings such as ``model.init`` or ``model.wcma.dwt_mode`` change no parameter shape but what the
+    model computes.
+    """
     params = dict(model.learnable_named_parameters())
     missing = sorted(set(params) - set(state))
     unexpected = sorted(set(state) - set(params))
@@ -95,6 +124,11 @@ def load_learnable_state(model: WMoECLIP, state: dict[str, torch.Tensor], source
         if shapes:
             parts.append("shape mismatch: " + "; ".join(shapes[:8]))
         raise WMoEError(f"checkpoint {source} does not fit this model: " + " | ".join(parts))
+    if source_config is not None:
+        diff = config_differences(_model_config_section(source_config), _model_config_section(model.cfg.to_dict()))
+        if diff:
+            raise WMoEError(f"checkpoint {source} was made with another model config than this model "
+                            f"(checkpoint != model: {'; '.join(diff)}); rebuild the model from the checkpoint")
     with torch.no_grad():
         for name, p in params.items():
             p.copy_(state[name].to(p.device, p.dtype))

@@ -2,13 +2,16 @@
 
 Adapters (one linear map per layer, then global average pooling over the patches) give the context
 ``c ∈ R^{L·d_a}``; the router keeps the top-k of ``softmax(W_r c)`` and renormalises their weights;
-``F~ = Σ_{i ∈ top-k} w_i E_i(c)`` is added to the class token by the caller (``g' = g + F~``).
+``F~ = Σ_{i ∈ top-k} w_i E_i(c)`` is added to the class token by the caller (``g' = g + F~``). With
+``zero_init`` each expert's output layer starts at zero, so ``g' = g`` at initialisation (METHOD §6).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from .zero_init import zero_
 
 
 def top_k_routing(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -19,7 +22,8 @@ def top_k_routing(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Ten
 
 
 class SAMoE(nn.Module):
-    def __init__(self, num_layers: int, dim: int, adapter_dim: int, num_experts: int, top_k: int, hidden: int):
+    def __init__(self, num_layers: int, dim: int, adapter_dim: int, num_experts: int, top_k: int, hidden: int,
+                 zero_init: bool = False):
         super().__init__()
         self.adapters = nn.ModuleList(nn.Linear(dim, adapter_dim) for _ in range(num_layers))
         context = num_layers * adapter_dim
@@ -27,6 +31,9 @@ class SAMoE(nn.Module):
         self.experts = nn.ModuleList(
             nn.Sequential(nn.Linear(context, hidden), nn.GELU(), nn.Linear(hidden, dim)) for _ in range(num_experts)
         )
+        if zero_init:
+            for expert in self.experts:
+                zero_(expert[-1])
         self.top_k = top_k
 
     def forward(self, patches: torch.Tensor) -> dict[str, torch.Tensor]:
