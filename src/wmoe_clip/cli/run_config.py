@@ -7,7 +7,6 @@ config, the workflow's overrides, the path of downloaded weights) is itself a ve
 from __future__ import annotations
 
 import argparse
-import copy
 from typing import Any
 
 import yaml
@@ -30,30 +29,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def apply_overrides(data: dict[str, Any], sets: list[str]) -> dict[str, Any]:
-    """A copy of ``data`` with each ``a.b.c=value`` set (the value parsed as YAML)."""
-    out = copy.deepcopy(data)
+def parse_sets(sets: list[str]) -> dict[str, Any]:
+    """``a.b.c=value`` options as a mapping of dotted keys to values (each value parsed as YAML)."""
+    out: dict[str, Any] = {}
     for item in sets:
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise WMoEError(f"--set {item!r}: expected KEY=VALUE, e.g. train.epochs=2")
-        *parents, leaf = key.split(".")
-        node = out
-        for part in parents:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise WMoEError(f"--set {item!r}: {part} is a value, not a section")
-            node = child
-        node[leaf] = yaml.safe_load(text)
+        try:
+            out[key] = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise WMoEError(f"--set {item!r}: the value is not valid YAML ({str(exc).splitlines()[0]})") from None
     return out
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import config_from_dict, load_config
-    from ..io import write_text
+    from ..config import config_with_overrides
+    from ..io import check_writable, write_text
 
-    base = load_config(args.base).to_dict()
-    cfg = config_from_dict(apply_overrides(base, args.sets), f"{args.base} with {' '.join(args.sets) or 'no overrides'}")
+    check_writable(args.out, "--out")
+    source = f"{args.base} with {' '.join(f'--set {s}' for s in args.sets) or 'no overrides'}"
+    cfg = config_with_overrides(args.base, parse_sets(args.sets), source)
     header = f"# Resolved run config: {args.base}" + "".join(f" --set {s}" for s in args.sets) + "\n"
     write_text(args.out, header + yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     print(f"wrote {args.out} (variant switches are set per training with --variant)")

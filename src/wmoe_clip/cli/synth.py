@@ -17,16 +17,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "masks into RAW_DIR, laid out and encoded like the official archive of DATASET.",
     )
     p.add_argument("dataset", choices=registry.keys(), metavar="DATASET", help=", ".join(registry.keys()))
-    p.add_argument("--out", required=True, help="RAW_DIR to write (replaced as a whole)")
+    p.add_argument("--out", required=True,
+                   help="RAW_DIR to write; replaced as a whole when it is empty or an earlier synth output")
     p.add_argument("--size", type=int, default=DEFAULT_SIZE, help="test images per class (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
+    p.add_argument("--force", action="store_true",
+                   help="replace RAW_DIR even when it holds something else than a synth output (it is deleted)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..data.synth import generate
 
-    truth = generate(args.dataset, args.out, size=args.size, seed=args.seed)
+    truth = generate(args.dataset, args.out, size=args.size, seed=args.seed, force=args.force)
     n_anom = sum(r["anomaly"] for r in truth if r["split"] == "test")
     n_test = sum(r["split"] == "test" for r in truth)
     print(f"{args.dataset}: wrote {n_test - n_anom} normal / {n_anom} anomalous test images to {args.out}")

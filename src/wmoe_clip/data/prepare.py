@@ -3,7 +3,10 @@
 Steps: find the dataset root inside RAW_DIR (descending through a single wrapping folder), run the
 dataset's converter, decode every image and mask (unreadable files, empty or mis-sized masks are
 problems), compare the counts with the registry, build the mask value histogram, and write
-``prepare.json`` (the report) and then ``meta.json`` atomically; ``meta.json`` existing means done.
+``prepare.json`` (the report) and ``meta.json`` as a pair at the very end (both staged first, then
+moved into place, ``meta.json`` last); ``meta.json`` existing means done. A run that fails leaves the
+previous pair as it was, so a good manifest is never lost to a failed rerun and a ``prepare.json``
+always describes the ``meta.json`` beside it.
 
 Problems (a missing mask, an orphan mask, a corrupt image, a stray folder) are an error naming the
 files, or with ``skip_bad`` warnings with the files left out and listed in the report. Count
@@ -24,11 +27,11 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..errors import WMoEError
-from ..io import write_json
+from ..io import check_writable, json_text, write_files
 from . import converters, registry
 from .converters.common import Context, Layout, Problem, Splits, visible_entries
 from .masks import mask_values
-from .meta import META_FILE, write_meta
+from .meta import META_FILE, validate
 from .registry import DatasetSpec
 
 REPORT_FILE = "prepare.json"
@@ -160,9 +163,8 @@ def prepare(
     spec = registry.get(key)
     conv = converters.get(key)
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+    check_writable(out_dir, "--out", folder=True)
     root = find_root(raw_dir, conv.LAYOUT, spec)
-    # A stale meta.json would claim that this (possibly failing) run is done.
-    (out_dir / META_FILE).unlink(missing_ok=True)
 
     ctx = Context(root=root, spec=spec)
     splits = conv.convert(ctx)
@@ -213,9 +215,9 @@ def prepare(
         "ignored": ctx.ignored,
         "strict": strict,
     }
-    write_json(out_dir / REPORT_FILE, report)
     if spec.pixel_metrics and binarised != [0, 1]:
-        raise WMoEError(f"{key}: masks binarise to {binarised}, expected both 0 and 1; see {out_dir / REPORT_FILE}")
+        raise WMoEError(f"{key}: masks binarise to {binarised}, expected both 0 and 1 (threshold "
+                        f"{spec.mask_threshold}; mask value histogram {report['mask_value_histogram']})")
     if diffs and strict:
         raise WMoEError(f"{key}: counts differ from the registry (--strict):\n  " + "\n  ".join(diffs))
     meta = {
@@ -225,4 +227,8 @@ def prepare(
         "train": splits["train"],
         "test": splits["test"],
     }
-    return PrepareResult(write_meta(out_dir, meta), report, diffs, ctx.problems)
+    meta_path = out_dir / META_FILE
+    validate(meta, str(meta_path))
+    write_files([(out_dir / REPORT_FILE, json_text(report).encode("utf-8")),
+                 (meta_path, json_text(meta).encode("utf-8"))])
+    return PrepareResult(meta_path, report, diffs, ctx.problems)
