@@ -1,4 +1,5 @@
-"""Jobs started at once on a fresh MLflow store all get their runs (issue 11, case 7).
+"""Jobs started at once on a fresh MLflow store all get their runs, and a run that could not be
+logged is never a silent loss (issue 11, case 7).
 
 No ``tracking-init`` first, as a user starting jobs by hand or on a cluster would: every process
 reaches the store in the same instant (they wait on a start file after importing everything).
@@ -7,6 +8,7 @@ reaches the store in the same instant (they wait on a start file after importing
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import textwrap
@@ -14,6 +16,8 @@ import time
 
 import pytest
 from mlflow.tracking import MlflowClient
+
+from robustness_util import run_cli
 
 N_PROCESSES = 4
 
@@ -59,3 +63,21 @@ def test_concurrent_jobs_on_a_fresh_store_lose_no_run(tmp_path, monkeypatch):
     assert sorted(r.info.run_id for r in runs) == sorted(r["run_id"] for r in records)
     assert sorted(r.data.params["job"] for r in runs) == [str(i) for i in range(N_PROCESSES)]
     assert all(r.info.status == "FINISHED" and r.data.metrics["loss"] == float(r.data.params["job"]) for r in runs)
+
+
+def test_a_run_that_could_not_be_logged_is_reported_on_stderr_and_in_run_json(prepared, tmp_path, capsys,
+                                                                              monkeypatch):
+    with socket.socket() as sock:  # a port where nothing listens
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    out = tmp_path / "train"
+    with pytest.warns(UserWarning, match="tracking is off for the rest of this job"):
+        rc, _, err = run_cli(capsys, "train", "--config", "tiny", "--source", "btad", "--data", prepared("btad"),
+                             "--variant", "base", "--epochs", "1", "--out", out, "--quiet")
+    assert rc == 0 and (out / "model.pt").is_file()
+    error = json.loads((out / "run.json").read_text())["tracking"]["error"]
+    assert error.startswith(f"MLflow tracking (http://127.0.0.1:{port}) failed while trying to start a run")
+    assert (f"wmoe-clip train: warning: this run is missing from (or incomplete in) MLflow: {error}. Its files are "
+            f"complete; {out}/run.json records the error.") in err
