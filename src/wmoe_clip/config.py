@@ -61,6 +61,31 @@ class SAMoEConfig:
 
 
 @dataclass(frozen=True)
+class AnomalyCLIPConfig:
+    """The learnable prompts of the ``anomalyclip`` method (their ``n_ctx``, ``depth``, ``t_n_ctx``)."""
+
+    # Learnable context vectors per state, placed right after the start token.
+    prompt_length: int = 12
+    # Words after the context vectors: "[V1..V12] object." and "[V1..V12] damaged object.".
+    normal_suffix: str = "object."
+    abnormal_suffix: str = "damaged object."
+    # Deep text tokens replace token positions 1..deep_prompt_length before text blocks
+    # 1..deep_prompt_depth-1 (0-based), one learnable set per block, shared by both prompts.
+    deep_prompt_depth: int = 9
+    deep_prompt_length: int = 4
+    # λ of the loss CE + λ·Σ_layers (focal + dice + dice); the method ignores the loss section.
+    local_weight: float = 4.0
+
+
+# What ``model.compat`` sets: the backbone options that restore another code base's numerics.
+COMPAT_PRESETS: dict[str, dict[str, Any]] = {
+    "anomalyclip": {"global_token_ln_post": False, "pos_embed_interpolation": "bilinear", "precision": "fp32"},
+}
+POS_EMBED_INTERPOLATIONS = ("bicubic", "bilinear")
+PRECISIONS = ("auto", "fp32")
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     backbone: str = "ViT-L-14-336-quickgelu"
     # open_clip pretrained tag ("openai"), a path to a weights file, or null for random weights.
@@ -80,6 +105,18 @@ class ModelConfig:
     prompt_abnormal: str = "a photo of a damaged"
     temperature: float = 0.07
     alpha: float = 0.5
+    # The global token is ``ln_post(class token) @ proj`` (CLIP's), or ``class token @ proj`` (false,
+    # AnomalyCLIP's image score).
+    global_token_ln_post: bool = True
+    # How the 24×24 positional grid of ViT-L-14-336 becomes 37×37 at 518 px, once at load: "bicubic"
+    # (open_clip's loader, antialiased) or "bilinear" (AnomalyCLIP: align_corners=False, no antialias).
+    pos_embed_interpolation: str = "bicubic"
+    # "auto": the caller's precision (the engine's bf16 autocast on CUDA); "fp32": the backbone runs in
+    # float32 whatever the caller's autocast (AnomalyCLIP's model is fp32 on CUDA too).
+    precision: str = "auto"
+    # A name of COMPAT_PRESETS: sets the backbone options above to that code base's values.
+    compat: str | None = None
+    anomalyclip: AnomalyCLIPConfig = field(default_factory=AnomalyCLIPConfig)
     ctds: CTDSConfig = field(default_factory=CTDSConfig)
     wcma: WCMAConfig = field(default_factory=WCMAConfig)
     sa_moe: SAMoEConfig = field(default_factory=SAMoEConfig)
@@ -255,11 +292,20 @@ def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> RunConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping")
     try:
-        cfg = _build(RunConfig, _merge(RunConfig().to_dict(), data), "")
+        cfg = _build(RunConfig, _merge(RunConfig().to_dict(), _with_compat(data)), "")
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     _check_values(cfg, source)
     return cfg
+
+
+def _with_compat(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with the options of ``model.compat`` filled in where the mapping does not set them."""
+    model = data.get("model")
+    if not isinstance(model, dict) or model.get("compat") not in COMPAT_PRESETS:
+        return data  # no compat, or an unknown name that _check_values reports
+    preset = COMPAT_PRESETS[model["compat"]]
+    return {**data, "model": {**preset, **model}}
 
 
 def _check_values(cfg: RunConfig, source: str) -> None:
@@ -281,6 +327,26 @@ def _check_values(cfg: RunConfig, source: str) -> None:
         problems.append("model.temperature must be positive")
     if m.prompt_length < 1:
         problems.append("model.prompt_length must be at least 1")
+    a = m.anomalyclip
+    if a.local_weight < 0:
+        problems.append("model.anomalyclip.local_weight must not be negative")
+    if a.prompt_length < 1 or a.deep_prompt_depth < 1 or a.deep_prompt_length < 0:
+        problems.append("model.anomalyclip: prompt_length and deep_prompt_depth must be at least 1, "
+                        "deep_prompt_length at least 0")
+    elif a.deep_prompt_depth > 1 and not 1 <= a.deep_prompt_length <= a.prompt_length:
+        problems.append("model.anomalyclip.deep_prompt_length must lie in [1, prompt_length]: the deep "
+                        "tokens replace context slots")
+    if m.pos_embed_interpolation not in POS_EMBED_INTERPOLATIONS:
+        problems.append(f"model.pos_embed_interpolation must be one of {', '.join(POS_EMBED_INTERPOLATIONS)}")
+    if m.precision not in PRECISIONS:
+        problems.append(f"model.precision must be one of {', '.join(PRECISIONS)}")
+    if m.compat is not None:
+        if m.compat not in COMPAT_PRESETS:
+            problems.append(f"model.compat must be null or one of {', '.join(COMPAT_PRESETS)}")
+        else:
+            problems.extend(
+                f"model.compat {m.compat} sets model.{key} to {value!r}, but it is {getattr(m, key)!r}; "
+                f"drop one of the two" for key, value in COMPAT_PRESETS[m.compat].items() if getattr(m, key) != value)
     if t.micro_batch_size is not None and not 1 <= t.micro_batch_size <= t.batch_size:
         problems.append("train.micro_batch_size must lie in [1, train.batch_size]")
     if cfg.data.mask_interpolation not in ("bilinear", "nearest"):

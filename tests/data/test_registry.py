@@ -91,7 +91,54 @@ def test_mask_threshold_only_for_jpeg_masks():
 
 
 @pytest.mark.parametrize("key", list(DOC_TABLE))
-def test_every_key_has_a_converter_and_a_synth_writer(key):
+def test_every_key_and_variant_has_a_converter_and_a_synth_writer(key):
     conv = converters.get(key)
-    assert callable(conv.convert) and conv.LAYOUT is not None and conv.__doc__
-    assert key in WRITERS
+    assert conv.__doc__
+    variants = converters.variants(key)
+    # The converter's variants are the registry's, in the same order (the first is the default).
+    assert list(variants) == (list(registry.get(key).variants) or [None])
+    for variant, v in variants.items():
+        assert callable(v.convert) and v.layout is not None
+        assert (key, variant) in WRITERS
+
+
+# DATASETS.md §5.4/§5.5 and the sources in docs/REPRODUCTION.md, typed in independently.
+VARIANT_TABLE = {
+    ("ksdd2", "bayes-pfl"): ({"Metal": (356, 356)}, None),
+    ("ksdd2", "official"): ({"Metal": (894, 110)}, None),
+    ("ksdd2", "official-balanced"): ({"Metal": (356, 356)}, 0),
+    ("dagm", "bayes-pfl"): ({f"Fabric{i}": (150, 150) for i in (1, 2, 3, 4, 5)} | {"Fabric7": (300, 300),
+                                                                                   "Fabric8": (300, 300)}, None),
+    ("dagm", "kaggle"): ({"Class1": (504, 71), "Class2": (491, 84), "Class3": (491, 84), "Class4": (507, 68),
+                          "Class5": (495, 80), "Class6": (508, 67)}
+                         | {f"Class{i}": (1000, 150) for i in (7, 8, 9, 10)}, None),
+}
+
+
+@pytest.mark.parametrize("key, variant", list(VARIANT_TABLE))
+def test_protocol_variants(key, variant):
+    classes, seed = VARIANT_TABLE[key, variant]
+    spec = registry.get(key, variant)
+    assert (spec.key, spec.variant, spec.classes, spec.balance_seed) == (key, variant, classes, seed)
+    assert spec.protocol and spec.variants == tuple(v for k, v in VARIANT_TABLE if k == key)
+
+
+def test_default_variant_and_totals():
+    assert registry.get("ksdd2").variant == "bayes-pfl" and registry.get("dagm").variant == "bayes-pfl"
+    # Kaggle Test split: 575 images per class for Class1-6 and 1,150 for Class7-10.
+    assert registry.get("dagm", "kaggle").totals == (6996, 1054)
+    assert registry.get("ksdd2", "official").totals == (894, 110)
+    assert registry.get("mvtec").variant is None and registry.get("mvtec").variants == ()
+    with pytest.raises(WMoEError, match="unknown protocol variant 'kaggle'; variants: bayes-pfl, official"):
+        registry.get("ksdd2", "kaggle")
+    with pytest.raises(WMoEError, match="single protocol"):
+        registry.get("mvtec", "official")
+
+
+def test_custom_names_stay_apart_from_the_registry():
+    assert registry.check_custom_name("my_parts2") == "my_parts2"
+    for bad in ("mvtec", "My Parts", "2parts", "parts-a", ""):
+        with pytest.raises(WMoEError):
+            registry.check_custom_name(bad)
+    spec = registry.custom_spec("parts", "parts", False, True, ("a",), "mine")
+    assert spec.custom and not registry.get("mvtec").custom

@@ -64,3 +64,14 @@ def test_cached_training_follows_the_uncached_one(make_prepared, tmp_path):
     fast = json.loads((tmp_path / "cached" / "history.json").read_text())
     for a, b in zip(plain, fast):
         assert b["loss"]["total"] == pytest.approx(a["loss"]["total"], rel=1e-2)
+
+
+@pytest.mark.parametrize("option", [{"global_token_ln_post": False}, {"pos_embed_interpolation": "bilinear"},
+                                    {"precision": "fp32"}])
+def test_each_backbone_option_keys_the_cache(setup, option):
+    from wmoe_clip.engine.feature_cache import cache_key
+
+    cfg, _, dataset = setup
+    other = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **option))
+    device = torch.device("cuda") if "precision" in option else torch.device("cpu")
+    assert cache_key(other, dataset, device) != cache_key(cfg, dataset, device)

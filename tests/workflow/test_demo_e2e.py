@@ -25,6 +25,7 @@ def _config(tmp: Path) -> Path:
         overrides={"train.epochs": 1},
         targets={"visa": ["mvtec", "headct", "isic"], "mvtec": ["visa"]},
         variants=["base", "full"],
+        custom_targets={"parts": str(tmp / "resources" / "raw" / "custom" / "parts")},
         mlflow={"enabled": True, "tracking_uri": f"sqlite:///{tmp}/mlflow.db", "experiment": "e2e"},
     )
     path = tmp / "config.yaml"
@@ -45,13 +46,17 @@ def test_demo_dag_end_to_end(tmp_path):
     reports, results = tmp_path / "reports", tmp_path / "results"
     assert sorted(p.name for p in reports.iterdir()) == ["index.html", "table1.tex", "table2.tex"]
     evals = sorted(p.relative_to(results / "eval").as_posix() for p in results.glob("eval/*/*/*/seed0.json"))
-    assert evals == ["mvtec/visa/base/seed0.json", "mvtec/visa/full/seed0.json", "visa/headct/full/seed0.json",
-                     "visa/isic/full/seed0.json", "visa/mvtec/base/seed0.json", "visa/mvtec/full/seed0.json"]
+    # The custom target (a synthetic folder) is evaluated with every trained model.
+    assert evals == ["mvtec/parts/base/seed0.json", "mvtec/parts/full/seed0.json",
+                     "mvtec/visa/base/seed0.json", "mvtec/visa/full/seed0.json", "visa/headct/full/seed0.json",
+                     "visa/isic/full/seed0.json", "visa/mvtec/base/seed0.json", "visa/mvtec/full/seed0.json",
+                     "visa/parts/base/seed0.json", "visa/parts/full/seed0.json"]
     doc = json.loads((results / "eval/visa/mvtec/full/seed0.json").read_text())
     assert doc["format"] == "wmoe-clip/eval" and doc["synthetic"] is True
     html = (reports / "index.html").read_text()
-    assert html.count("Synthetic data:</strong> the numbers in this table") == 2
-    assert 'alt="training curves"' in html and html.count('src="data:image/') == 7  # curves + 6 figures
+    assert html.count("Synthetic data:</strong> the numbers in this table") == 3  # Table 1, 2, custom
+    assert 'id="custom"' in html and html.count("<tr><td>parts</td>") == 4
+    assert 'alt="training curves"' in html and html.count('src="data:image/') == 11  # curves + 10 figures
     table1 = (reports / "table1.tex").read_text()
     mvtec_auroc = next(line for line in table1.splitlines() if line.startswith("MVTec-AD & AUROC"))
     assert f"{100 * doc['mean']['image']['auroc']['value']:.1f}" in mvtec_auroc

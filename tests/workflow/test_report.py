@@ -182,3 +182,58 @@ def test_an_evaluation_that_breaks_the_schema_is_refused_by_name(tmp_path):
     path = write_eval(tmp_path, doc)
     with pytest.raises(WMoEError, match=re.escape(str(path)) + ".*per_class/all/image/auroc"):
         load_results(tmp_path)
+
+
+def _with_dataset(doc, **dataset):
+    doc["dataset"].update(dataset)
+    return doc
+
+
+def test_dataset_names_carry_the_protocol_variant_and_a_partial_coverage(tmp_path, paper_path):
+    results = _results(tmp_path / "results")
+    path = results / "eval" / "visa" / "mvtec" / "full"
+    for seed_file in path.glob("seed*.json"):
+        doc = json.loads(seed_file.read_text())
+        seed_file.write_text(json.dumps(_with_dataset(doc, protocol_variant=None, classes_evaluated=["bottle"],
+                                                      n_registry_classes=15)))
+    write_eval(results, _with_dataset(eval_json("visa", "ksdd2", "full", 0, image=MVTEC_IMAGE, pixel=PIXEL),
+                                      protocol_variant="official", classes_evaluated=["all"], n_registry_classes=1))
+    write_eval(results, _with_dataset(eval_json("visa", "dagm", "full", 0, image=MVTEC_IMAGE, pixel=PIXEL),
+                                      protocol_variant="bayes-pfl", classes_evaluated=["all"], n_registry_classes=7))
+    paper = load_paper_results(paper_path)
+    t1 = table1(paper, load_results(results), resamples=50)
+    assert _row(t1, "MVTec-AD (1/15 classes)", "AUROC")["Ours"] == "91.0 ± 1.4"
+    assert _row(t1, "KSDD2 (official)", "AUROC")["Ours"] == "90.0"
+    assert _row(t1, "DAGM (bayes-pfl, 1/7 classes)", "AUROC")["Ours"] == "90.0"
+    notes = " ".join(t1.notes)
+    assert "KSDD2 (official): evaluated on the protocol variant official, not the project's default bayes-pfl" in notes
+    assert "MVTec-AD (1/15 classes): the mean covers 1 of 15 classes of the registry" in notes
+    assert "DAGM (bayes-pfl, 1/7 classes): the mean covers 1 of 7" in notes and "DAGM (bayes-pfl, 1/7 classes): eval" not in notes
+    t2 = table2(paper, load_results(results), resamples=50)
+    assert ("MVTec-AD (1/15 classes)", 7) in t2.header_groups[0]
+    build_report(results, tmp_path / "report", paper_path, resamples=50)
+    tex = (tmp_path / "report" / "table1.tex").read_text()
+    assert "MVTec-AD (1/15 classes) & AUROC" in tex and "KSDD2 (official) & AUROC" in tex
+
+
+def test_own_datasets_get_a_section_of_their_own(tmp_path, paper_path):
+    results = _results(tmp_path / "results")
+    rng = np.random.default_rng(1)
+    for variant in ("full", "base"):
+        write_eval(results, _with_dataset(
+            eval_json("visa", "parts", variant, 0, image=MVTEC_IMAGE, scores={"screw": random_scores(rng, 5, 5)}),
+            domain="custom", display_name="parts", protocol_variant=None, classes_evaluated=["screw"],
+            n_registry_classes=None))
+    build_report(results, tmp_path / "report", paper_path, resamples=50)
+    html = (tmp_path / "report" / "index.html").read_text()
+    section = html[html.index('<h2 id="custom">'):html.index("<h2>Training curves")]
+    rows = re.findall(r"<tr><td>parts</td>.*?</tr>", section, re.S)
+    # The main variant first.
+    assert [re.findall(r"<td[^>]*>(.*?)</td>", r)[:3] for r in rows] == [["parts", "visa", "full"],
+                                                                        ["parts", "visa", "base"]]
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", rows[0])
+    assert cells[3:] == ["1", "5 / 5", "90.0", "95.0", "88.0", "n/a", "n/a", "n/a"]
+    assert "image level over 1 of 1 classes" in section
+    for name in ("table1.tex", "table2.tex"):
+        assert "parts" not in (tmp_path / "report" / name).read_text()
+    assert "parts" not in html[html.index('<h2 id="table1">'):html.index('<h2 id="custom">')]

@@ -56,12 +56,16 @@ def test_plain_dry_run_has_work_to_do():
 
 def test_demo_dag_is_the_same_over_synthetic_data():
     counts = job_counts("--configfile", "config/demo.yaml")
+    # The demo adds one custom target, a synthetic folder: every trained model is evaluated on it too.
     assert counts == {
-        "synth": 14, "prepare": 14, "tracking_init": 1, "run_config": 1,
-        "train": 10, "evaluate": 22, "report": 1, "default": 1,
+        "synth": 14, "synth_custom": 1, "prepare": 14, "prepare_custom": 1, "tracking_init": 1, "run_config": 1,
+        "train": 10, "evaluate": 22 + 10, "report": 1, "default": 1,
     }
     rules = outputs_by_rule("--configfile", "config/demo.yaml")
     assert all(p.startswith("results/demo/") for p in rules["train"] | rules["evaluate"])
+    assert rules["synth_custom"] == {"resources/demo/raw/custom/parts"}
+    on_parts = {p for p in rules["evaluate"] if p.endswith(".json") and "/parts/" in p}
+    assert on_parts == {f"results/demo/eval/{s}/parts/{v}/seed0.json" for s, v in EXPECTED_TRAIN}
     assert rules["report"] == {f"reports/demo/{f}" for f in ("index.html", "table1.tex", "table2.tex")}
 
 
@@ -104,6 +108,9 @@ def test_minimal_config_gets_the_schema_defaults(tmp_path):
 def test_config_is_validated():
     proc = snakemake("--dry-run", "--config", "data_source=ftp", check=False)
     assert proc.returncode != 0 and "data_source" in proc.stdout + proc.stderr
+    # A custom target may not take a registry dataset's name.
+    proc = snakemake("--dry-run", "--config", "custom_targets={mvtec: tests}", check=False)
+    assert proc.returncode != 0 and "custom_targets" in proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize("args", [(), ("--configfile", "config/demo.yaml")], ids=["paper", "demo"])

@@ -49,6 +49,9 @@ EVAL_CELLS = _protocol_cells()
 TRAIN_CELLS = list(dict.fromkeys((s, v) for s, _, v in EVAL_CELLS))
 DATASETS = list(dict.fromkeys([*config["sources"], *(t for _, t, _ in EVAL_CELLS)]))
 VARIANTS = list(dict.fromkeys([MAIN, *config["variants"]]))
+# Users' own datasets (name -> folder or CSV): every trained model is evaluated on each.
+CUSTOM = dict(config["custom_targets"])
+CUSTOM_CELLS = [(s, c, v) for s, v in TRAIN_CELLS for c in CUSTOM]
 
 # Path patterns (ARCHITECTURE.md, "Results layout"); the prefixes come from the config.
 RAW = f"{RES}/raw/{{dataset}}"
@@ -57,6 +60,9 @@ RAW = f"{RES}/raw/{{dataset}}"
 RAW_READY = f"{RAW}/download.json" if config["data_source"] == "download" else RAW
 PREPARED = f"{RES}/prepared/{{dataset}}/meta.json"
 PREPARE_REPORT = f"{RES}/prepared/{{dataset}}/prepare.json"
+CUSTOM_RAW = f"{RES}/raw/custom/{{custom}}"
+CUSTOM_PREPARED = f"{RES}/prepared/custom/{{custom}}/meta.json"
+CUSTOM_PREPARE_REPORT = f"{RES}/prepared/custom/{{custom}}/prepare.json"
 WEIGHTS = f"{RES}/weights/vit_l14_336_openai.pt"
 RUN_CONFIG = f"{OUT}/run_config.yaml"
 TRACKING_DONE = f"{OUT}/tracking/initialised.json"
@@ -71,9 +77,21 @@ TRACKING_URI = config["mlflow"]["tracking_uri"] or "sqlite:///" + os.path.abspat
 def all_eval_jsons():
     return [
         EVAL_JSON.format(source=s, target=t, variant=v, seed=seed)
-        for s, t, v in EVAL_CELLS
+        for s, t, v in EVAL_CELLS + CUSTOM_CELLS
         for seed in SEEDS
     ]
+
+
+def target_data(wildcards):
+    """The prepared manifest of an evaluation's target: a registry dataset or a custom target."""
+    if wildcards.target in CUSTOM:
+        return CUSTOM_PREPARED.format(custom=wildcards.target)
+    return PREPARED.format(dataset=wildcards.target)
+
+
+def custom_source(wildcards):
+    """The folder or CSV of a custom target, as the config gives it."""
+    return CUSTOM[wildcards.custom]
 
 
 def all_histories():
@@ -120,7 +138,8 @@ def raw_dir(wildcards, input):
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
+    custom="|".join(CUSTOM),
     source="|".join(config["sources"]),
-    target="|".join(DATASETS),
+    target="|".join([*DATASETS, *CUSTOM]),
     variant="|".join(VARIANTS),
     seed=r"\d+",

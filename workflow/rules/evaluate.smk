@@ -1,4 +1,5 @@
-# Evaluations: one per (source, target, variant, seed); JSON in the format of ARCHITECTURE.md.
+# Evaluations: one per (source, target, variant, seed); JSON in the format of ARCHITECTURE.md. A target
+# is a registry dataset or a custom target (the config's custom_targets).
 
 
 rule evaluate:
@@ -6,7 +7,7 @@ rule evaluate:
         model=f"{TRAIN_DIR}/model.pt",
         # Read by evaluate (--train-run default): links the evaluation to its training run.
         run=f"{TRAIN_DIR}/run.json",
-        data=PREPARED.format(dataset="{target}"),
+        data=target_data,
         tracking=tracking_inputs,
     output:
         metrics=EVAL_JSON,

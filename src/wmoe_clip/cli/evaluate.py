@@ -14,7 +14,8 @@ def register(subparsers) -> None:
         "figure of sample anomaly maps.",
     )
     p.add_argument("--checkpoint", required=True, help="model.pt written by wmoe-clip train")
-    p.add_argument("--target", required=True, help="registry key of the target dataset, e.g. mvtec")
+    p.add_argument("--target", required=True,
+                   help="registry key of the target dataset, e.g. mvtec, or the name of your own (prepare folder)")
     p.add_argument("--data", required=True, help="prepared folder of the target dataset (holds meta.json)")
     p.add_argument("--out", required=True, help="evaluation JSON to write")
     p.add_argument("--figure", help="figure PNG to write (default: the JSON's path with .png)")

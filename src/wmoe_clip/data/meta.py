@@ -3,12 +3,15 @@
 A prepared dataset directory holds ``meta.json`` in the AnomalyCLIP schema with the project's
 additions (docs/ARCHITECTURE.md, DATASETS.md §3)::
 
-    {"root": <RAW_DIR relative to the prepared dir>, "dataset": <key>, "mask_threshold": <int>,
-     "train": {cls: [record, ...]}, "test": {cls: [record, ...]}}
+    {"root": <RAW_DIR relative to the prepared dir>, "dataset": <key>, "variant": <protocol variant | null>,
+     "mask_threshold": <int>, "train": {cls: [record, ...]}, "test": {cls: [record, ...]},
+     "custom": {"display_name", "image_metrics", "pixel_metrics", "protocol"}  (a user's dataset only)}
 
 Each record has ``img_path``, ``mask_path`` ("" where none), ``cls_name``, ``specie_name``,
 ``anomaly`` (0/1) and ``dataset_name``; paths are relative to the raw root. ``mask_threshold``
-(default 0) says which mask values count as foreground: ``value > mask_threshold``.
+(default 0) says which mask values count as foreground: ``value > mask_threshold``. ``variant`` names
+the registry protocol variant the data follows (absent or null: the dataset's only or default one).
+A user's own dataset is no registry entry; its ``custom`` block holds what the registry would.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import jsonschema
 
 from ..errors import WMoEError
 from ..io import write_json
+from . import registry
+from .registry import DatasetSpec
 
 META_FILE = "meta.json"
 
@@ -41,15 +46,28 @@ _RECORD = {
     "additionalProperties": False,
 }
 _SPLIT = {"type": "object", "additionalProperties": {"type": "array", "items": _RECORD}}
+_CUSTOM = {
+    "type": "object",
+    "required": ["display_name", "image_metrics", "pixel_metrics", "protocol"],
+    "properties": {
+        "display_name": {"type": "string", "minLength": 1},
+        "image_metrics": {"type": "boolean"},
+        "pixel_metrics": {"type": "boolean"},
+        "protocol": {"type": "string"},
+    },
+    "additionalProperties": False,
+}
 SCHEMA = {
     "type": "object",
     "required": ["root", "dataset", "train", "test"],
     "properties": {
         "root": {"type": "string", "minLength": 1},
         "dataset": {"type": "string", "minLength": 1},
+        "variant": {"type": ["string", "null"]},
         "mask_threshold": {"type": "integer", "minimum": 0},
         "train": _SPLIT,
         "test": _SPLIT,
+        "custom": _CUSTOM,
     },
     # Capitalised "Train"/"Test" (AnomalyCLIP's DAGM.py) must fail here, not as a KeyError later.
     "additionalProperties": False,
@@ -81,6 +99,21 @@ def validate(meta: dict[str, Any], where: str = "meta.json") -> None:
                 for key in ("img_path", "mask_path"):
                     if r[key] and not _relative_ok(r[key]):
                         raise WMoEError(f"{loc}: {key} {r[key]!r} must be a relative POSIX path inside the root")
+
+
+def custom_block(spec: DatasetSpec) -> dict[str, Any]:
+    """What meta.json keeps of a user's dataset spec (``registry.custom_spec``)."""
+    return {"display_name": spec.display_name, "image_metrics": spec.image_metrics,
+            "pixel_metrics": spec.pixel_metrics, "protocol": spec.protocol}
+
+
+def dataset_spec(meta: dict[str, Any]) -> DatasetSpec:
+    """The spec of a prepared dataset: the registry's (in the manifest's variant), or a user dataset's own."""
+    custom = meta.get("custom")
+    if custom is None:
+        return registry.get(meta["dataset"], meta.get("variant"))
+    return registry.custom_spec(meta["dataset"], custom["display_name"], custom["image_metrics"],
+                                custom["pixel_metrics"], tuple(meta["test"]), custom["protocol"])
 
 
 def write_meta(out_dir: str | os.PathLike, meta: dict[str, Any]) -> Path:

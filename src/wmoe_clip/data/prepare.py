@@ -1,16 +1,21 @@
 """``prepare``: convert a dataset in its native layout into ``OUT_DIR/meta.json``.
 
-Steps: find the dataset root inside RAW_DIR (descending through a single wrapping folder), run the
-dataset's converter, decode every image and mask (unreadable files, empty or mis-sized masks are
-problems), compare the counts with the registry, build the mask value histogram, and write
-``prepare.json`` (the report) and ``meta.json`` as a pair at the very end (both staged first, then
-moved into place, ``meta.json`` last); ``meta.json`` existing means done. A run that fails leaves the
-previous pair as it was, so a good manifest is never lost to a failed rerun and a ``prepare.json``
-always describes the ``meta.json`` beside it.
+Steps: find the dataset root inside RAW_DIR (descending through a single wrapping folder) and, for a
+dataset with protocol variants, which variant's layout it holds (``--variant`` overrides), run the
+converter, decode every image and mask (unreadable files, empty or mis-sized masks are problems),
+compare the counts with the registry, build the mask value histogram, and write ``prepare.json``
+(the report) and ``meta.json`` as a pair at the very end (both staged first, then moved into place,
+``meta.json`` last); ``meta.json`` existing means done. A run that fails leaves the previous pair as
+it was, so a good manifest is never lost to a failed rerun and a ``prepare.json`` always describes
+the ``meta.json`` beside it.
 
 Problems (a missing mask, an orphan mask, a corrupt image, a stray folder) are an error naming the
-files, or with ``skip_bad`` warnings with the files left out and listed in the report. Count
-differences from the registry are reported, and are an error with ``strict``.
+files, or with ``skip_bad`` warnings with the files left out and listed in the report. Registry
+classes that are absent (a partial download: MVTec AD comes one archive per class) are left out and
+listed; they and count differences from the registry are an error with ``strict``.
+
+``prepare_custom`` does the same for a user's own dataset (``data.custom``): no registry counts, its
+spec (classes, metric levels) derived from what was found and stored in ``meta.json``.
 """
 
 from __future__ import annotations
@@ -29,9 +34,9 @@ from tqdm import tqdm
 from ..errors import WMoEError
 from ..io import check_writable, json_text, write_files
 from . import converters, registry
-from .converters.common import Context, Layout, Problem, Splits, visible_entries
+from .converters.common import Context, Layout, Problem, Splits, Variant, visible_entries
 from .masks import mask_values
-from .meta import META_FILE, validate
+from .meta import META_FILE, custom_block, validate
 from .registry import DatasetSpec
 
 REPORT_FILE = "prepare.json"
@@ -45,6 +50,43 @@ class PrepareResult:
     report: dict[str, Any]
     differences: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    # Registry classes absent from RAW_DIR (a partial download), and warnings (``Context.warnings``).
+    missing_classes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _locate(raw_dir: Path, layout: Layout, spec: DatasetSpec) -> tuple[Path | None, Path]:
+    """(dataset root or None, the folder the search ended in); several candidates are an error."""
+    here = raw_dir
+    for _ in range(MAX_WRAPPERS + 1):
+        for name in layout.root_names:
+            if (here / name).is_dir() and layout.matches(here / name, spec):
+                return here / name, here
+        if layout.matches(here, spec):
+            return here, here
+        subdirs = [p for p in visible_entries(here) if p.is_dir()]
+        if len(subdirs) != 1:
+            break
+        here = subdirs[0]
+    named = _named_roots(raw_dir, layout, spec)
+    if len(named) > 1:
+        listed = ", ".join(str(p) for p in named)
+        raise WMoEError(f"{spec.key}: {raw_dir} holds several candidate dataset roots ({listed}); "
+                        "pass the one to use as --raw")
+    return (named[0] if named else None), here
+
+
+def _check_raw_dir(raw_dir: Path, spec: DatasetSpec) -> None:
+    if not raw_dir.is_dir():
+        raise WMoEError(f"{spec.key}: raw folder {raw_dir} does not exist. {_how_to_get(spec)}")
+
+
+def _not_found(raw_dir: Path, here: Path, spec: DatasetSpec, expected: str) -> WMoEError:
+    found = ", ".join(p.name for p in visible_entries(here)) or "nothing"
+    return WMoEError(
+        f"{spec.key}: {raw_dir} does not hold the native layout of {spec.display_name} "
+        f"(expected {expected}); {here} holds: {found}. {_how_to_get(spec)}"
+    )
 
 
 def find_root(raw_dir: Path, layout: Layout, spec: DatasetSpec) -> Path:
@@ -53,31 +95,32 @@ def find_root(raw_dir: Path, layout: Layout, spec: DatasetSpec) -> Path:
     Failing that, a folder of ``layout.root_names`` a few levels down is taken when it is the only one
     (a pack of several datasets, e.g. PraNet's ``TestDataset/`` + ``TrainDataset/``).
     """
-    if not raw_dir.is_dir():
-        raise WMoEError(f"{spec.key}: raw folder {raw_dir} does not exist. {_how_to_get(spec)}")
-    here = raw_dir
-    for _ in range(MAX_WRAPPERS + 1):
-        for name in layout.root_names:
-            if (here / name).is_dir() and layout.matches(here / name, spec):
-                return here / name
-        if layout.matches(here, spec):
-            return here
-        subdirs = [p for p in visible_entries(here) if p.is_dir()]
-        if len(subdirs) != 1:
-            break
-        here = subdirs[0]
-    named = _named_roots(raw_dir, layout, spec)
-    if len(named) == 1:
-        return named[0]
-    if named:
-        listed = ", ".join(str(p) for p in named)
-        raise WMoEError(f"{spec.key}: {raw_dir} holds several candidate dataset roots ({listed}); "
-                        "pass the one to use as --raw")
-    found = ", ".join(p.name for p in visible_entries(here)) or "nothing"
-    raise WMoEError(
-        f"{spec.key}: {raw_dir} does not hold the native layout of {spec.display_name} "
-        f"(expected {layout.describe(spec)}); {here} holds: {found}. {_how_to_get(spec)}"
-    )
+    _check_raw_dir(raw_dir, spec)
+    root, here = _locate(raw_dir, layout, spec)
+    if root is None:
+        raise _not_found(raw_dir, here, spec, layout.describe(spec))
+    return root
+
+
+def resolve_variant(key: str, raw_dir: Path, variant: str | None = None) -> tuple[DatasetSpec, Variant, Path]:
+    """(spec, converter, dataset root) of the protocol variant RAW_DIR holds.
+
+    With ``variant`` given, that one (its layout must be found); otherwise the first variant, in the
+    converter's order, whose layout is found.
+    """
+    protocols = converters.variants(key)
+    if variant is not None:
+        spec = registry.get(key, variant)
+        return spec, protocols[variant], find_root(raw_dir, protocols[variant].layout, spec)
+    specs = {name: registry.get(key, name) for name in protocols}
+    _check_raw_dir(raw_dir, specs[next(iter(protocols))])
+    for name, protocol in protocols.items():
+        root, here = _locate(raw_dir, protocol.layout, specs[name])
+        if root is not None:
+            return specs[name], protocol, root
+    expected = " | ".join(f"{p.layout.describe(specs[n])}" + (f" (variant {n})" if n else "")
+                          for n, p in protocols.items())
+    raise _not_found(raw_dir, here, specs[next(iter(protocols))], expected)
 
 
 def _named_roots(raw_dir: Path, layout: Layout, spec: DatasetSpec) -> list[Path]:
@@ -129,45 +172,80 @@ def _count(records: list[dict]) -> list[int]:
 
 
 def compare_counts(spec: DatasetSpec, test: dict[str, list[dict]]) -> tuple[dict[str, Any], list[str]]:
-    """Per-class and total test counts against the registry; returns (table, human-readable differences)."""
+    """Per-class and total test counts against the registry; returns (table, human-readable differences).
+
+    With registry classes missing, the total is compared over the classes present (when their counts
+    are published) and the missing classes are one difference.
+    """
     table, diffs = {}, []
+    missing = [c for c in spec.classes if c not in test]
     for cls in list(spec.classes) + [c for c in test if c not in spec.classes]:
         expected = spec.classes.get(cls)
         found = _count(test[cls]) if cls in test else None
         table[cls] = {"expected": list(expected) if expected else None, "found": found}
         if cls not in spec.classes:
             diffs.append(f"class {cls!r} is not in the registry ({len(test[cls])} images)")
-        elif found is None:
-            diffs.append(f"class {cls!r} is missing")
-        elif expected is not None and tuple(found) != expected:
+        elif found is not None and expected is not None and tuple(found) != expected:
             diffs.append(
                 f"{cls}: expected {expected[0]} normal / {expected[1]} anomalous, found {found[0]} / {found[1]}"
             )
+    if missing:
+        diffs.append(f"{len(missing)} of {len(spec.classes)} classes missing: {', '.join(missing)}")
+    present = [spec.classes[c] for c in spec.classes if c in test]
+    expected_total: tuple[int, int] | None = spec.totals
+    if missing:
+        expected_total = None if None in present else (sum(c[0] for c in present), sum(c[1] for c in present))
     total = [sum(_count(r)[i] for r in test.values()) for i in (0, 1)]
-    if tuple(total) != spec.totals:
-        diffs.append(
-            f"total: expected {spec.totals[0]} normal / {spec.totals[1]} anomalous, found {total[0]} / {total[1]}"
-        )
-    return {"per_class": table, "total": {"expected": list(spec.totals), "found": total}}, diffs
+    if expected_total is not None and tuple(total) != expected_total:
+        which = f" (the {len(present)} classes present)" if missing else ""
+        diffs.append(f"total{which}: expected {expected_total[0]} normal / {expected_total[1]} anomalous, "
+                     f"found {total[0]} / {total[1]}")
+    return {"per_class": table, "total": {"expected": list(expected_total) if expected_total else None,
+                                          "found": total}}, diffs
 
 
 def _records(splits: Splits) -> list[dict]:
     return [r for split in splits.values() for recs in split.values() for r in recs]
 
 
+def _class_levels(test: dict[str, list[dict]]) -> dict[str, list[str]]:
+    """The metric levels that apply to each class: image with both labels, pixel with a mask."""
+    return {cls: [lvl for lvl, on in (("image", len({r["anomaly"] for r in recs}) == 2),
+                                      ("pixel", any(r["mask_path"] for r in recs))) if on]
+            for cls, recs in test.items()}
+
+
 def prepare(
     key: str, raw_dir: str | os.PathLike, out_dir: str | os.PathLike, strict: bool = False, skip_bad: bool = False,
-    progress: bool = True,
+    progress: bool = True, variant: str | None = None,
 ) -> PrepareResult:
     """Convert dataset ``key`` from ``raw_dir`` into ``out_dir/meta.json`` (+ ``prepare.json``)."""
-    spec = registry.get(key)
-    conv = converters.get(key)
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     check_writable(out_dir, "--out", folder=True)
-    root = find_root(raw_dir, conv.LAYOUT, spec)
-
+    spec, protocol, root = resolve_variant(key, raw_dir, variant)
     ctx = Context(root=root, spec=spec)
-    splits = conv.convert(ctx)
+    splits = protocol.convert(ctx)
+    return _finish(ctx, splits, raw_dir, out_dir, strict=strict, skip_bad=skip_bad, progress=progress)
+
+
+def prepare_custom(
+    name: str, out_dir: str | os.PathLike, raw: str | os.PathLike | None = None,
+    csv_path: str | os.PathLike | None = None, skip_bad: bool = False, progress: bool = True,
+) -> PrepareResult:
+    """Convert a user's dataset (a folder ``raw`` or a CSV ``csv_path``) into ``out_dir/meta.json``."""
+    from .custom import convert_custom
+
+    out_dir = Path(out_dir)
+    check_writable(out_dir, "--out", folder=True)
+    ctx, splits = convert_custom(registry.check_custom_name(name), Path(raw) if raw is not None else None,
+                                 Path(csv_path) if csv_path is not None else None)
+    return _finish(ctx, splits, ctx.root, out_dir, strict=False, skip_bad=skip_bad, progress=progress)
+
+
+def _finish(ctx: Context, splits: Splits, raw_dir: Path, out_dir: Path, *, strict: bool, skip_bad: bool,
+            progress: bool) -> PrepareResult:
+    """Check every record, then write prepare.json and meta.json together (nothing when something is wrong)."""
+    spec, root, key = ctx.spec, ctx.root, ctx.spec.key
     records = _records(splits)
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         checks = list(tqdm(
@@ -197,16 +275,23 @@ def prepare(
             for r in split[cls]:
                 r["img_path"] = (wrapper / r["img_path"]).as_posix()
                 r["mask_path"] = (wrapper / r["mask_path"]).as_posix() if r["mask_path"] else ""
-    counts, diffs = compare_counts(spec, splits["test"])
+    if spec.custom:
+        counts, diffs = {"per_class": {c: {"expected": None, "found": _count(r)} for c, r in splits["test"].items()},
+                         "total": {"expected": None, "found": _count(_records({"test": splits["test"]}))}}, []
+    else:
+        counts, diffs = compare_counts(spec, splits["test"])
     binarised = sorted({int(v > spec.mask_threshold) for v in hist})
     report = {
         "dataset": key,
         "display_name": spec.display_name,
+        "variant": spec.variant,
         "protocol": spec.protocol,
         "raw_dir": os.path.relpath(raw_dir, out_dir),
         "dataset_root": wrapper.as_posix(),
         "counts": counts,
         "count_differences": diffs,
+        "missing_classes": ctx.missing_classes,
+        "warnings": ctx.warnings,
         "train_images": sum(len(r) for r in splits["train"].values()),
         "mask_threshold": spec.mask_threshold,
         "mask_value_histogram": {str(v): n for v, n in sorted(hist.items())},
@@ -215,20 +300,28 @@ def prepare(
         "ignored": ctx.ignored,
         "strict": strict,
     }
+    if spec.balance_seed is not None:
+        report["balance_seed"] = spec.balance_seed
+    if spec.custom:
+        report["custom"] = custom_block(spec)
+        report["class_levels"] = _class_levels(splits["test"])
     if spec.pixel_metrics and binarised != [0, 1]:
         raise WMoEError(f"{key}: masks binarise to {binarised}, expected both 0 and 1 (threshold "
                         f"{spec.mask_threshold}; mask value histogram {report['mask_value_histogram']})")
     if diffs and strict:
-        raise WMoEError(f"{key}: counts differ from the registry (--strict):\n  " + "\n  ".join(diffs))
+        raise WMoEError(f"{key}: counts or classes differ from the registry (--strict):\n  " + "\n  ".join(diffs))
     meta = {
         "root": os.path.relpath(raw_dir, out_dir),
         "dataset": key,
+        "variant": spec.variant,
         "mask_threshold": spec.mask_threshold,
         "train": splits["train"],
         "test": splits["test"],
     }
+    if spec.custom:
+        meta["custom"] = custom_block(spec)
     meta_path = out_dir / META_FILE
     validate(meta, str(meta_path))
     write_files([(out_dir / REPORT_FILE, json_text(report).encode("utf-8")),
                  (meta_path, json_text(meta).encode("utf-8"))])
-    return PrepareResult(meta_path, report, diffs, ctx.problems)
+    return PrepareResult(meta_path, report, diffs, ctx.problems, ctx.missing_classes, ctx.warnings)

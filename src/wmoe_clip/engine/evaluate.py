@@ -5,8 +5,9 @@ smoothing with σ = ``eval.sigma`` (:mod:`.smoothing`, equal to scipy's ``gaussi
 image score ``α·s_g + (1 − α)·max(smoothed map)`` — the max of the *smoothed* map, the same map the
 pixel metrics see, so that one hot pixel does not decide an image. The metrics accumulator holds one
 class's maps at a time and frees them when the class is finalised, so memory does not grow with the
-dataset. Only the metric levels of the target (registry ``image_metrics`` / ``pixel_metrics``) are
-computed.
+dataset. Only the metric levels of the target (registry ``image_metrics`` / ``pixel_metrics``, or
+those derived for a user's own dataset, kept in its ``meta.json``) are computed; the evaluation
+records the target's protocol variant and which classes were evaluated out of the registry's.
 
 Before any of that: the output paths are tested for writing, and the checkpoint is matched to its
 training record (``run.json``, by the checkpoint's sha256) to learn the source dataset. A model
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..data.meta import is_synthetic
+from ..data.meta import dataset_spec, is_synthetic, load_meta
 from ..errors import WMoEError
 from ..io import check_writable
 from . import runtime
@@ -102,7 +103,6 @@ def evaluate(
     allow_same_source: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on ``target``; writes ``out_json`` (validated) and the figure."""
-    from ..data import registry
     from ..data.dataset import AnomalyDataset
     from ..metrics import ClassMetricAccumulator
     from ..model import load_checkpoint
@@ -129,10 +129,10 @@ def evaluate(
     seed = int(run.get("seed", cfg.train.seed))
     train_run_id = run.get("mlflow_run_id")
 
-    spec = registry.get(target)
     dataset = AnomalyDataset(data_dir, "test", cfg.model.image_size, cfg.data.mask_interpolation)
     if dataset.dataset != target:
         raise WMoEError(f"--target {target!r} but {data_dir}/meta.json holds dataset {dataset.dataset!r}")
+    spec = dataset_spec(load_meta(data_dir)[1])
     if len(dataset) == 0:
         raise WMoEError(f"{data_dir}: the test split of {target!r} is empty; nothing to evaluate")
     synthetic = is_synthetic(data_dir)
@@ -207,7 +207,9 @@ def evaluate(
         doc = build_eval(
             source=source, target=target, variant=cfg.variant, seed=seed, synthetic=synthetic,
             dataset={"key": spec.key, "display_name": spec.display_name, "domain": spec.domain,
-                     "image_metrics": spec.image_metrics, "pixel_metrics": spec.pixel_metrics},
+                     "image_metrics": spec.image_metrics, "pixel_metrics": spec.pixel_metrics,
+                     "protocol_variant": spec.variant, "classes_evaluated": list(classes),
+                     "n_registry_classes": None if spec.custom else len(spec.classes)},
             per_class=acc.results(), mean=acc.mean(), image_scores=acc.image_scores(),
             checkpoint=checkpoint, config=cfg.to_dict(), train_run_id=train_run_id, mlflow_run_id=run_id,
             software=runtime.software_info(), timings=timings, figure=figure_name,

@@ -5,8 +5,9 @@ augmentation, so its outputs for a dataset are the same in every epoch and every
 With ``train.feature_cache: true`` they are computed once and stored:
 
 * one folder per key under the cache root, the key being what the features depend on: backbone,
-  pretrained weights, backbone seed, image size, feature layers, value-value settings, forward
-  precision, mask convention, and the dataset (its manifest and the size and mtime of each file);
+  pretrained weights, backbone seed, image size, feature layers, value-value settings, the backbone
+  options (global token ``ln_post``, positional-grid interpolation), forward precision, mask
+  convention, and the dataset (its manifest and the size and mtime of each file);
 * ``global.npy`` (N,D) and ``patches.npy`` (N,L,P,D) in fp16, ``masks.npy`` (N,S,S) and ``labels.npy``,
   read back through memory maps, so memory stays bounded whatever the dataset's size;
 * written atomically (a folder replaced as a whole; ``key.json`` names what it holds) under a file
@@ -155,7 +156,9 @@ def cache_key(cfg: RunConfig, dataset, device: torch.device) -> dict[str, Any]:
         "feature_layers": list(m.feature_layers),
         "vv_attention": m.vv_attention,
         "vv_start_layer": m.vv_start_layer,
-        "precision": "bf16" if device.type == "cuda" else "fp32",
+        "global_token_ln_post": m.global_token_ln_post,
+        "pos_embed_interpolation": m.pos_embed_interpolation,
+        "precision": "bf16" if device.type == "cuda" and m.precision == "auto" else "fp32",
         "mask_interpolation": dataset.mask_interpolation,
         "dataset": dataset.dataset,
         "classes": list(dataset.class_names),

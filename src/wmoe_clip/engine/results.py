@@ -83,6 +83,9 @@ def validate_eval(doc: Mapping[str, Any], where: str = "evaluation") -> None:
             problems.append(f"per_class/{cls}: levels differ from the dataset's ({', '.join(levels)})")
     if sorted(doc["mean"]) != levels:
         problems.append(f"mean: levels differ from the dataset's ({', '.join(levels)})")
+    evaluated = doc["dataset"].get("classes_evaluated")
+    if evaluated is not None and sorted(evaluated) != sorted(doc["per_class"]):
+        problems.append("dataset/classes_evaluated differs from the classes of per_class")
     counts = doc["counts"]
     if counts["n_classes"] != len(doc["per_class"]):
         problems.append("counts/n_classes differs from the number of classes in per_class")

@@ -9,13 +9,21 @@ block loop is what allows two things open_clip does not offer:
   stream's values, skipping the MLP; the class token and the deeper layers keep the original stream,
   so the global token is exactly CLIP's;
 - a **text encoder on token embeddings** (learnable prompt slots) that cuts the batch after its last
-  EOT token: the text transformer is causal, so tokens after EOT never influence it.
+  EOT token: the text transformer is causal, so tokens after EOT never influence it; it can also
+  replace token positions 1..n with given **deep tokens** before given blocks (MaPLe-style deep
+  prompts, AnomalyCLIP's learnable text embeddings).
+
+Three options restore other code bases' numerics (``model.compat``): the global token without
+``ln_post``, the positional grid resized bilinearly instead of open_clip's bicubic, and fp32 whatever
+the caller's autocast.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -24,7 +32,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..errors import WMoEError
-from .tiny import TINY_BACKBONE, register_tiny_backbone
+from .tiny import TINY_BACKBONES, register_tiny_backbone
 
 CACHE_ENV = "WMOE_CLIP_CACHE"
 
@@ -32,16 +40,24 @@ CACHE_ENV = "WMOE_CLIP_CACHE"
 def create_clip(cfg: ModelConfig) -> nn.Module:
     """Build the open_clip model of ``cfg``: weights from ``cfg.pretrained`` or seeded random ones.
 
-    open_clip's checkpoint loader resizes the visual positional embedding (bicubic) to the grid of
-    ``force_image_size``, so ViT-L-14-336's 24×24 grid becomes 37×37 once, at load.
+    The visual positional grid (24×24 for ViT-L-14-336) becomes the grid of ``cfg.image_size`` (37×37
+    at 518) once, at load: with ``pos_embed_interpolation: bicubic`` open_clip's checkpoint loader does
+    it (``force_image_size``); with ``bilinear`` the model is built at its native size and resized here.
     """
+    clip = _create_open_clip(cfg)
+    if cfg.pos_embed_interpolation == "bilinear":
+        resize_visual_grid(clip.visual, cfg.image_size, "bilinear")
+    return clip
+
+
+def _create_open_clip(cfg: ModelConfig) -> nn.Module:
     import open_clip
 
-    if cfg.backbone == TINY_BACKBONE:
+    if cfg.backbone in TINY_BACKBONES:
         register_tiny_backbone()
     if cfg.backbone not in open_clip.list_models():
         raise WMoEError(f"unknown backbone {cfg.backbone!r} (model.backbone); open_clip knows e.g. ViT-L-14-336-quickgelu")
-    kwargs = dict(force_image_size=cfg.image_size)
+    kwargs = dict(force_image_size=cfg.image_size) if cfg.pos_embed_interpolation == "bicubic" else {}
     if cfg.pretrained is None:
         # A fixed seed, without disturbing the caller's RNG, makes random weights reproducible.
         with torch.random.fork_rng(devices=[]), _quiet_open_clip():
@@ -61,6 +77,25 @@ def create_clip(cfg: ModelConfig) -> nn.Module:
             )
     except Exception as exc:  # open_clip raises RuntimeError, OSError or hub errors when offline
         raise WMoEError(_missing_weights(cfg, f"loading failed ({type(exc).__name__}: {exc})")) from exc
+
+
+@torch.no_grad()
+def resize_visual_grid(visual: nn.Module, image_size: int, mode: str) -> None:
+    """Resize ``visual``'s positional grid to ``image_size`` with ``F.interpolate`` (``align_corners=False``,
+    no antialias); the class token's position is kept. AnomalyCLIP does this with ``bilinear`` (on its
+    first forward, in place); here it happens once, at load."""
+    patch = visual.conv1.kernel_size[0]
+    grid = image_size // patch
+    pos = visual.positional_embedding
+    old = round((pos.shape[0] - 1) ** 0.5)
+    if old == grid:
+        return
+    cls, img = pos[:1], pos[1:].reshape(1, old, old, -1).permute(0, 3, 1, 2)
+    img = F.interpolate(img, size=(grid, grid), mode=mode, align_corners=False, antialias=False)
+    visual.positional_embedding = nn.Parameter(torch.cat([cls, img.permute(0, 2, 3, 1).reshape(grid * grid, -1)]),
+                                               requires_grad=pos.requires_grad)
+    visual.image_size = (image_size, image_size)
+    visual.grid_size = (grid, grid)
 
 
 def _missing_weights(cfg: ModelConfig, why: str) -> str:
@@ -94,6 +129,13 @@ def _attend(attn: nn.MultiheadAttention, q, k, v, mask: torch.Tensor | None) -> 
     o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     b, h, n, hd = o.shape
     return attn.out_proj(o.transpose(1, 2).reshape(b, n, h * hd))
+
+
+def autocast_disabled(device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast off on ``device``, so that everything inside runs in the tensors' own dtype."""
+    if device.type in ("cuda", "cpu"):
+        return torch.autocast(device_type=device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def _block(blk: nn.Module, x: torch.Tensor, mask: torch.Tensor | None = None, vv: torch.Tensor | None = None):
@@ -139,6 +181,8 @@ class FrozenCLIP(nn.Module):
             raise WMoEError(f"model.vv_start_layer {self.vv_start} exceeds the {depth} layers of {cfg.backbone}")
         self.grid = tuple(visual.grid_size)
         self.image_size = cfg.image_size
+        self.global_ln_post = cfg.global_token_ln_post
+        self.fp32 = cfg.precision == "fp32"
         self.embed_dim = int(clip.text_projection.shape[-1]) if isinstance(clip.text_projection, torch.Tensor) \
             else clip.text_projection.out_features
         self.text_width = clip.token_embedding.embedding_dim
@@ -156,13 +200,20 @@ class FrozenCLIP(nn.Module):
         visual = self.clip.visual
         return visual.ln_post(tokens) @ visual.proj
 
+    def _precision(self, device: torch.device) -> contextlib.AbstractContextManager:
+        return autocast_disabled(device) if self.fp32 else contextlib.nullcontext()
+
     @torch.no_grad()
     def encode_image(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``images`` (B,3,S,S) → global token (B,D) and projected patch tokens (B,L,N,D)."""
-        visual = self.clip.visual
         size = tuple(images.shape[-2:])
-        if size != tuple(visual.image_size):
+        if size != tuple(self.clip.visual.image_size):
             raise WMoEError(f"images are {size[0]}×{size[1]} but the model expects {self.image_size} (model.image_size)")
+        with self._precision(images.device):
+            return self._encode_image(images)
+
+    def _encode_image(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        visual = self.clip.visual
         x = visual.conv1(images.to(self.dtype)).flatten(2).transpose(1, 2)
         cls = visual.class_embedding.to(x.dtype).view(1, 1, -1).expand(x.shape[0], -1, -1)
         x = visual.ln_pre(torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype))
@@ -177,25 +228,41 @@ class FrozenCLIP(nn.Module):
                 x, vv = _block(blk, x, vv=vv)
             if index in self.feature_layers:
                 patches.append(self._project((x if vv is None else vv)[:, 1:]))
-        global_token = self._project(x[:, 0])
+        global_token = self._project(x[:, 0]) if self.global_ln_post else x[:, 0] @ visual.proj
         return global_token, torch.stack(patches, dim=1)
 
     def embed_tokens(self, token_ids: torch.Tensor) -> torch.Tensor:
         return self.clip.token_embedding(token_ids)
 
-    def encode_text(self, embeddings: torch.Tensor, eot_index: torch.Tensor, truncate: bool = True) -> torch.Tensor:
+    def encode_text(self, embeddings: torch.Tensor, eot_index: torch.Tensor, truncate: bool = True,
+                    deep_tokens: Mapping[int, torch.Tensor] | None = None) -> torch.Tensor:
         """Text features (P,D), unnormalised, from token embeddings (P,T,W) and EOT positions (P,).
 
         With ``truncate`` the sequences are cut right after the batch's last EOT token; the causal mask
-        makes this exact.
+        makes this exact. ``deep_tokens`` maps a text block index (0-based) to tokens (n,W) shared by
+        all P sequences, or (P,n,W), that replace positions 1..n (right after the start token) of the
+        block's input; no positional embedding is added to them. Positions 1..n must lie before every EOT.
         """
+        with self._precision(embeddings.device):
+            return self._encode_text(embeddings, eot_index, truncate, deep_tokens or {})
+
+    def _encode_text(self, embeddings, eot_index, truncate, deep_tokens: Mapping[int, torch.Tensor]) -> torch.Tensor:
         clip = self.clip
+        blocks = clip.transformer.resblocks
+        bad = [i for i in deep_tokens if not 0 <= i < len(blocks)]
+        if bad:
+            raise ValueError(f"deep tokens for text blocks {bad}: the text encoder has blocks 0..{len(blocks) - 1}")
+        if deep_tokens and max(t.shape[-2] for t in deep_tokens.values()) >= int(eot_index.min()):
+            raise ValueError("deep tokens would replace an EOT token")
         if truncate:
             embeddings = embeddings[:, : int(eot_index.max()) + 1]
         n = embeddings.shape[1]
         x = embeddings + clip.positional_embedding[:n].to(embeddings.dtype)
         mask = clip.attn_mask[:n, :n] if clip.attn_mask is not None else None
-        for blk in clip.transformer.resblocks:
+        for index, blk in enumerate(blocks):
+            if index in deep_tokens:
+                tokens = deep_tokens[index].to(x.dtype)
+                x = torch.cat([x[:, :1], tokens.expand(x.shape[0], -1, -1), x[:, 1 + tokens.shape[-2]:]], dim=1)
             x = _block(blk, x, mask)
         x = clip.ln_final(x)
         x = x[torch.arange(x.shape[0], device=x.device), eot_index]

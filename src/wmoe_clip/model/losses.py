@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -44,12 +46,14 @@ def load_balance_loss(router_probs: torch.Tensor, expert_index: torch.Tensor) ->
     return num_experts * (fraction * router_probs.float().mean(dim=0)).sum()
 
 
-def local_loss(layer_maps: torch.Tensor, masks: torch.Tensor, gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
+def local_loss(layer_maps: torch.Tensor, masks: torch.Tensor, gamma: float,
+               focal_fn: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor] = focal_loss,
+               ) -> tuple[torch.Tensor, torch.Tensor]:
     """Focal and dice parts of ``L_local``, each summed over layers; ``layer_maps`` (B,L,S,S), ``masks`` (B,S,S)."""
     focal = layer_maps.new_zeros(())
     dice = layer_maps.new_zeros(())
     for layer in range(layer_maps.shape[1]):
         m = layer_maps[:, layer]
-        focal = focal + focal_loss(m, masks, gamma)
+        focal = focal + focal_fn(m, masks, gamma)
         dice = dice + dice_loss(m, masks) + dice_loss(1 - m, 1 - masks)
     return focal, dice

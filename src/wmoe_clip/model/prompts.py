@@ -23,24 +23,25 @@ def _tokenizer():
     return SimpleTokenizer()
 
 
-def template_ids(prefix: str, slots: int, context_length: int) -> tuple[list[int], int]:
-    """Token ids of ``<sot> prefix X..X . <eot>`` padded with 0, and the position of the first slot."""
+def template_ids(prefix: str, slots: int, context_length: int, suffix: str = ".") -> tuple[list[int], int]:
+    """Token ids of ``<sot> prefix X..X suffix <eot>`` padded with 0, and the position of the first slot."""
     tok = _tokenizer()
     sot, eot = tok.encoder["<start_of_text>"], tok.encoder["<end_of_text>"]
     head = [sot] + tok.encode(prefix)
     # The slot ids are placeholders: their embeddings are always replaced.
-    ids = head + [0] * slots + tok.encode(".") + [eot]
+    ids = head + [0] * slots + tok.encode(suffix) + [eot]
     if len(ids) > context_length:
-        raise ValueError(f"prompt {prefix!r} with {slots} slots exceeds the context length {context_length}")
+        raise ValueError(f"prompt {prefix!r}…{suffix!r} with {slots} slots exceeds the context length {context_length}")
     return ids + [0] * (context_length - len(ids)), len(head)
 
 
 class PromptLearner(nn.Module):
-    """The two learnable prompts; returns their token embeddings and EOT positions."""
+    """The two learnable prompts ``prefix [V1..VM] suffix``; returns their token embeddings and EOT positions."""
 
-    def __init__(self, normal: str, abnormal: str, length: int, width: int, context_length: int):
+    def __init__(self, normal: str, abnormal: str, length: int, width: int, context_length: int,
+                 suffixes: tuple[str, str] = (".", ".")):
         super().__init__()
-        rows, starts = zip(*(template_ids(p, length, context_length) for p in (normal, abnormal)))
+        rows, starts = zip(*(template_ids(p, length, context_length, s) for p, s in zip((normal, abnormal), suffixes)))
         ids = torch.tensor(rows, dtype=torch.long)
         self.register_buffer("token_ids", ids, persistent=False)
         self.register_buffer("eot_index", ids.argmax(dim=-1), persistent=False)

@@ -1,9 +1,12 @@
-"""The tiny open_clip architecture used by the tests and the CPU demo.
+"""The tiny open_clip architectures used by the tests and the CPU demo.
 
-It is an ordinary open_clip config (``configs/wmoe-tiny-quickgelu.json``: a 4-layer, 64-wide ViT
-with 16-pixel patches at 112 px, so a 7×7 patch grid that is odd like ViT-L-14-336's 37×37, and a
-2-layer text tower with CLIP's real vocabulary), registered with open_clip so that it goes through
-exactly the same construction and forward code as ViT-L-14-336.
+They are ordinary open_clip configs in ``configs/``, registered with open_clip so that they go through
+exactly the same construction and forward code as ViT-L-14-336:
+
+- ``wmoe-tiny-quickgelu``: a 4-layer, 64-wide ViT with 16-pixel patches at 112 px, so a 7×7 patch grid
+  that is odd like ViT-L-14-336's 37×37, and a 2-layer text tower with CLIP's real vocabulary;
+- ``wmoe-tiny-text12-quickgelu``: the same with a 12-layer text tower, as deep as CLIP's, for methods
+  with per-layer text prompts (AnomalyCLIP's deep tokens enter text blocks 1..8).
 """
 
 from __future__ import annotations
@@ -11,12 +14,16 @@ from __future__ import annotations
 from pathlib import Path
 
 TINY_BACKBONE = "wmoe-tiny-quickgelu"
-TINY_CONFIG_FILE = Path(__file__).resolve().parent.parent / "configs" / f"{TINY_BACKBONE}.json"
+TINY_TEXT12_BACKBONE = "wmoe-tiny-text12-quickgelu"
+TINY_BACKBONES = (TINY_BACKBONE, TINY_TEXT12_BACKBONE)
+_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
 def register_tiny_backbone() -> None:
-    """Make ``wmoe-tiny-quickgelu`` known to ``open_clip.create_model`` (idempotent)."""
+    """Make the tiny architectures known to ``open_clip.create_model`` (idempotent)."""
     import open_clip
 
-    if TINY_BACKBONE not in open_clip.list_models():
-        open_clip.add_model_config(TINY_CONFIG_FILE)
+    known = open_clip.list_models()
+    for name in TINY_BACKBONES:
+        if name not in known:
+            open_clip.add_model_config(_CONFIG_DIR / f"{name}.json")

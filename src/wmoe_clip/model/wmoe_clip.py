@@ -11,17 +11,15 @@ Design details beyond METHOD.md (see docs/REPRODUCTION.md):
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..config import RunConfig
 from . import losses
-from .backbone import FrozenCLIP
+from .backbone import autocast_disabled
+from .base import FrozenBackboneModel, ImageFeatures
 from .ctds import CTDS
 from .prompts import PromptLearner
 from .sa_moe import SAMoE
@@ -30,35 +28,19 @@ from .wcma import WCMA
 LEARNABLE_MODULES = ("prompts", "ctds", "wcma", "sa_moe")
 
 
-class ImageFeatures(NamedTuple):
-    """Output of the frozen image encoder: global token (B,D) and patch tokens (B,L,N,D)."""
-
-    global_token: torch.Tensor
-    patch_tokens: torch.Tensor
-
-
 @dataclass
 class WMoEOutput:
     layer_maps: torch.Tensor  # (B,L,S,S) abnormal probability per layer at the input size
-    anomaly_map: torch.Tensor  # (B,S,S) mean over layers, unsmoothed
+    anomaly_map: torch.Tensor  # (B,S,S) fused over layers (WMoE-CLIP: mean; AnomalyCLIP: sum), unsmoothed
     global_score: torch.Tensor  # (B,) s_g
-    image_score: torch.Tensor  # (B,) alpha·s_g + (1 − alpha)·max(anomaly_map)
+    image_score: torch.Tensor  # (B,) WMoE-CLIP: alpha·s_g + (1 − alpha)·max(anomaly_map); AnomalyCLIP: s_g
     aux: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-def _fp32(device: torch.device):
-    """Disable autocast on ``device`` so that similarities, softmax and losses stay in float32."""
-    if device.type in ("cuda", "cpu"):
-        return torch.autocast(device_type=device.type, enabled=False)
-    return contextlib.nullcontext()
-
-
-class WMoECLIP(nn.Module):
+class WMoECLIP(FrozenBackboneModel):
     def __init__(self, cfg: RunConfig):
-        super().__init__()
-        self.cfg = cfg
+        super().__init__(cfg)
         m = cfg.model
-        self.backbone = FrozenCLIP(m)
         dim, width, layers = self.backbone.embed_dim, self.backbone.text_width, len(m.feature_layers)
         self.prompts = PromptLearner(m.prompt_normal, m.prompt_abnormal, m.prompt_length, width,
                                      self.backbone.context_length)
@@ -73,18 +55,6 @@ class WMoECLIP(nn.Module):
     def variant(self) -> str:
         return self.cfg.variant
 
-    def learnable_named_parameters(self) -> list[tuple[str, nn.Parameter]]:
-        return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
-
-    def learnable_parameters(self) -> list[nn.Parameter]:
-        return [p for _, p in self.learnable_named_parameters()]
-
-    def learnable_state_dict(self) -> dict[str, torch.Tensor]:
-        return {n: p.detach().clone() for n, p in self.learnable_named_parameters()}
-
-    def encode_image(self, images: torch.Tensor) -> ImageFeatures:
-        return ImageFeatures(*self.backbone.encode_image(images))
-
     def encode_prompts(self, shift: torch.Tensor | None = None) -> torch.Tensor:
         """L2-normalised text features ``T`` (B,2,D); B = 1 when the prompts are shared (no CTDS)."""
         embeddings = self.prompts(self.backbone.clip.token_embedding, shift)
@@ -92,9 +62,6 @@ class WMoECLIP(nn.Module):
         eot = self.prompts.eot_index.repeat(b)
         text = self.backbone.encode_text(embeddings.reshape(b * c, t, w), eot, truncate=self.cfg.model.truncate_text)
         return F.normalize(text.reshape(b, c, -1), dim=-1)
-
-    def forward(self, images: torch.Tensor) -> WMoEOutput:
-        return self.forward_features(self.encode_image(images))
 
     def forward_features(self, feats: ImageFeatures) -> WMoEOutput:
         m = self.cfg.model
@@ -118,7 +85,7 @@ class WMoECLIP(nn.Module):
             g_prime = g + moe.pop("delta").float()
             aux.update(moe)
 
-        with _fp32(g.device):
+        with autocast_disabled(g.device):
             text = text.float()
             # Per-layer text (B,L,2,D): WCMA's refinement, or the same T for every layer.
             layer_text = refined.float() if refined is not None else text.unsqueeze(1).expand(-1, patches.shape[1], -1, -1)
@@ -141,7 +108,7 @@ class WMoECLIP(nn.Module):
     def loss(self, out: WMoEOutput, labels: torch.Tensor, masks: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every loss term and ``total``; a term of a disabled module is zero (and weighted out)."""
         w = self.cfg.loss
-        with _fp32(out.anomaly_map.device):
+        with autocast_disabled(out.anomaly_map.device):
             labels = labels.to(out.global_score.device, torch.float32)
             masks = masks.to(out.layer_maps.device, torch.float32)
             if masks.dim() == 4:

@@ -1,9 +1,10 @@
 """Reports: Table 1 and Table 2 from a results folder, beside the paper's numbers.
 
 ``build_report(results_dir, out_dir)`` writes ``index.html`` (one self-contained page: tables,
-embedded figures, training curves, run summary), ``table1.tex`` and ``table2.tex`` (standalone
-booktabs documents). Everything is read from the results folder and the paper's numbers
-(``config/paper_results.yaml``); a missing result is a "–" with a note, never a crash.
+the section of users' own datasets when there are evaluations on them, embedded figures, training
+curves, run summary), ``table1.tex`` and ``table2.tex`` (standalone booktabs documents). Everything
+is read from the results folder and the paper's numbers (``config/paper_results.yaml``); a missing
+result is a "–" with a note, never a crash.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from .figures import data_uri, file_data_uri, training_curves_png
 from .paper import DEFAULT_PATH, PaperResults, load_paper_results
 from .render import render_html, render_latex
 from .results import Results, load_results
-from .tables import table1, table2
+from .tables import custom_table, data_label, table1, table2
 
-__all__ = ["build_report", "load_paper_results", "load_results", "table1", "table2"]
+__all__ = ["build_report", "custom_table", "load_paper_results", "load_results", "table1", "table2"]
 
 
 def _run_summary(results: Results, paper: PaperResults) -> list[tuple[str, str]]:
@@ -64,7 +65,7 @@ def _figures(results: Results, variant: str) -> list[dict[str, str]]:
     for e in sorted(results.evaluations, key=lambda e: (e.variant != variant, e.source, e.target, e.variant, e.seed)):
         key = (e.source, e.target, e.variant)
         if key not in shown and e.figure_path is not None:
-            caption = f"{e.data.get('dataset', {}).get('display_name', e.target)} — trained on {e.source}, variant {e.variant}, seed {e.seed}"
+            caption = f"{data_label(e.data['dataset']['display_name'], [e])} — trained on {e.source}, variant {e.variant}, seed {e.seed}"
             shown[key] = {"uri": file_data_uri(e.figure_path), "caption": caption}
     return list(shown.values())
 
@@ -89,10 +90,11 @@ def build_report(
     results = load_results(results_dir)
     paper = load_paper_results(paper_path)
     tables = [table1(paper, results, resamples, seed), table2(paper, results, resamples, seed)]
+    custom = custom_table(results, paper.main_variant)
     curves = training_curves_png(results.trainings)
     out = Path(out_dir)
     html = render_html(
-        tables,
+        tables + ([custom] if custom else []),
         title="WMoE-CLIP reproduction" + (" — synthetic demo" if results.synthetic else ""),
         results_dir=results.root.as_posix(),
         generated=_dt.datetime.now().isoformat(timespec="seconds"),

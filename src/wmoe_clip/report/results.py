@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..data.registry import CUSTOM_DOMAIN
 from ..engine.results import FORMAT as EVAL_FORMAT
 from ..engine.results import FORMAT_VERSION as EVAL_VERSION
 from ..engine.results import validate_eval
@@ -39,6 +40,21 @@ class Evaluation:
     @property
     def synthetic(self) -> bool:
         return bool(self.data.get("synthetic", False))
+
+    @property
+    def custom(self) -> bool:
+        """Evaluated on a user's own dataset (``prepare folder``), not one of the 14 benchmarks."""
+        return self.data["dataset"].get("domain") == CUSTOM_DOMAIN
+
+    @property
+    def protocol_variant(self) -> str | None:
+        return self.data["dataset"].get("protocol_variant")
+
+    @property
+    def class_coverage(self) -> tuple[int, int] | None:
+        """(classes evaluated, classes in the registry) when the JSON records both, else None."""
+        n = self.data["dataset"].get("n_registry_classes")
+        return None if n is None else (len(self.data["per_class"]), n)
 
     @property
     def figure_path(self) -> Path | None:

@@ -2,8 +2,11 @@
 
 Values are percentages with one decimal as in the paper. "Ours" is the mean over seeds, with
 ± the sample standard deviation when there are several; Δ = ours − paper; image AUROC carries a
-stratified bootstrap 95% CI (stats.py). A cell without a result is "–" and the table says why. A
-cell whose model was trained on the target itself (``evaluate --allow-same-source``) is not
+stratified bootstrap 95% CI (stats.py). A cell without a result is "–" and the table says why.
+A dataset name carries the protocol variant of our data ("KSDD2 (official)") and, when the mean
+covers fewer classes than the registry's, the coverage ("MVTec-AD (3/15 classes)"), with a note, so
+such a cell is never read as the paper's. Users' own datasets get their own table (``custom_table``).
+A cell whose model was trained on the target itself (``evaluate --allow-same-source``) is not
 zero-shot: its value carries "†", it gets no Δ, and a note says so.
 """
 
@@ -13,11 +16,13 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from ..data import registry
 from .paper import PaperResults
-from .results import Results
+from .results import Evaluation, Results
 from .stats import bootstrap_auroc_ci
 
 MISSING = "–"
+NOT_APPLICABLE = "n/a"
 NOT_ZERO_SHOT = "†"
 NOT_ZERO_SHOT_NOTE = (
     f"{NOT_ZERO_SHOT} not zero-shot: the model was trained on the target dataset itself (wmoe-clip evaluate "
@@ -79,7 +84,7 @@ def fmt_ci(ci: tuple[float, float] | None) -> str:
 def ours_and_delta(s: Summary | None, paper: float, zero_shot: bool = True) -> list[str]:
     """The "Ours" and "Δ" cells; a result that is not zero-shot is marked and gets no Δ."""
     if s is not None and not zero_shot:
-        return [f"{fmt_ours(s)} {NOT_ZERO_SHOT}", "n/a"]
+        return [f"{fmt_ours(s)} {NOT_ZERO_SHOT}", NOT_APPLICABLE]
     return [fmt_ours(s), fmt_delta(s, paper)]
 
 
@@ -108,6 +113,10 @@ class _Cells:
     def sources(self, target: str, variant: str) -> list[str]:
         return sorted({k[0] for k in self.summary if k[1] == target and k[2] == variant})
 
+    def evaluations(self, target: str, source: str | None = None, variant: str | None = None) -> list[Evaluation]:
+        return [e for e in self.results.evaluations
+                if e.target == target and source in (None, e.source) and variant in (None, e.variant)]
+
     def get(self, source: str, target: str, variant: str, level: str, metric: str) -> Summary | None:
         return self.summary.get((source, target, variant, level, metric))
 
@@ -126,6 +135,38 @@ class _Cells:
             ]
             self._ci[key] = bootstrap_auroc_ci(scores, self.resamples, seed=self.seed) if scores else None
         return self._ci[key]
+
+
+def _variants(evaluations: list[Evaluation]) -> list[str]:
+    return sorted({e.protocol_variant for e in evaluations if e.protocol_variant})
+
+
+def _partial(evaluations: list[Evaluation]) -> list[tuple[int, int]]:
+    """(classes evaluated, registry classes) of the evaluations that cover fewer than the registry's."""
+    return sorted({c for c in (e.class_coverage for e in evaluations) if c and c[0] < c[1]})
+
+
+def data_label(name: str, evaluations: list[Evaluation]) -> str:
+    """``name`` with the protocol variant(s) of the data and, when fewer than the registry's, the classes covered."""
+    extras = _variants(evaluations)
+    partial = _partial(evaluations)
+    if partial:
+        extras.append("{}/{} classes".format(*partial[0]))
+    return f"{name} ({', '.join(extras)})" if extras else name
+
+
+def _data_notes(table: Table, key: str, label: str, evaluations: list[Evaluation]) -> None:
+    """Notes for a label that is not the paper's protocol: another variant, or fewer classes."""
+    default = registry.get(key).variant if key in registry.keys() else None
+    others = [v for v in _variants(evaluations) if v != default]
+    if others:
+        table.notes.append(f"{label}: evaluated on the protocol variant {', '.join(others)}, not the project's "
+                           f"default {default}; another test set than the paper's, so Δ compares different data.")
+    partial = _partial(evaluations)
+    if partial:
+        covered = " or ".join(f"{k} of {n}" for k, n in partial)
+        table.notes.append(f"{label}: the mean covers {covered} classes of the registry (a partial dataset); "
+                           "it is not comparable with the paper's cell.")
 
 
 def _common_notes(table: Table, paper: PaperResults, location: str, results: Results) -> None:
@@ -152,7 +193,7 @@ def table1(paper: PaperResults, results: Results, resamples: int = 1000, seed: i
         header_groups=[[("", 3), (f"Paper, {paper.table1_location}", len(method_names)), ("This run", 3)]],
     )
     paper_index = [m.key for m in paper.methods].index(paper.paper_method)
-    missing = []
+    missing, labelled = [], {}
     for level in ("image", "pixel"):
         for domain in dict.fromkeys(d.domain for d in paper.datasets):
             group = [d for d in paper.datasets if d.domain == domain and level in d.values]
@@ -165,6 +206,11 @@ def table1(paper: PaperResults, results: Results, resamples: int = 1000, seed: i
                 if sources == [None]:
                     missing.append(d)
                 for source in sources:
+                    label = d.display_name
+                    if source:
+                        evaluations = cells.evaluations(d.key, source, variant)
+                        label = data_label(d.display_name, evaluations)
+                        labelled.setdefault(label, (d.key, evaluations))
                     for i, metric in enumerate(paper.metrics[level]):
                         theirs = [d.values[level][m.key][i] for m in paper.methods]
                         s = cells.get(source, d.key, variant, level, metric) if source else None
@@ -173,7 +219,7 @@ def table1(paper: PaperResults, results: Results, resamples: int = 1000, seed: i
                             ci = fmt_ci(cells.ci(source, d.key, variant)) if source else MISSING
                         table.rows.append(
                             [
-                                d.display_name if i == 0 else "",
+                                label if i == 0 else "",
                                 METRIC_NAMES.get(metric, metric),
                                 (source or MISSING) if i == 0 else "",
                                 *(f"{v:.1f}" for v in theirs),
@@ -187,6 +233,8 @@ def table1(paper: PaperResults, results: Results, resamples: int = 1000, seed: i
         "“Trained on” and evaluated zero-shot. PRO is the AnomalyCLIP-compatible AUPRO "
         "(aupro_anomalyclip). 95% CI: stratified bootstrap over test images, image AUROC only."
     )
+    for label, (key, evaluations) in labelled.items():
+        _data_notes(table, key, label, evaluations)
     for d in missing:
         table.notes.append(f"{MISSING} {d.display_name}: no result in {results.root.as_posix()}/eval/*/{d.key}/{variant}/.")
     return table
@@ -194,7 +242,7 @@ def table1(paper: PaperResults, results: Results, resamples: int = 1000, seed: i
 
 def table2(paper: PaperResults, results: Results, resamples: int = 1000, seed: int = 0) -> Table:
     cells = _Cells(results, resamples, seed)
-    names = {d.key: d.display_name for d in paper.datasets}
+    names = {d.key: data_label(d.display_name, cells.evaluations(d.key)) for d in paper.datasets}
     per_dataset = ["Paper", "Ours", "Δ", "95% CI", "Paper", "Ours", "Δ"]
     columns = ["CTDS", "WCMA", "SA-MoE", *(per_dataset * len(paper.table2_datasets))]
     table = Table(
@@ -228,7 +276,56 @@ def table2(paper: PaperResults, results: Results, resamples: int = 1000, seed: i
         table.rows.append(cells_row)
     _common_notes(table, paper, paper.table2_location, results)
     table.notes.append("95% CI: stratified bootstrap over test images of the image AUROC.")
+    for d in paper.table2_datasets:
+        _data_notes(table, d, names.get(d, d), cells.evaluations(d))
     table.notes += [f"Several sources for {m}." for m in multi]
     if missing:
         table.notes.append(f"{MISSING} no result for: {', '.join(missing)}.")
+    return table
+
+
+CUSTOM_METRICS = {"image": ("auroc", "ap", "f1_max"), "pixel": ("auroc", "ap", "aupro_anomalyclip")}
+
+
+def custom_table(results: Results, main_variant: str = "full") -> Table | None:
+    """Every model evaluated on a user's own dataset (config ``custom_targets``), the main variant first
+    for each source; None when there is none."""
+    evaluations = [e for e in results.evaluations if e.custom]
+    if not evaluations:
+        return None
+    summary = summarise(results.tidy())
+    metric_columns = [f"{METRIC_NAMES[m]}" for level in CUSTOM_METRICS for m in CUSTOM_METRICS[level]]
+    table = Table(
+        key="custom",
+        title="Your datasets — zero-shot results on custom targets",
+        caption="Each trained model evaluated zero-shot on the datasets of the workflow's custom_targets "
+        "(wmoe-clip prepare folder). The paper has no numbers for them.",
+        columns=["Dataset", "Trained on", "Model variant", "Classes", "Normal / anomalous", *metric_columns],
+        align="lllrr" + "r" * len(metric_columns),
+        header_groups=[[("", 5), *((f"{LEVEL_NAMES[lvl].capitalize()}", len(m)) for lvl, m in CUSTOM_METRICS.items())]],
+        synthetic=any(e.synthetic for e in evaluations),
+    )
+    first: dict[tuple[str, str, str], Evaluation] = {}
+    for e in sorted(evaluations, key=lambda e: (e.target, e.source, e.variant != main_variant, e.variant, e.seed)):
+        first.setdefault((e.target, e.source, e.variant), e)
+    for (target, source, variant), e in first.items():
+        dataset, counts = e.data["dataset"], e.data["counts"]
+        row = [dataset["display_name"], source, variant, str(counts["n_classes"]),
+               f"{counts['n_normal']} / {counts['n_anomalous']}"]
+        for level, metrics in CUSTOM_METRICS.items():
+            applies = dataset[f"{level}_metrics"]
+            row += [fmt_ours(summary.get((source, target, variant, level, m))) if applies else NOT_APPLICABLE
+                    for m in metrics]
+        table.rows.append(row)
+    seen = set()
+    for (target, _, _), e in first.items():
+        if target in seen:
+            continue
+        seen.add(target)
+        covered = [f"{LEVEL_NAMES[lvl]} over {m['auroc']['n_classes']} of {e.data['counts']['n_classes']} classes"
+                   for lvl, m in e.data["mean"].items()]
+        table.notes.append(f"{e.data['dataset']['display_name']}: means at {' and '.join(covered)} (a class counts "
+                           "where the metric applies: image level needs normal and anomalous images, pixel level "
+                           f"masks; see its prepare.json). {NOT_APPLICABLE}: the level does not apply to the dataset.")
+    table.notes.append("Ours: mean over seeds (± std with several seeds). PRO is the AnomalyCLIP-compatible AUPRO.")
     return table

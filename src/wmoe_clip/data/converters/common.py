@@ -10,7 +10,7 @@ A symbolic link whose target is gone is a problem too: it usually stands for an 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +27,8 @@ Splits = dict[str, dict[str, list[Record]]]
 class Layout:
     """How to recognise the dataset root inside RAW_DIR.
 
-    ``markers``: alternatives, each a tuple of paths that must all exist in the root.
+    ``markers``: alternatives, each a tuple of paths (or glob patterns, e.g. ``test/*_GT.png``) that
+    must all exist in the root.
     ``class_folders``: the root holds at least one registry class folder.
     ``root_names``: folder names the root usually has (e.g. ``Kvasir-SEG``), tried first.
     """
@@ -39,13 +40,25 @@ class Layout:
     def matches(self, path: Path, spec: DatasetSpec) -> bool:
         if self.class_folders and any((path / c).is_dir() for c in spec.classes):
             return True
-        return any(all((path / m).exists() for m in alt) for alt in self.markers)
+        return any(all(next(path.glob(m), None) is not None for m in alt) for alt in self.markers)
 
     def describe(self, spec: DatasetSpec) -> str:
         alts = [" + ".join(alt) for alt in self.markers]
         if self.class_folders:
             alts.append("class folders " + ", ".join(spec.classes))
         return " or ".join(alts)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One protocol variant of a dataset: how its root looks and how it converts.
+
+    A converter module of a dataset with variants lists them in ``VARIANTS`` (name -> Variant), in
+    the order in which ``prepare`` tries their layouts to detect which one RAW_DIR holds.
+    """
+
+    layout: Layout
+    convert: Callable[["Context"], "Splits"]
 
 
 @dataclass(frozen=True)
@@ -60,12 +73,16 @@ class Problem:
 
 @dataclass
 class Context:
-    """State of one conversion: the dataset root, its registry entry, problems and ignored entries."""
+    """State of one conversion: the dataset root, its registry entry, problems, ignored entries, the
+    registry classes not found (a partial download: converted without them) and warnings."""
 
     root: Path
     spec: DatasetSpec
     problems: list[Problem] = field(default_factory=list)
     ignored: list[dict[str, str]] = field(default_factory=list)
+    missing_classes: list[str] = field(default_factory=list)
+    # Facts the user must see that are no problem (shown by the CLI, kept in prepare.json).
+    warnings: list[str] = field(default_factory=list)
 
     def rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
@@ -75,6 +92,12 @@ class Context:
 
     def ignore(self, path: Path, reason: str) -> None:
         self.ignored.append({"path": self.rel(path), "reason": reason})
+
+    def present_classes(self, folder_of: Callable[[str], Path]) -> list[str]:
+        """Registry classes whose folder (``folder_of(cls)``) exists; the others are noted as missing."""
+        present = [c for c in self.spec.classes if folder_of(c).is_dir()]
+        self.missing_classes += [c for c in self.spec.classes if c not in present]
+        return present
 
     def require_dir(self, path: Path, what: str) -> Path:
         if not path.is_dir():
@@ -128,27 +151,38 @@ def by_stem(ctx: Context, files: Iterable[Path], what: str) -> dict[str, Path]:
     return index
 
 
-def pair_masks(
+def match_masks(
     ctx: Context, images: list[Path], mask_dir: Path, suffixes: tuple[str, ...] = ("",)
-) -> list[tuple[Path, Path]]:
-    """Pair each image with the mask named ``<image stem><suffix>.<any ext>`` in ``mask_dir``.
+) -> list[tuple[Path, Path | None]]:
+    """Each image with the mask named ``<image stem><suffix>.<any ext>`` in ``mask_dir``, or None.
 
-    An image without a mask, a mask without an image and two files with one stem are problems.
+    A mask without an image and two files with one stem are problems.
     """
     images = list(by_stem(ctx, images, "image").values())
     masks = by_stem(ctx, list_images(ctx, mask_dir) if mask_dir.is_dir() else [], "mask")
-    pairs, used = [], set()
+    matched, used = [], set()
     for img in images:
         mask = next((masks[img.stem + s] for s in suffixes if img.stem + s in masks), None)
-        if mask is None:
-            expected = " or ".join(f"{img.stem}{s}.*" for s in suffixes)
-            ctx.problem("missing mask", img, f"anomalous image without a mask ({expected} in {ctx.rel(mask_dir)})")
-            continue
-        used.add(mask)
-        pairs.append((img, mask))
+        if mask is not None:
+            used.add(mask)
+        matched.append((img, mask))
     for mask in masks.values():
         if mask not in used:
             ctx.problem("orphan mask", mask, "mask without an image of the same name")
+    return matched
+
+
+def pair_masks(
+    ctx: Context, images: list[Path], mask_dir: Path, suffixes: tuple[str, ...] = ("",)
+) -> list[tuple[Path, Path]]:
+    """Pair each image with its mask (``match_masks``); an image without a mask is a problem."""
+    pairs = []
+    for img, mask in match_masks(ctx, images, mask_dir, suffixes):
+        if mask is None:
+            expected = " or ".join(f"{img.stem}{s}.*" for s in suffixes)
+            ctx.problem("missing mask", img, f"anomalous image without a mask ({expected} in {ctx.rel(mask_dir)})")
+        else:
+            pairs.append((img, mask))
     return pairs
 
 
@@ -188,13 +222,19 @@ def defect_folder_split(
     return records
 
 
-def defect_folder_dataset(ctx: Context, normal: str = "good", mask_suffixes: tuple[str, ...] = ("",)) -> Splits:
-    """All registry classes of an MVTec-style dataset; folders that are no registry class are ignored."""
+def ignore_other_folders(ctx: Context) -> None:
+    """Folders of the root that are no registry class of this dataset (variant) are noted as ignored."""
     for p in visible_entries(ctx.root):
         if p.is_dir() and p.name not in ctx.spec.classes:
             ctx.ignore(p, "not a registry class of this dataset")
+
+
+def defect_folder_dataset(ctx: Context, normal: str = "good", mask_suffixes: tuple[str, ...] = ("",)) -> Splits:
+    """The registry classes present in an MVTec-style dataset (absent ones are noted as missing)."""
+    ignore_other_folders(ctx)
+    classes = ctx.present_classes(lambda cls: ctx.root / cls)
     return {
-        split: {cls: defect_folder_split(ctx, cls, split, normal, mask_suffixes) for cls in ctx.spec.classes}
+        split: {cls: defect_folder_split(ctx, cls, split, normal, mask_suffixes) for cls in classes}
         for split in ("train", "test")
     }
 

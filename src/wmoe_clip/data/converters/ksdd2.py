@@ -1,14 +1,107 @@
-"""KolektorSDD2, Bayes-PFL pack (project protocol): ``KSDD2/Metal/test/{good,anomaly}/*.bmp``.
+"""KolektorSDD2 in two layouts, three protocol variants (registry ``ksdd2.variants``).
 
-Masks are ``KSDD2/Metal/ground_truth/anomaly/<stem>.png``. The pack's 356/356 set is a fixed random
-draw that only the pack reproduces; the official KSDD2 archive (every image with a ``_GT.png``) is
-a different variant and is not read here.
+- ``bayes-pfl`` (project protocol): Bayes-PFL's pack, ``KSDD2/Metal/test/{good,anomaly}/*.bmp`` with
+  masks ``KSDD2/Metal/ground_truth/anomaly/<stem>.png``. Its 356/356 set is a fixed random draw that
+  only the pack reproduces.
+- ``official``: the ViCoS archive (``KolektorSDD2.zip``): ``train/`` and ``test/``, each image
+  ``<id>.png`` beside its ``<id>_GT.png``. Every image has a GT; an image is anomalous iff its GT has a
+  pixel above the mask threshold, so an all-zero GT is a normal image (as ViCoS' and SuperSimpleNet's
+  loaders read it). The test split.
+- ``official-balanced``: the same archive, every positive of train and test plus as many negatives
+  drawn without replacement by ``numpy.random.default_rng(balance_seed)`` from all negatives in path
+  order: the size of the pack's set, not its draw.
+
+Files not named ``<digits>.png`` / ``<digits>_GT.png`` (the archive's ``train/10301 (copy).png``, a
+duplicate without a GT) are listed as ignored. Detection: a ``Metal`` class folder is the pack,
+``test/*_GT.png`` the official archive; ``official-balanced`` is chosen with ``--variant``.
 """
 
-from .common import Context, Layout, Splits, defect_folder_dataset
+import re
 
-LAYOUT = Layout(class_folders=True, root_names=("KSDD2",))
+import numpy as np
+from PIL import Image
+
+from ...errors import WMoEError
+from ..masks import mask_values
+from .common import Context, Layout, Record, Splits, Variant, by_stem, defect_folder_dataset, visible_entries, is_image
+
+ID = re.compile(r"^\d+$")
+GT = "_GT"
+OFFICIAL = Layout(markers=(("test/*_GT.png",),), root_names=("KolektorSDD2",))
 
 
-def convert(ctx: Context) -> Splits:
+def _pack(ctx: Context) -> Splits:
     return defect_folder_dataset(ctx, normal="good", mask_suffixes=("",))
+
+
+def _has_defect(ctx: Context, gt) -> bool | None:
+    """Whether the GT has a foreground pixel; None (a problem) when it cannot be decoded."""
+    try:
+        with Image.open(gt) as m:
+            m.load()
+            return bool((mask_values(m) > ctx.spec.mask_threshold).any())
+    except (OSError, ValueError) as exc:
+        ctx.problem("unreadable mask", gt, f"cannot be decoded ({exc})")
+        return None
+
+
+def _split(ctx: Context, split: str) -> tuple[list[Record], list[Record]]:
+    """(normal, anomalous) records of one split folder of the official archive, in id order."""
+    folder = ctx.require_dir(ctx.root / split, f"{split} folder")
+    (cls,) = ctx.spec.classes
+    images, gts = [], []
+    for p in visible_entries(folder):
+        if is_image(p) and ID.match(p.stem):
+            images.append(p)
+        elif is_image(p) and p.stem.endswith(GT) and ID.match(p.stem[: -len(GT)]):
+            gts.append(p)
+        else:
+            ctx.ignore(p, "not a KolektorSDD2 <id>.png or <id>_GT.png file")
+    gt_of = by_stem(ctx, gts, "GT")
+    normal, anomalous = [], []
+    for img in by_stem(ctx, images, "image").values():
+        gt = gt_of.pop(img.stem + GT, None)
+        if gt is None:
+            ctx.problem("missing mask", img, f"no {img.stem}{GT}.png beside it (every KSDD2 image has a GT)")
+            continue
+        defect = _has_defect(ctx, gt)
+        if defect is not None:
+            rec = ctx.record(cls, img, gt if defect else None, "defect" if defect else "good", int(defect))
+            (anomalous if defect else normal).append(rec)
+    for gt in gt_of.values():
+        ctx.problem("orphan mask", gt, "GT without an image of the same id")
+    return normal, anomalous
+
+
+def _official(ctx: Context) -> Splits:
+    if (ctx.root / "train").is_dir():
+        ctx.ignore(ctx.root / "train", "train split: not part of the zero-shot test set")
+    (cls,) = ctx.spec.classes
+    normal, anomalous = _split(ctx, "test")
+    return {"train": {}, "test": {cls: normal + anomalous}}
+
+
+def _official_balanced(ctx: Context) -> Splits:
+    (cls,) = ctx.spec.classes
+    normal, anomalous = [], []
+    for split in ("train", "test"):
+        n, a = _split(ctx, split)
+        normal += n
+        anomalous += a
+    if len(normal) < len(anomalous):
+        raise WMoEError(f"ksdd2: {ctx.root} holds {len(anomalous)} positives but only {len(normal)} negatives; "
+                        "a balanced draw needs at least as many negatives")
+    normal.sort(key=lambda r: r["img_path"])
+    rng = np.random.default_rng(ctx.spec.balance_seed)
+    drawn = sorted(rng.choice(len(normal), size=len(anomalous), replace=False).tolist())
+    if len(normal) > len(drawn):
+        ctx.ignored.append({"path": ".", "reason": f"{len(normal) - len(drawn)} of {len(normal)} negatives "
+                            f"left out by the balanced draw (balance_seed {ctx.spec.balance_seed})"})
+    return {"train": {}, "test": {cls: [normal[i] for i in drawn] + anomalous}}
+
+
+VARIANTS = {
+    "bayes-pfl": Variant(Layout(class_folders=True, root_names=("KSDD2",)), _pack),
+    "official": Variant(OFFICIAL, _official),
+    "official-balanced": Variant(OFFICIAL, _official_balanced),
+}

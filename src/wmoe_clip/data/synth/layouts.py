@@ -3,7 +3,9 @@
 Each writer fills a RAW_DIR exactly as the official archive would extract (DATASETS.md §5), with
 synthetic images from ``Writer.sample``; ``prepare`` then reads it without knowing it is synthetic.
 A writer also records the ground truth (which image is anomalous, which mask is its own) so tests
-can check ``prepare`` against what was actually written.
+can check ``prepare`` against what was actually written. ``WRITERS`` is keyed by (dataset, protocol
+variant): None for a dataset with one protocol, and ``folder`` (a user's own dataset, ``prepare
+folder``) in its two forms, a folder (None) and a CSV (``csv``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from PIL import ImageDraw
 
 from ..registry import DatasetSpec
 from .defects import DEFECTS, plant
@@ -38,6 +42,7 @@ SHAPES: dict[str, tuple[tuple[int, int], tuple[int, int], bool]] = {
     "clinicdb": ((72, 72), (96, 96), False),
     "endo": ((64, 80), (72, 96), False),
     "kvasir": ((64, 88), (64, 96), False),
+    "folder": ((64, 72), (64, 72), False),
 }
 
 
@@ -48,11 +53,13 @@ class Writer:
     root: Path
     spec: DatasetSpec
     seed: int
+    # SHAPES entry (the dataset key; ``folder`` for a user's dataset, whose spec key is its name).
+    shape_key: str = ""
     truth: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.rng = np.random.default_rng(stable_seed(self.spec.key, self.seed))
-        (hr, wr, self.grey) = SHAPES[self.spec.key]
+        (hr, wr, self.grey) = SHAPES[self.shape_key or self.spec.key]
         self.h_range, self.w_range = hr, wr
         self._styles: dict[str, Style] = {}
 
@@ -107,6 +114,13 @@ class Writer:
         self.image(img_rel, img)
         mask = self.mask(mask_rel, regions, **mask_kw) if anomalous and mask_rel else ""
         self.add(split, cls, img_rel, mask, int(anomalous))
+
+    def labelled(self, split: str, cls: str, img_rel: str, anomalous: bool) -> list[np.ndarray]:
+        """Sample and write an image and record it without a mask; returns its defect regions."""
+        img, regions = self.sample(cls, anomalous)
+        self.image(img_rel, img)
+        self.add(split, cls, img_rel, "", int(anomalous))
+        return regions or [np.zeros(img.shape[:2], bool)]
 
 
 def split_counts(spec: DatasetSpec, size: int) -> tuple[int, int]:
@@ -244,24 +258,122 @@ def write_kvasir(w: Writer, size: int) -> None:
     w.target("Kvasir-SEG/kavsir_bboxes.json").write_text(json.dumps({i: {"bbox": []} for i in ids}))
 
 
-WRITERS: dict[str, Callable[[Writer, int], None]] = {
-    "mvtec": write_mvtec,
-    "visa": write_visa,
-    "btad": write_btad,
-    "ksdd2": _bayes_pfl_pack("KSDD2"),
-    "dagm": _bayes_pfl_pack("DAGM"),
-    "dtd": write_dtd,
-    "headct": write_headct,
-    "brainmri": write_brainmri,
-    "br35h": write_br35h,
-    "isic": _image_mask_folders("ISBI2016_ISIC_Part1_Test_Data", "ISBI2016_ISIC_Part1_Test_GroundTruth",
-                                lambda i: f"ISIC_{3 * i + 1:07d}", "jpg", "{stem}_Segmentation.png"),
-    "colondb": _image_mask_folders("CVC-ColonDB/images", "CVC-ColonDB/masks", lambda i: str(i + 1), "png",
-                                   "{stem}.png"),
-    "clinicdb": _image_mask_folders("CVC-ClinicDB/images", "CVC-ClinicDB/masks", lambda i: str(i + 1), "tif",
-                                    "{stem}.tif"),
-    "endo": _image_mask_folders("EndoTect_2020_Segmentation_Test_Dataset/images",
-                                "EndoTect_2020_Segmentation_Test_Dataset/masks",
-                                lambda i: f"{stable_seed('endo', i):08x}", "jpg", "{stem}.png"),
-    "kvasir": write_kvasir,
+def write_ksdd2_official(w: Writer, size: int) -> None:
+    """ViCoS' KolektorSDD2.zip: ``{train,test}/<id>.png`` each with a ``<id>_GT.png``, all-zero for normals.
+
+    Train holds positives too (the balanced variant draws from both splits), and the archive's
+    duplicate ``train/<id> (copy).png`` without a GT is reproduced.
+    """
+    (cls,) = w.spec.classes
+    n_norm, n_anom = split_counts(w.spec, size)
+    for split, first, (normal, anomalous) in (("train", 10000, (n_norm, max(1, size // 4))),
+                                              ("test", 20000, (n_norm, n_anom))):
+        labels = w.rng.permutation([0] * normal + [1] * anomalous)
+        for i, label in enumerate(labels):
+            stem = f"{split}/{first + i}"
+            regions = w.labelled(split, cls, f"{stem}.png", bool(label))
+            w.mask(f"{stem}_GT.png", regions)
+            if label:
+                w.truth[-1]["mask_path"] = f"{stem}_GT.png"
+    w.image("train/10000 (copy).png", w.sample(cls, False)[0])
+
+
+def _ellipse(region: np.ndarray) -> np.ndarray:
+    """A filled ellipse around ``region`` with a margin: DAGM's coarse weak labels."""
+    ys, xs = np.nonzero(region)
+    h, w = region.shape
+    m = Image.new("L", (w, h), 0)
+    ImageDraw.Draw(m).ellipse([xs.min() - 3, ys.min() - 3, xs.max() + 3, ys.max() + 3], fill=255)
+    return np.asarray(m) > 0
+
+
+def write_dagm_kaggle(w: Writer, size: int) -> None:
+    """The Kaggle release: ``DAGM_KaggleUpload/Class<i>/{Train,Test}/<nnnn>.PNG`` with ``Label/Labels.txt``.
+
+    Labels.txt: the class number, then ``<id>\\t<flag>\\t<file>\\t0\\t<label file | 0>`` per image; the
+    defective images' ellipse labels are ``Label/<nnnn>_label.PNG``. Train holds normals only here.
+    """
+    n_norm, n_anom = split_counts(w.spec, size)
+    for number, cls in enumerate(w.spec.classes, start=1):
+        for split, labels in (("Train", [0] * N_TRAIN), ("Test", w.rng.permutation([0] * n_norm + [1] * n_anom))):
+            base = f"DAGM_KaggleUpload/{cls}/{split}"
+            rows = [str(number)]
+            for i, label in enumerate(labels, start=1):
+                name = f"{i:04d}.PNG"
+                regions = w.labelled(split.lower(), cls, f"{base}/{name}", bool(label))
+                mask = f"{i:04d}_label.PNG" if label else "0"
+                if label:
+                    w.mask(f"{base}/Label/{mask}", [_ellipse(r) for r in regions])
+                    w.truth[-1]["mask_path"] = f"{base}/Label/{mask}"
+                rows.append(f"{i}\t{int(label)}\t{name}\t0\t{mask}")
+            w.target(f"{base}/Label/Labels.txt").write_text("\n".join(rows) + "\n")
+
+
+# A user's parts: one class with masks (named with and without ``_mask``), one image-only class (no
+# ground_truth/), one whose anomalous images miss a mask, one pixel-only class (no normals).
+FOLDER_CLASSES = ("screw", "plate", "cable", "weld")
+IMAGE_ONLY, MASK_MISSING, PIXEL_ONLY = "plate", "cable", "weld"
+
+
+def _folder_items(w: Writer, size: int):
+    """(class, index, anomalous, keeps a mask) of every image of the custom layouts."""
+    n_norm, n_anom = split_counts(w.spec, size)
+    for cls in w.spec.classes:
+        normal = 0 if cls == PIXEL_ONLY else n_norm
+        # Two anomalies at least, so that one without a mask leaves the class partly masked.
+        for i in range(normal + (max(2, n_anom) if cls == MASK_MISSING else n_anom)):
+            anomalous = i >= normal
+            masked = anomalous and cls != IMAGE_ONLY and not (cls == MASK_MISSING and i == normal)
+            yield cls, i, anomalous, masked
+
+
+def write_folder(w: Writer, size: int) -> None:
+    """A user's folder in the MVTec convention (``prepare folder --raw``), with a stray file."""
+    for cls, i, anomalous, masked in _folder_items(w, size):
+        defect = "good" if not anomalous else ("scratch", "spot")[i % 2]
+        img = f"{cls}/{defect}/{i:03d}.png"
+        mask = f"{cls}/ground_truth/{defect}/{i:03d}{'_mask' if i % 2 else ''}.png" if masked else None
+        w.pair("test", cls, img, mask, anomalous)
+    (w.root / "README.txt").write_text("parts inspected on line 3 (synthetic stand-in)\n")
+
+
+def write_folder_csv(w: Writer, size: int) -> None:
+    """A user's CSV (``prepare folder --csv labels.csv``): path,label,mask,class, plus an unlisted image."""
+    rows = [["path", "label", "mask", "class"]]
+    for cls, i, anomalous, masked in _folder_items(w, size):
+        img = f"images/{cls}_{i:03d}.png"
+        mask = f"masks/{cls}_{i:03d}.png" if masked else None
+        w.pair("test", cls, img, mask, anomalous)
+        rows.append([img, "anomaly" if anomalous else "normal", mask or "", cls])
+    w.image("images/unlisted.png", w.sample(FOLDER_CLASSES[0], False)[0])
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    w.target("labels.csv").write_text(buf.getvalue())
+
+
+WRITERS: dict[tuple[str, str | None], Callable[[Writer, int], None]] = {
+    ("mvtec", None): write_mvtec,
+    ("visa", None): write_visa,
+    ("btad", None): write_btad,
+    ("ksdd2", "bayes-pfl"): _bayes_pfl_pack("KSDD2"),
+    ("ksdd2", "official"): write_ksdd2_official,
+    ("ksdd2", "official-balanced"): write_ksdd2_official,
+    ("dagm", "bayes-pfl"): _bayes_pfl_pack("DAGM"),
+    ("dagm", "kaggle"): write_dagm_kaggle,
+    ("dtd", None): write_dtd,
+    ("headct", None): write_headct,
+    ("brainmri", None): write_brainmri,
+    ("br35h", None): write_br35h,
+    ("isic", None): _image_mask_folders("ISBI2016_ISIC_Part1_Test_Data", "ISBI2016_ISIC_Part1_Test_GroundTruth",
+                                        lambda i: f"ISIC_{3 * i + 1:07d}", "jpg", "{stem}_Segmentation.png"),
+    ("colondb", None): _image_mask_folders("CVC-ColonDB/images", "CVC-ColonDB/masks", lambda i: str(i + 1), "png",
+                                           "{stem}.png"),
+    ("clinicdb", None): _image_mask_folders("CVC-ClinicDB/images", "CVC-ClinicDB/masks", lambda i: str(i + 1),
+                                            "tif", "{stem}.tif"),
+    ("endo", None): _image_mask_folders("EndoTect_2020_Segmentation_Test_Dataset/images",
+                                        "EndoTect_2020_Segmentation_Test_Dataset/masks",
+                                        lambda i: f"{stable_seed('endo', i):08x}", "jpg", "{stem}.png"),
+    ("kvasir", None): write_kvasir,
+    ("folder", None): write_folder,
+    ("folder", "csv"): write_folder_csv,
 }

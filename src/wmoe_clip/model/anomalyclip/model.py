@@ -1,0 +1,79 @@
+"""AnomalyCLIP (Zhou et al., ICLR 2024) on the project's frozen backbone, as its public code computes it.
+
+The interface is WMoE-CLIP's: ``encode_image`` is the frozen part (cacheable), ``forward_features``
+the learnable one, ``loss`` the training objective. What differs from WMoE-CLIP:
+
+- text: the two object-agnostic prompts with deep tokens in text blocks 1..8 (``prompts.py``), the
+  same features for every image and layer;
+- map of layer l: the abnormal channel of ``softmax(cos(patch, [t_n, t_a]) / τ)`` per patch, upsampled
+  bilinearly to the input size; ``anomaly_map`` is the **sum** over the feature layers (their
+  ``test.py``), so it ranges over [0, L];
+- ``global_score`` and ``image_score`` are both the abnormal probability of the global token,
+  ``softmax(cos(g, [t_n, t_a]) / τ)[1]``; the map does not enter the image score;
+- loss: ``losses.py``.
+
+Where their backbone differs from the project's default (global token without ``ln_post``, positional
+grid resized bilinearly, fp32), ``model.compat: anomalyclip`` restores it (docs/REPRODUCTION.md).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ...config import RunConfig
+from ...errors import WMoEError
+from ..backbone import autocast_disabled
+from ..base import FrozenBackboneModel, ImageFeatures
+from ..losses import local_loss
+from ..wmoe_clip import WMoEOutput
+from .losses import FOCAL_GAMMA, smoothed_focal_loss
+from .prompts import AnomalyCLIPPrompts
+
+
+class AnomalyCLIP(FrozenBackboneModel):
+    def __init__(self, cfg: RunConfig):
+        super().__init__(cfg)
+        m = cfg.model
+        text_layers = len(self.backbone.clip.transformer.resblocks)
+        if m.anomalyclip.deep_prompt_depth > text_layers:
+            raise WMoEError(f"model.anomalyclip.deep_prompt_depth {m.anomalyclip.deep_prompt_depth} exceeds the "
+                            f"{text_layers} text layers of {m.backbone}")
+        self.prompts = AnomalyCLIPPrompts(m.anomalyclip, self.backbone.text_width, self.backbone.context_length)
+
+    def encode_prompts(self) -> torch.Tensor:
+        """L2-normalised text features (2,D): normal, abnormal."""
+        embeddings = self.prompts(self.backbone.clip.token_embedding)[0]
+        text = self.backbone.encode_text(embeddings, self.prompts.eot_index, truncate=self.cfg.model.truncate_text,
+                                         deep_tokens=self.prompts.deep_tokens())
+        return F.normalize(text.float(), dim=-1)
+
+    def forward_features(self, feats: ImageFeatures) -> WMoEOutput:
+        m = self.cfg.model
+        device = self.prompts.context.device
+        text = self.encode_prompts()
+        with autocast_disabled(device):
+            text = text.float()
+            g = F.normalize(feats.global_token.to(device, torch.float32), dim=-1)
+            patches = F.normalize(feats.patch_tokens.to(device, torch.float32), dim=-1)
+            b = g.shape[0]
+            probs = (torch.einsum("blnd,cd->blnc", patches, text) / m.temperature).softmax(dim=-1)[..., 1]
+            gh, gw = self.backbone.grid
+            layer_maps = F.interpolate(probs.reshape(b, -1, gh, gw), size=(m.image_size, m.image_size),
+                                       mode="bilinear", align_corners=False)
+            global_logits = g @ text.T / m.temperature
+            global_score = global_logits.softmax(dim=-1)[:, 1]
+        return WMoEOutput(layer_maps, layer_maps.sum(dim=1), global_score, global_score,
+                          {"g": g, "text": text, "global_logits": global_logits})
+
+    def loss(self, out: WMoEOutput, labels: torch.Tensor, masks: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``global`` (CE of the global token), ``focal`` and ``dice`` (summed over layers) and ``total``."""
+        with autocast_disabled(out.layer_maps.device):
+            labels = labels.to(out.global_score.device, torch.long)
+            masks = masks.to(out.layer_maps.device, torch.float32)
+            if masks.dim() == 4:
+                masks = masks[:, 0]
+            terms = {"global": F.cross_entropy(out.aux["global_logits"].float(), labels)}
+            terms["focal"], terms["dice"] = local_loss(out.layer_maps.float(), masks, FOCAL_GAMMA, smoothed_focal_loss)
+            terms["total"] = terms["global"] + self.cfg.model.anomalyclip.local_weight * (terms["focal"] + terms["dice"])
+        return terms
