@@ -9,8 +9,11 @@ default. The Table 2 variants are named switch sets applied on top of a config.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -369,8 +372,73 @@ def _check_values(cfg: RunConfig, source: str) -> None:
     if m.init == "zero_residual" and not m.wcma.residual:
         problems.append("model.init zero_residual needs model.wcma.residual true (a non-residual WCMA cannot "
                         "start at the identity); set model.init: default")
+    problems += _range_problems(cfg)
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(problems))
+
+
+# Devices select_device can open: the first visible GPU (auto), the CPU, or a CUDA index.
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def _range_problems(cfg: RunConfig) -> list[str]:
+    """The ranges of the numeric settings: a value outside them would crash late or train nothing."""
+    m, t, e, lo = cfg.model, cfg.train, cfg.eval, cfg.loss
+    problems = [f"{name} must be a finite number, got {value!r}"
+                for name, value in _numbers(cfg.to_dict()) if not math.isfinite(value)]
+    at_least = {
+        "train.epochs": (t.epochs, 1), "train.batch_size": (t.batch_size, 1), "train.num_workers": (t.num_workers, 0),
+        "train.seed": (t.seed, 0), "eval.batch_size": (e.batch_size, 1), "eval.num_workers": (e.num_workers, 0),
+        "eval.sigma": (e.sigma, 0), "eval.figure_samples": (e.figure_samples, 0),
+        "loss.focal_gamma": (lo.focal_gamma, 0), "loss.global_weight": (lo.global_weight, 0),
+        "loss.local_weight": (lo.local_weight, 0), "loss.kl_weight": (lo.kl_weight, 0),
+        "loss.rec_weight": (lo.rec_weight, 0), "model.backbone_seed": (m.backbone_seed, 0),
+        "model.ctds.latent_dim": (m.ctds.latent_dim, 1), "model.ctds.decoder_hidden": (m.ctds.decoder_hidden, 1),
+        "model.wcma.reduction": (m.wcma.reduction, 1), "model.wcma.attn_dim": (m.wcma.attn_dim, 1),
+        "model.sa_moe.adapter_dim": (m.sa_moe.adapter_dim, 1), "model.sa_moe.expert_hidden": (m.sa_moe.expert_hidden, 1),
+        "model.sa_moe.load_balance_weight": (m.sa_moe.load_balance_weight, 0),
+    }
+    problems += [f"{name} must be at least {low}, got {value!r}" for name, (value, low) in at_least.items()
+                 if value < low]
+    if not t.lr > 0:
+        problems.append(f"train.lr must be positive, got {t.lr!r}")
+    problems += [f"train.betas[{i}] must lie in [0, 1), got {b!r}" for i, b in enumerate(t.betas) if not 0 <= b < 1]
+    problems += [f"{name} must be auto, cpu, mps, cuda or cuda:N, got {dev!r}"
+                 for name, dev in (("train.device", t.device), ("eval.device", e.device)) if not _DEVICE.match(dev)]
+    return problems
+
+
+def _numbers(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, float]]:
+    """(dotted key, value) of every float in a config dict, list items included."""
+    out = []
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out += _numbers(value, f"{name}.")
+        elif isinstance(value, float):
+            out.append((name, value))
+        elif isinstance(value, list):
+            out += [(f"{name}[{i}]", v) for i, v in enumerate(value) if isinstance(v, float)]
+    return out
+
+
+def config_with_overrides(base: str | Path, overrides: Mapping[str, Any], source: str) -> RunConfig:
+    """The config ``base`` (shipped name or YAML file) with each dotted ``key: value`` set, validated whole.
+
+    The one place that applies overrides: ``wmoe-clip run-config --set`` and the workflow's
+    ``overrides:`` (checked when Snakemake builds its DAG, before any job runs) both come here.
+    """
+    data = load_config(base).to_dict()
+    for key, value in overrides.items():
+        *parents, leaf = str(key).split(".")
+        node = data
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{source}: {key}: {part} is a value, not a section")
+            node = child
+        node[leaf] = value
+    return config_from_dict(data, source)
 
 
 def resolve_config_path(name_or_path: str | Path) -> Path:

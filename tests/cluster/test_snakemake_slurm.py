@@ -34,6 +34,7 @@ def _config(tmp: Path, **train: float) -> Path:
     config.update(
         run="slurm", paths={k: str(tmp / k) for k in ("resources", "results", "reports", "logs")}, synth_size=2,
         overrides=overrides, targets={"visa": ["mvtec"], "mvtec": ["visa"]}, variants=["full"], ablation_targets={},
+        custom_targets={},
         mlflow={"enabled": True, "tracking_uri": f"sqlite:///{tmp}/mlflow.db", "experiment": "slurm"})
     path = tmp / "config.yaml"
     path.write_text(yaml.safe_dump(config))

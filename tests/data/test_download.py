@@ -25,7 +25,7 @@ from PIL import Image
 
 from wmoe_clip.cli import main
 from wmoe_clip.data import registry
-from wmoe_clip.data.download import download_dataset, fetch
+from wmoe_clip.data.download import RetryBudget, download_dataset, fetch
 from wmoe_clip.data.registry import DatasetSpec, DownloadSpec, FileSpec
 from wmoe_clip.data.weights import WEIGHTS_FILE, download_weights, openai_source
 from wmoe_clip.errors import WMoEError
@@ -143,7 +143,7 @@ def test_fetch_resumes_a_dropped_connection_with_range(server, tmp_path):
     data = _payload()
     server.files["/a.bin"] = data
     server.drops["/a.bin"] = 1
-    fetch(server.base + "/a.bin", tmp_path / "a.bin", sha256=_sha(data), backoff=0)
+    fetch(server.base + "/a.bin", tmp_path / "a.bin", sha256=_sha(data), budget=RetryBudget(backoff=0))
     assert (tmp_path / "a.bin").read_bytes() == data
     assert server.log == [("/a.bin", None), ("/a.bin", f"bytes={len(data) // 2}-")]
 
@@ -152,7 +152,7 @@ def test_fetch_retries_a_server_error(server, tmp_path):
     data = _payload(1000)
     server.files["/a.bin"] = data
     server.unavailable["/a.bin"] = 2
-    fetch(server.base + "/a.bin", tmp_path / "a.bin", sha256=_sha(data), backoff=0)
+    fetch(server.base + "/a.bin", tmp_path / "a.bin", sha256=_sha(data), budget=RetryBudget(backoff=0))
     assert (tmp_path / "a.bin").read_bytes() == data and len(server.log) == 3
 
 
@@ -161,7 +161,7 @@ def test_interrupted_fetch_keeps_part_file_and_next_run_resumes(server, tmp_path
     server.files["/a.bin"] = data
     server.drops["/a.bin"] = 1
     with pytest.raises(WMoEError, match="run again to resume"):
-        fetch(server.base + "/a.bin", tmp_path / "a.bin", sha256=_sha(data), retries=0)
+        fetch(server.base + "/a.bin", tmp_path / "a.bin", sha256=_sha(data), budget=RetryBudget(retries=0))
     part = tmp_path / "a.bin.part"
     assert part.read_bytes() == data[: len(data) // 2]
     assert not (tmp_path / "a.bin").exists()

@@ -40,8 +40,10 @@ def test_partial_mvtec_prepares_with_a_warning_and_strict_refuses_it(tmp_path, c
     assert f"13 of 15 classes missing: {', '.join(missing)}" in report["count_differences"]
     # Present classes are still checked against their own counts (20 + 19 normal, 63 + 60 anomalous).
     assert report["counts"]["total"] == {"expected": [39, 123], "found": [2, 2]}
+    before = {name: (out / name).read_bytes() for name in ("meta.json", "prepare.json")}
     assert main(["prepare", "mvtec", "--raw", str(raw), "--out", str(out), "--strict"]) == 2
-    assert "13 of 15 classes missing" in capsys.readouterr().err and not (out / "meta.json").exists()
+    assert "13 of 15 classes missing" in capsys.readouterr().err
+    assert {name: (out / name).read_bytes() for name in before} == before  # the failed rerun keeps the pair
 
 
 def _custom_truth(truth):

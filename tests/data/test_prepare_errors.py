@@ -175,16 +175,6 @@ def test_wrong_layout_and_missing_raw(tmp_path):
         prepare("headct", tmp_path / "nowhere", tmp_path / "out", progress=False)
 
 
-def test_failed_prepare_removes_a_stale_meta(tmp_path):
-    raw, out = tmp_path / "raw", tmp_path / "out"
-    truth = generate("colondb", raw, size=2)
-    prepare("colondb", raw, out, progress=False)
-    (raw / _anomalous(truth)[0]["mask_path"]).unlink()
-    with pytest.raises(WMoEError):
-        prepare("colondb", raw, out, progress=False)
-    assert not (out / "meta.json").exists()
-
-
 def _meta(**over):
     rec = {"img_path": "a/1.png", "mask_path": "", "cls_name": "c", "specie_name": "good", "anomaly": 0,
            "dataset_name": "mvtec"}

@@ -64,12 +64,17 @@ def test_unreachable_server_warns_and_the_job_still_writes_its_outputs(make_prep
         run = train(cfg, "btad", make_prepared("btad", 4), tmp_path, tracker=Tracker(), progress=False)
     assert run["mlflow_run_id"] is None
     assert (tmp_path / "model.pt").is_file()
-    assert json.loads((tmp_path / "run.json").read_text())["variant"] == "base"
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["variant"] == "base"
+    # The output says the run is missing from MLflow, and why.
+    assert record["tracking"]["requested"] and "failed while trying to start a run" in record["tracking"]["error"]
     with pytest.warns(TrackingWarning, match="tracking is off for the rest of this job"):
         doc = evaluate(tmp_path / "model.pt", "btad", make_prepared("btad", 4), tmp_path / "eval.json",
-                       tracker=Tracker(), progress=False)
+                       tracker=Tracker(), progress=False, allow_same_source=True)
     assert doc["mlflow_run_id"] is None and doc["train_run_id"] is None
-    assert json.loads((tmp_path / "eval.json").read_text())["target"] == "btad"
+    written = json.loads((tmp_path / "eval.json").read_text())
+    assert written["target"] == "btad"
+    assert "failed while trying to start a run" in written["tracking"]["error"]
 
 
 def test_default_store_is_an_absolute_sqlite_file_in_the_working_directory(tmp_path, monkeypatch):

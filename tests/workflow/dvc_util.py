@@ -41,20 +41,30 @@ def dvc_stages(params: dict, root: Path) -> list:
 
 
 # A small DVC setup for the end-to-end tests: the demo's synthetic data and tiny model on two datasets
-# and one variant (one training, one evaluation: the smallest DAG from data to report), one epoch.
+# and one variant (one training, one evaluation: the smallest DAG from data to report), one epoch, no
+# custom target. Standalone, not `defaults: [demo]`: a setup's mappings merge over the one it names,
+# so the demo's custom target could not be dropped.
 SUBSET_SETUP = """\
 # @package _global_
-defaults:
-  - demo
 datasets: [visa, mvtec]
 sources: [visa]
 variants: [full]
 main_cells: [{source: visa, target: mvtec}]
 ablation_cells: []
 ablation_variants: []
-data: {args: {size: 2, seed: 0}}
-run_config: {set: {train: {epochs: 1}}}
+paths: {resources: resources/demo, results: results/demo, reports: reports/demo}
+data: {source: synth, args: {size: 2, seed: 0}}
+prepare: {strict: false}
+weights: []
+run_config:
+  base: tiny
+  input: src/wmoe_clip/configs/tiny.yaml
+  set:
+    train: {epochs: 1, num_workers: 0}
+    eval: {num_workers: 0, figure_samples: 4}
 mlflow: {experiment: dvc-subset}
+custom_targets: {}
+custom_synth: {}
 """
 
 

@@ -159,13 +159,6 @@ def test_cli_writes_the_three_files(tmp_path, paper_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["index.html", "table1.tex", "table2.tex"]
 
 
-def test_an_empty_results_folder_still_renders(tmp_path, paper_path):
-    (tmp_path / "results").mkdir()
-    build_report(tmp_path / "results", tmp_path / "report", paper_path)
-    html = (tmp_path / "report" / "index.html").read_text()
-    assert "No training history" in html and "No evaluation figures" in html
-
-
 @pytest.mark.parametrize("corrupt", ["not json", "wrong place", "old format"])
 def test_bad_evaluation_files_name_the_file(tmp_path, paper_path, capsys, corrupt):
     results = _results(tmp_path / "results")

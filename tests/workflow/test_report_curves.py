@@ -8,6 +8,7 @@ import json
 import pytest
 from PIL import Image
 
+from conftest import eval_json, write_eval
 from wmoe_clip.report import build_report
 from wmoe_clip.report.figures import PANEL_TITLES, curve_panels, training_curves_png
 from wmoe_clip.report.results import Training
@@ -66,6 +67,7 @@ def test_the_report_shows_the_diagnostics_of_a_training_history(tmp_path, paper_
     hist = tmp_path / "results" / "train" / "visa" / "full" / "seed0" / "history.json"
     hist.parent.mkdir(parents=True)
     hist.write_text(json.dumps([_full_epoch(e) for e in (1, 2)]))
+    write_eval(tmp_path / "results", eval_json("visa", "mvtec", "full", 0, image={"auroc": 0.8}))
     build_report(tmp_path / "results", tmp_path / "report", paper_path, resamples=10)
     html = (tmp_path / "report" / "index.html").read_text()
     assert 'alt="training curves"' in html and "‖P(μ)‖" in html and "1/k" in html

@@ -3,10 +3,19 @@
 import json
 import os
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
+
+from wmoe_clip.config import ConfigError, config_with_overrides
 
 
 validate(config, schema="../schemas/config.schema.yaml")
+# The run config with the overrides, checked by the library now, while the DAG is built: a bad
+# value (train.epochs: 0, a typo) fails before any job runs rather than in the run_config job.
+try:
+    config_with_overrides(config["model_config"], config["overrides"], "workflow config `overrides`")
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
 
 PATHS = config["paths"]
 RES = PATHS["resources"]

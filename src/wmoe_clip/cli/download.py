@@ -20,6 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--url-base", default=None,
                    help="mirror: fetch every file from URL_BASE/<filename> instead of the registry URL")
     p.add_argument("--force", action="store_true", help="download and extract again even if DIR is complete")
+    _network_options(p)
     p.set_defaults(func=run_download)
 
     w = subparsers.add_parser(
@@ -31,18 +32,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     w.add_argument("--dest", required=True, help="folder for the weights, e.g. resources/weights")
     w.add_argument("--url", default=None, help="mirror URL of the OpenAI TorchScript file (needs --sha256)")
     w.add_argument("--sha256", default=None, help="expected sha256 of the file at --url")
+    _network_options(w)
     w.set_defaults(func=run_download_weights)
+
+
+def _network_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stall-timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="drop a connection that delivers no data for this long, then retry (default %(default)g)")
+    p.add_argument("--retries", type=int, default=5,
+                   help="retries after a dropped or stalled connection, for the whole command (default %(default)s)")
+
+
+def _budget(args: argparse.Namespace):
+    from ..data.download import RetryBudget
+
+    return RetryBudget(retries=args.retries, stall_timeout=args.stall_timeout)
 
 
 def run_download(args: argparse.Namespace) -> int:
     from ..data.download import download_dataset
 
-    download_dataset(registry.get(args.dataset), args.dest, url_base=args.url_base, force=args.force)
+    download_dataset(registry.get(args.dataset), args.dest, url_base=args.url_base, force=args.force,
+                     budget=_budget(args))
     return 0
 
 
 def run_download_weights(args: argparse.Namespace) -> int:
     from ..data.weights import download_weights
 
-    download_weights(args.dest, url=args.url, sha256=args.sha256)
+    download_weights(args.dest, url=args.url, sha256=args.sha256, budget=_budget(args))
     return 0

@@ -19,8 +19,11 @@ def register(subparsers) -> None:
     p.add_argument("--data", required=True, help="prepared folder of the target dataset (holds meta.json)")
     p.add_argument("--out", required=True, help="evaluation JSON to write")
     p.add_argument("--figure", help="figure PNG to write (default: the JSON's path with .png)")
-    p.add_argument("--train-run", help="the training's run.json (default: run.json beside the checkpoint)")
+    p.add_argument("--train-run", help="the training's run.json (default: run.json beside the checkpoint); "
+                   "it must record this checkpoint's sha256")
     p.add_argument("--source", help="training dataset key, when no run.json records it")
+    p.add_argument("--allow-same-source", action="store_true",
+                   help="evaluate a model on the dataset it was trained on; the JSON is marked not zero-shot")
     p.add_argument("--feature-cache", action="store_true",
                    help="read the frozen encoder's outputs from the feature cache (built if missing)")
     p.add_argument("--cache-dir", help="feature cache root (default: $WMOE_CLIP_CACHE_DIR or ~/.cache/wmoe-clip/features)")
@@ -33,10 +36,14 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.evaluate import evaluate
     from ..engine.tracking import Tracker
 
+    tracker = Tracker(enabled=not args.no_tracking)
     doc = evaluate(args.checkpoint, args.target, args.data, args.out, figure=args.figure,
-                   train_run=args.train_run, source=args.source, tracker=Tracker(enabled=not args.no_tracking),
-                   feature_cache=args.feature_cache, cache_dir=args.cache_dir, progress=not args.quiet)
+                   train_run=args.train_run, source=args.source, tracker=tracker,
+                   feature_cache=args.feature_cache, cache_dir=args.cache_dir, progress=not args.quiet,
+                   allow_same_source=args.allow_same_source)
     means = ", ".join(f"{lvl} AUROC {m['auroc']['value']:.3f}" for lvl, m in doc["mean"].items()
                       if m["auroc"]["value"] is not None)
-    print(f"{doc['source']} -> {doc['target']} ({doc['variant']}, seed {doc['seed']}): {means} -> {args.out}")
+    print(f"{doc['source']} -> {doc['target']} ({doc['variant']}, seed {doc['seed']}): {means} -> {args.out}"
+          + (" (not zero-shot)" if doc["zero_shot"] is False else ""))
+    tracker.report_failure("evaluate", args.out)
     return 0

@@ -12,24 +12,28 @@ def register(subparsers) -> None:
         "predict",
         help="score image files with a trained model (scores as JSON/CSV, heatmap overlays as PNG)",
         description="Score each IMAGE with the model in CHECKPOINT. Writes OUT/scores.json, OUT/scores.csv "
-        "and OUT/heatmaps/*.png. Unreadable files are reported and skipped; the exit status is 1 when "
-        "some were skipped and 2 when none could be read.",
+        "(every input with its status) and OUT/heatmaps/*.png (replaced as a whole). Unreadable files, "
+        "anything that is not a regular file and images over --max-pixels (JPEGs are decoded at a "
+        "reduced scale instead when that fits) are reported and skipped; the exit status is 1 when some "
+        "were skipped and 2 when none could be read.",
     )
     p.add_argument("--checkpoint", required=True, help="model.pt written by wmoe-clip train")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--max-pixels", type=int, help="most pixels decoded per image (default: 50 million)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.predict import predict
+    from ..engine.predict import DEFAULT_MAX_PIXELS, predict
 
-    rows = predict(args.checkpoint, args.images, args.out)
-    failed = sum(r["error"] is not None for r in rows)
+    max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels
+    rows = predict(args.checkpoint, args.images, args.out, max_pixels=max_pixels)
+    failed = sum(r["status"] == "skipped" for r in rows)
     if failed == len(rows):
         raise WMoEError(f"none of the {len(rows)} file(s) could be read as an image; see {args.out}/scores.csv")
     for r in rows:
-        if r["error"] is None:
-            print(f"{r['image_score']:.4f}  {r['path']}")
+        if r["status"] == "scored":
+            print(f"{r['image_score']:.4f}  {r['path']}" + (f"  ({r['note']})" if r["note"] else ""))
     print(f"scored {len(rows) - failed} image(s), skipped {failed}; results in {args.out}")
     return 1 if failed else 0

@@ -3,14 +3,11 @@ resolved run config.
 
 The workflow trains every model from such a file, so the exact configuration of a run (shipped
 config, the workflow's overrides, the path of downloaded weights) is itself a versioned output.
-Snakemake passes its config's overrides as ``--set``; DVC points ``--overrides`` at the mapping in
-``params.yaml``, so that ``dvc exp run -S run_config.set.train.lr=...`` changes one value.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -37,26 +34,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def apply_overrides(data: dict[str, Any], sets: list[str]) -> dict[str, Any]:
-    """A copy of ``data`` with each ``a.b.c=value`` set (the value parsed as YAML)."""
-    out = copy.deepcopy(data)
+def parse_sets(sets: list[str]) -> dict[str, Any]:
+    """``a.b.c=value`` options as a mapping of dotted keys to values (each value parsed as YAML)."""
+    out: dict[str, Any] = {}
     for item in sets:
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise WMoEError(f"--set {item!r}: expected KEY=VALUE, e.g. train.epochs=2")
-        _set(out, key, yaml.safe_load(text), f"--set {item!r}")
+        try:
+            out[key] = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise WMoEError(f"--set {item!r}: the value is not valid YAML ({str(exc).splitlines()[0]})") from None
     return out
-
-
-def _set(data: dict[str, Any], key: str, value: Any, origin: str) -> None:
-    *parents, leaf = key.split(".")
-    node = data
-    for part in parents:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise WMoEError(f"{origin}: {part} is a value, not a section")
-        node = child
-    node[leaf] = value
 
 
 def overrides_from_file(spec: str) -> dict[str, Any]:
@@ -88,15 +77,14 @@ def overrides_from_file(spec: str) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import config_from_dict, load_config
-    from ..io import write_text
+    from ..config import config_with_overrides
+    from ..io import check_writable, write_text
 
-    data = load_config(args.base).to_dict()
-    if args.overrides:
-        for key, value in overrides_from_file(args.overrides).items():
-            _set(data, key, value, f"--overrides {args.overrides}")
+    check_writable(args.out, "--out")
+    overrides = overrides_from_file(args.overrides) if args.overrides else {}
+    overrides.update(parse_sets(args.sets))
     options = ([f"--overrides {args.overrides}"] if args.overrides else []) + [f"--set {s}" for s in args.sets]
-    cfg = config_from_dict(apply_overrides(data, args.sets), f"{args.base} with {' '.join(options) or 'no overrides'}")
+    cfg = config_with_overrides(args.base, overrides, f"{args.base} with {' '.join(options) or 'no overrides'}")
     header = f"# Resolved run config: {args.base}" + "".join(f" {o}" for o in options) + "\n"
     write_text(args.out, header + yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     print(f"wrote {args.out} (variant switches are set per training with --variant)")

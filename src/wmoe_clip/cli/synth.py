@@ -22,18 +22,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("dataset", choices=choices, metavar="DATASET", help=", ".join(choices))
     # --dest like `wmoe-clip download`, so both data sources are one command shape (dvc.yaml's `raw`).
     p.add_argument("--dest", "--out", dest="out", required=True, metavar="RAW_DIR",
-                   help="raw dataset folder to write (replaced as a whole)")
+                   help="raw dataset folder to write; replaced as a whole when it is empty or an earlier synth output")
     p.add_argument("--size", type=int, default=DEFAULT_SIZE, help="test images per class (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
     p.add_argument("--variant", help="layout: ksdd2 bayes-pfl|official|official-balanced, dagm bayes-pfl|kaggle, "
                    f"{CUSTOM} csv (default: the registry's default, class folders for {CUSTOM})")
+    p.add_argument("--force", action="store_true",
+                   help="replace RAW_DIR even when it holds something else than a synth output (it is deleted)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..data.synth import generate
 
-    truth = generate(args.dataset, args.out, size=args.size, seed=args.seed, variant=args.variant)
+    truth = generate(args.dataset, args.out, size=args.size, seed=args.seed, variant=args.variant, force=args.force)
     n_anom = sum(r["anomaly"] for r in truth if r["split"] == "test")
     n_test = sum(r["split"] == "test" for r in truth)
     variant = f" ({args.variant})" if args.variant else ""

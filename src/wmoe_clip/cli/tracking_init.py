@@ -1,7 +1,8 @@
-"""``wmoe-clip tracking-init``: create the MLflow store and experiment once, before parallel jobs.
+"""``wmoe-clip tracking-init``: create the MLflow store and experiment ahead of the jobs.
 
-Many jobs opening a fresh SQLite store at once race on its schema creation (PIPELINE.md §3.2); the
-workflow runs this command first and makes every tracked job depend on its marker.
+Jobs create a missing store themselves, safely under a lock beside the SQLite file, so this is an
+optimisation (PIPELINE.md §3.2's race cannot lose runs); the workflow runs it first and makes every
+tracked job depend on its marker.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import argparse
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "tracking-init",
-        help="create the MLflow tracking store and experiment (run once before parallel jobs)",
+        help="create the MLflow tracking store and experiment ahead of the jobs (optional: jobs create it too)",
         description="Create (or upgrade) the MLflow store and the experiment. Default store: "
         "$MLFLOW_TRACKING_URI, else sqlite:////<current folder>/mlflow.db; default experiment: "
         "$MLFLOW_EXPERIMENT_NAME, else wmoe-clip.",

@@ -23,6 +23,8 @@ def register(subparsers) -> None:
     p.add_argument("--epochs", type=int, help="number of epochs (default: train.epochs of the config)")
     p.add_argument("--cache-dir", help="feature cache root when train.feature_cache is on "
                    "(default: $WMOE_CLIP_CACHE_DIR or ~/.cache/wmoe-clip/features)")
+    p.add_argument("--restart", action="store_true",
+                   help="ignore the state of an interrupted run in DIR/state and start again at epoch 0")
     p.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -34,7 +36,9 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.train import apply_overrides, train
 
     cfg = apply_overrides(load_config(args.config), args.variant, args.seed, args.epochs)
-    run = train(cfg, args.source, args.data, args.out, tracker=Tracker(enabled=not args.no_tracking),
-                cache_dir=args.cache_dir, progress=not args.quiet)
+    tracker = Tracker(enabled=not args.no_tracking)
+    run = train(cfg, args.source, args.data, args.out, tracker=tracker, cache_dir=args.cache_dir,
+                progress=not args.quiet, restart=args.restart)
     print(f"trained {run['variant']} on {run['source']} (seed {run['seed']}, {run['epochs']} epochs) -> {args.out}/model.pt")
+    tracker.report_failure("train", f"{args.out}/run.json")
     return 0

@@ -5,7 +5,9 @@ Image: decoded by PIL, converted to RGB (grey → 3 equal channels, alpha droppe
 OpenAI CLIP mean and std. Mask: foreground is any colour channel above the manifest's
 ``mask_threshold`` (0 except for JPEG masks), decided at native resolution *before* resizing; then
 convention A (bilinear resize, > 0.5; the default) or B (nearest). Normal and image-only records get
-an all-zero mask. An unreadable, missing or mis-sized file raises ``WMoEError`` naming the file.
+an all-zero mask. An unreadable, missing or mis-sized file raises ``WMoEError`` naming the file, and
+so does, at load, an anomalous record without a mask in a dataset with pixel metrics: its all-zero
+mask would silently teach and score its defect as normal pixels.
 
 Two views of a record: ``dataset[i]`` (float image and mask, ready to use) and
 ``dataset.pixel_item(i)`` (the squashed uint8 pixels and a bool mask), which is what loader workers
@@ -117,6 +119,18 @@ class AnomalyDataset(Dataset):
             names = list(classes)
         self.class_names: tuple[str, ...] = tuple(names)
         self.records: list[dict[str, Any]] = [r for c in names for r in meta[split][c]]
+        self._check_masks(prepared_dir, split)
+
+    def _check_masks(self, prepared_dir: str | os.PathLike, split: str) -> None:
+        from .registry import KEYS, get
+
+        unmasked = [r["img_path"] for r in self.records if r["anomaly"] and not r["mask_path"]]
+        if unmasked and self.dataset in KEYS and get(self.dataset).pixel_metrics:
+            raise WMoEError(
+                f"{Path(prepared_dir) / 'meta.json'}: {len(unmasked)} anomalous {split} image(s) of {self.dataset!r} "
+                f"have no mask (mask_path \"\"), e.g. {unmasked[0]}; {self.dataset!r} has pixel metrics, so their "
+                "defects would count as normal pixels. Re-run wmoe-clip prepare, or give them their masks"
+            )
 
     def __len__(self) -> int:
         return len(self.records)

@@ -5,6 +5,10 @@ connection or an interrupted run; it gets its final name only once its sha256 is
 the registry has none, computed and recorded). ``download_dataset`` then extracts every archive into
 a temporary directory beside the destination and moves the finished tree into place; the
 ``download.json`` record inside it is what marks a dataset directory as complete.
+
+A dead or silent server costs a bounded, visible time: a connection that delivers no byte for
+``stall_timeout`` seconds counts as dropped, and a command has ``retries`` retries in all (a
+:class:`RetryBudget` shared by its files), both printed at the start and settable on the command line.
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ import json
 import os
 import re
 import shutil
+import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +33,7 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..errors import WMoEError
-from ..io import atomic_dir, write_json
+from ..io import atomic_dir, check_writable, write_json
 from .converters.common import IMAGE_EXTS
 from .extract import extract_into, is_archive
 from .registry import FileSpec
@@ -66,6 +71,40 @@ class _Dropped(Exception):
     """The connection ended before the announced length: resume from the partial file."""
 
 
+@dataclass
+class RetryBudget:
+    """How long a command waits on the network: ``stall_timeout`` seconds without a byte before a
+    connection counts as dropped, and ``retries`` retries for the whole command (all files together),
+    ``backoff``·n seconds apart. A server that accepts and never answers thus costs at most
+    (retries + 1)·stall_timeout seconds plus the pauses."""
+
+    retries: int = 5
+    stall_timeout: float = 60.0
+    backoff: float = 1.0
+    used: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        if self.retries < 0:
+            raise WMoEError(f"--retries must be 0 or more, got {self.retries}")
+        if not self.stall_timeout > 0:
+            raise WMoEError(f"--stall-timeout must be a positive number of seconds, got {self.stall_timeout}")
+
+    def describe(self) -> str:
+        return (f"a connection is dropped after {self.stall_timeout:g} s without data; {self.retries - self.used} "
+                f"of {self.retries} retries left (--stall-timeout, --retries)")
+
+    def retry(self, reason: str, part: Path) -> None:
+        """Spend one retry after ``reason`` (and wait), or give up with a message when none is left."""
+        if self.used >= self.retries:
+            size = part.stat().st_size if part.exists() else 0
+            kept = f" The partial file {part} ({size} bytes) is kept: run again to resume." if size else ""
+            raise WMoEError(f"{reason}; gave up after {self.retries} retries (--retries, --stall-timeout).{kept}")
+        self.used += 1
+        delay = self.backoff * self.used
+        print(f"{reason}; retry {self.used} of {self.retries} in {delay:g} s", file=sys.stderr)
+        time.sleep(delay)
+
+
 def _request(url: str, offset: int, timeout: float):
     headers = {"User-Agent": f"wmoe-clip/{__version__}"}
     if offset:
@@ -86,6 +125,13 @@ def _start_from_content_range(value: str | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def _unreachable(url: str, exc: Exception, timeout: float) -> _Dropped:
+    reason = getattr(exc, "reason", exc)
+    if isinstance(reason, TimeoutError) or isinstance(exc, TimeoutError):
+        return _Dropped(f"no data from {url} for {timeout:g} s")
+    return _Dropped(f"cannot reach {url}: {reason}")
+
+
 def _fetch_once(url: str, part: Path, timeout: float, desc: str) -> None:
     """Append the rest of ``url`` to ``part``. Raises _Dropped when the caller should resume."""
     offset = part.stat().st_size if part.exists() else 0
@@ -101,8 +147,8 @@ def _fetch_once(url: str, part: Path, timeout: float, desc: str) -> None:
         if exc.code >= 500:  # a server-side hiccup: worth another try
             raise _Dropped(f"{url} answered HTTP {exc.code} {exc.reason}") from None
         raise WMoEError(f"download of {url} failed: HTTP {exc.code} {exc.reason}.") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise _Dropped(f"cannot reach {url}: {getattr(exc, 'reason', exc)}") from exc
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        raise _unreachable(url, exc, timeout) from exc
     with resp:
         if offset and resp.status != 206:
             # The server ignored the Range header and sends the whole file: start over.
@@ -116,11 +162,13 @@ def _fetch_once(url: str, part: Path, timeout: float, desc: str) -> None:
         received = offset
         with open(part, "ab") as out, tqdm(
             total=expected_total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-            desc=desc, leave=False,
+            desc=desc, leave=False, postfix=f"drops after {timeout:g} s without data",
         ) as bar:
             while True:
                 try:
-                    block = resp.read(CHUNK)
+                    block = resp.read1(CHUNK)  # what has arrived: a stall keeps the bytes before it
+                except TimeoutError:
+                    raise _Dropped(f"no data from {url} for {timeout:g} s (stalled at byte {received})") from None
                 except (OSError, ValueError, http.client.HTTPException) as exc:  # reset, IncompleteRead
                     raise _Dropped(f"connection to {url} dropped at byte {received}: {exc}") from exc
                 if not block:
@@ -136,16 +184,16 @@ def fetch(
     url: str,
     target: str | os.PathLike,
     sha256: str | None = None,
-    retries: int = 5,
-    timeout: float = 60.0,
-    backoff: float = 1.0,
+    budget: RetryBudget | None = None,
 ) -> FetchResult:
     """Download ``url`` to ``target`` with resume; verify ``sha256`` when given, return the hash.
 
-    An existing ``target`` with the right hash is reused. A dropped connection is resumed from the
-    partial file up to ``retries`` times; after that the ``.part`` file stays, and the next call
-    resumes it. A hash mismatch removes the partial file, since resuming it would keep bad bytes.
+    An existing ``target`` with the right hash is reused. A dropped or stalled connection is resumed
+    from the partial file while ``budget`` has retries left; after that the ``.part`` file stays, and
+    the next call resumes it. A hash mismatch removes the partial file, since resuming it would keep
+    bad bytes.
     """
+    budget = budget or RetryBudget()
     target = Path(target)
     scheme = urllib.parse.urlparse(url).scheme
     if scheme not in ("http", "https"):
@@ -158,16 +206,12 @@ def fetch(
         print(f"{target} does not match its sha256; downloading it again")
         target.unlink()
     part = target.with_name(target.name + ".part")
-    for attempt in range(retries + 1):
+    while True:
         try:
-            _fetch_once(url, part, timeout, desc=target.name)
+            _fetch_once(url, part, budget.stall_timeout, desc=target.name)
             break
         except _Dropped as exc:
-            if attempt == retries:
-                size = part.stat().st_size if part.exists() else 0
-                kept = f" The partial file {part} ({size} bytes) is kept: run again to resume." if size else ""
-                raise WMoEError(f"{exc}; gave up after {retries} retries.{kept}") from None
-            time.sleep(backoff * (attempt + 1))
+            budget.retry(str(exc), part)
     got = sha256_file(part)
     try:
         _check_sha256(target, got, sha256, url)
@@ -270,10 +314,10 @@ def _verify_placed_archive(spec: Any, entry: Any, path: Path) -> FetchResult:
     return FetchResult(path, got, path.stat().st_size)
 
 
-def _fetch_entry(spec: Any, entry: Any, dest: Path, url: str) -> FetchResult:
-    print(f"{spec.key}: fetching {url}")
+def _fetch_entry(spec: Any, entry: Any, dest: Path, url: str, budget: RetryBudget) -> FetchResult:
+    print(f"{spec.key}: fetching {url} ({budget.describe()})")
     try:
-        return fetch(url, dest / DOWNLOADS_DIRNAME / entry.filename, sha256=entry.sha256)
+        return fetch(url, dest / DOWNLOADS_DIRNAME / entry.filename, sha256=entry.sha256, budget=budget)
     except WMoEError as exc:
         hint = f" If the source is gone: {' '.join(spec.download.manual.split())}" if spec.download.manual else ""
         raise WMoEError(
@@ -283,7 +327,8 @@ def _fetch_entry(spec: Any, entry: Any, dest: Path, url: str) -> FetchResult:
 
 
 def download_dataset(
-    spec: Any, dest: str | os.PathLike, url_base: str | None = None, force: bool = False
+    spec: Any, dest: str | os.PathLike, url_base: str | None = None, force: bool = False,
+    budget: RetryBudget | None = None,
 ) -> Path:
     """Download (or take the manually placed copy of) dataset ``spec`` into ``dest``.
 
@@ -291,13 +336,18 @@ def download_dataset(
     directory part of every source URL (a mirror, or a local server in tests). A folder a user
     extracted into ``dest`` by hand (``dest`` has content but no ``download.json``) is checked and
     used instead of downloading; so is an archive placed at ``dest/.downloads/<filename>``.
+    ``budget`` bounds the time spent on a dead or stalled server (default: :class:`RetryBudget`).
     Returns ``dest``.
     """
     dest = Path(dest)
+    budget = budget or RetryBudget()
     recorded = (dest / RECORD_NAME).is_file()
     if is_complete(dest, spec.key) and not force:
         print(f"{spec.key}: {dest} is already complete ({RECORD_NAME} present); nothing to do")
         return dest
+    # Files go into dest/.downloads, the extracted tree is made beside dest and swapped in.
+    check_writable(dest, "--dest", folder=True)
+    check_writable(dest, "--dest", folder=True, replaced=True)
     record: dict[str, Any] = {"dataset": spec.key, "kind": spec.download.kind, "files": [], "wmoe_clip": __version__}
     downloads = dest / DOWNLOADS_DIRNAME
     files = spec.download.files
@@ -317,7 +367,7 @@ def download_dataset(
             url, result = None, _verify_placed_archive(spec, entry, downloads / entry.filename)
         else:
             url = _file_url(entry, url_base)
-            result = _fetch_entry(spec, entry, dest, url)
+            result = _fetch_entry(spec, entry, dest, url, budget)
         if not entry.sha256:
             print(f"{spec.key}: {entry.filename} has no sha256 in the registry; computed "
                   f"{result.sha256}, recorded in {dest / RECORD_NAME}")

@@ -4,7 +4,10 @@ Steps: find the dataset root inside RAW_DIR (descending through a single wrappin
 dataset with protocol variants, which variant's layout it holds (``--variant`` overrides), run the
 converter, decode every image and mask (unreadable files, empty or mis-sized masks are problems),
 compare the counts with the registry, build the mask value histogram, and write ``prepare.json``
-(the report) and then ``meta.json`` atomically; ``meta.json`` existing means done.
+(the report) and ``meta.json`` as a pair at the very end (both staged first, then moved into place,
+``meta.json`` last); ``meta.json`` existing means done. A run that fails leaves the previous pair as
+it was, so a good manifest is never lost to a failed rerun and a ``prepare.json`` always describes
+the ``meta.json`` beside it.
 
 Problems (a missing mask, an orphan mask, a corrupt image, a stray folder) are an error naming the
 files, or with ``skip_bad`` warnings with the files left out and listed in the report. Registry
@@ -29,11 +32,11 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..errors import WMoEError
-from ..io import write_json
+from ..io import check_writable, json_text, write_files
 from . import converters, registry
 from .converters.common import Context, Layout, Problem, Splits, Variant, visible_entries
 from .masks import mask_values
-from .meta import META_FILE, custom_block, write_meta
+from .meta import META_FILE, custom_block, validate
 from .registry import DatasetSpec
 
 REPORT_FILE = "prepare.json"
@@ -218,9 +221,8 @@ def prepare(
 ) -> PrepareResult:
     """Convert dataset ``key`` from ``raw_dir`` into ``out_dir/meta.json`` (+ ``prepare.json``)."""
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+    check_writable(out_dir, "--out", folder=True)
     spec, protocol, root = resolve_variant(key, raw_dir, variant)
-    # A stale meta.json would claim that this (possibly failing) run is done.
-    (out_dir / META_FILE).unlink(missing_ok=True)
     ctx = Context(root=root, spec=spec)
     splits = protocol.convert(ctx)
     return _finish(ctx, splits, raw_dir, out_dir, strict=strict, skip_bad=skip_bad, progress=progress)
@@ -234,7 +236,7 @@ def prepare_custom(
     from .custom import convert_custom
 
     out_dir = Path(out_dir)
-    (out_dir / META_FILE).unlink(missing_ok=True)
+    check_writable(out_dir, "--out", folder=True)
     ctx, splits = convert_custom(registry.check_custom_name(name), Path(raw) if raw is not None else None,
                                  Path(csv_path) if csv_path is not None else None)
     return _finish(ctx, splits, ctx.root, out_dir, strict=False, skip_bad=skip_bad, progress=progress)
@@ -242,7 +244,7 @@ def prepare_custom(
 
 def _finish(ctx: Context, splits: Splits, raw_dir: Path, out_dir: Path, *, strict: bool, skip_bad: bool,
             progress: bool) -> PrepareResult:
-    """Check every record, write prepare.json and (unless something is wrong) meta.json."""
+    """Check every record, then write prepare.json and meta.json together (nothing when something is wrong)."""
     spec, root, key = ctx.spec, ctx.root, ctx.spec.key
     records = _records(splits)
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
@@ -303,9 +305,9 @@ def _finish(ctx: Context, splits: Splits, raw_dir: Path, out_dir: Path, *, stric
     if spec.custom:
         report["custom"] = custom_block(spec)
         report["class_levels"] = _class_levels(splits["test"])
-    write_json(out_dir / REPORT_FILE, report)
     if spec.pixel_metrics and binarised != [0, 1]:
-        raise WMoEError(f"{key}: masks binarise to {binarised}, expected both 0 and 1; see {out_dir / REPORT_FILE}")
+        raise WMoEError(f"{key}: masks binarise to {binarised}, expected both 0 and 1 (threshold "
+                        f"{spec.mask_threshold}; mask value histogram {report['mask_value_histogram']})")
     if diffs and strict:
         raise WMoEError(f"{key}: counts or classes differ from the registry (--strict):\n  " + "\n  ".join(diffs))
     meta = {
@@ -318,4 +320,8 @@ def _finish(ctx: Context, splits: Splits, raw_dir: Path, out_dir: Path, *, stric
     }
     if spec.custom:
         meta["custom"] = custom_block(spec)
-    return PrepareResult(write_meta(out_dir, meta), report, diffs, ctx.problems, ctx.missing_classes, ctx.warnings)
+    meta_path = out_dir / META_FILE
+    validate(meta, str(meta_path))
+    write_files([(out_dir / REPORT_FILE, json_text(report).encode("utf-8")),
+                 (meta_path, json_text(meta).encode("utf-8"))])
+    return PrepareResult(meta_path, report, diffs, ctx.problems, ctx.missing_classes, ctx.warnings)

@@ -18,8 +18,8 @@ import urllib.parse
 from pathlib import Path
 
 from ..errors import WMoEError
-from ..io import torch_save, write_json
-from .download import DOWNLOADS_DIRNAME, fetch, sha256_file
+from ..io import check_writable, torch_save, write_json
+from .download import DOWNLOADS_DIRNAME, RetryBudget, fetch, sha256_file
 
 MODEL = "ViT-L-14-336-quickgelu"
 TAG = "openai"
@@ -48,7 +48,8 @@ def _to_state_dict(jit_path: Path) -> dict:
     return open_clip.factory.load_state_dict(str(jit_path), weights_only=False)
 
 
-def download_weights(dest: str | os.PathLike, url: str | None = None, sha256: str | None = None) -> Path:
+def download_weights(dest: str | os.PathLike, url: str | None = None, sha256: str | None = None,
+                     budget: RetryBudget | None = None) -> Path:
     """Fetch, verify and convert the weights into ``dest``; return the path of the loadable file.
 
     ``url``/``sha256`` override open_clip's source (a mirror or a test server); a URL without a
@@ -68,7 +69,11 @@ def download_weights(dest: str | os.PathLike, url: str | None = None, sha256: st
         if info.get("source_sha256") == sha256 and info.get("sha256") == sha256_file(out):
             print(f"weights already in place: {out}")
             return out
-    raw = fetch(url, dest / DOWNLOADS_DIRNAME / Path(urllib.parse.urlparse(url).path).name, sha256=sha256)
+    check_writable(dest, "--dest", folder=True)
+    budget = budget or RetryBudget()
+    print(f"fetching {url} ({budget.describe()})")
+    raw = fetch(url, dest / DOWNLOADS_DIRNAME / Path(urllib.parse.urlparse(url).path).name, sha256=sha256,
+                budget=budget)
     print(f"converting {raw.path.name} (TorchScript) to a state dict")
     torch_save(_to_state_dict(raw.path), out)
     write_json(record, {

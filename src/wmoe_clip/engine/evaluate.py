@@ -10,6 +10,11 @@ those derived for a user's own dataset, kept in its ``meta.json``) are computed;
 records the target's protocol variant and which classes were evaluated out of the registry's.
 For image-level targets the image metrics of ``s_g`` alone and of ``max(M)`` alone are
 recorded too (``score_parts``), so the α fusion can be judged on real data; nothing selects on them.
+
+Before any of that: the output paths are tested for writing, and the checkpoint is matched to its
+training record (``run.json``, by the checkpoint's sha256) to learn the source dataset. A model
+trained on the target itself is refused — the cell would not be zero-shot — unless
+``allow_same_source``, and then the JSON says ``"zero_shot": false`` and the report marks the cell.
 """
 
 from __future__ import annotations
@@ -26,10 +31,11 @@ from tqdm import tqdm
 
 from ..data.meta import dataset_spec, is_synthetic, load_meta
 from ..errors import WMoEError
+from ..io import check_writable
 from . import runtime
 from .feature_cache import ImageSource, open_cache
 from .figures import Sample, denormalise, sample_grid, select_samples
-from .results import build_eval, write_eval
+from .results import build_eval, file_sha256, write_eval
 from .smoothing import gaussian_smooth
 from .tracking import Tracker
 
@@ -57,17 +63,48 @@ class ScoreParts:
                 for name, acc in self.parts.items()}
 
 
-def training_record(checkpoint: Path, train_run: str | Path | None) -> dict[str, Any]:
-    """The training's ``run.json``: the one given, else the one beside the checkpoint, else empty."""
+def training_record(checkpoint: Path, train_run: str | Path | None, checkpoint_sha256: str) -> dict[str, Any]:
+    """The training's ``run.json``: the one given, else the one beside the checkpoint, else empty.
+
+    It must be the record of this checkpoint: its ``model_sha256`` must equal the checkpoint's. A
+    record without one (written before wmoe-clip recorded it) is trusted only beside its checkpoint,
+    where the training wrote both.
+    """
     path = Path(train_run) if train_run else checkpoint.parent / "run.json"
     if not path.is_file():
         if train_run:
             raise WMoEError(f"--train-run {path} does not exist; give the run.json written by wmoe-clip train")
         return {}
     try:
-        return json.loads(path.read_text())
+        run = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise WMoEError(f"{path}: not valid JSON ({exc}); rerun the training that wrote it") from None
+    if not isinstance(run, dict):
+        raise WMoEError(f"{path}: not a training record (run.json of wmoe-clip train)")
+    recorded = run.get("model_sha256")
+    if recorded is None and train_run:
+        raise WMoEError(f"--train-run {path} records no model_sha256, so it cannot be matched to {checkpoint}; "
+                        "give the run.json beside the checkpoint, or --source instead of --train-run")
+    if recorded is not None and recorded != checkpoint_sha256:
+        raise WMoEError(
+            f"{path} belongs to another checkpoint: it records model sha256 {recorded[:12]}…, but {checkpoint} "
+            f"has {checkpoint_sha256[:12]}…; give the run.json written by the training of this checkpoint"
+        )
+    return run
+
+
+def check_zero_shot(source: str | None, target: str, allow_same_source: bool, where: str) -> bool | None:
+    """Whether the evaluation is zero-shot (None when the source is unknown); refuses source == target
+    unless ``allow_same_source``."""
+    if source is None:
+        return None
+    if source == target and not allow_same_source:
+        raise WMoEError(
+            f"the checkpoint was trained on {target!r} ({where}), the target itself: this evaluation would not be "
+            "zero-shot. Evaluate on another dataset, or pass --allow-same-source to write it marked "
+            "\"zero_shot\": false (the report then marks the cell)"
+        )
+    return source != target
 
 
 def evaluate(
@@ -83,23 +120,32 @@ def evaluate(
     feature_cache: bool = False,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    allow_same_source: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on ``target``; writes ``out_json`` (validated) and the figure."""
     from ..data.dataset import AnomalyDataset
     from ..metrics import ClassMetricAccumulator
     from ..model import load_checkpoint
+    from ..model.checkpoint import require_checkpoint_file
 
     checkpoint, data_dir, out_json = Path(checkpoint), Path(data_dir), Path(out_json)
     figure = Path(figure) if figure else out_json.with_suffix(".png")
     tracker = tracker or Tracker(enabled=False)
     started = time.perf_counter()
+    check_writable(out_json, "--out")
+    check_writable(figure, "--figure")
+    require_checkpoint_file(checkpoint)
+    run = training_record(checkpoint, train_run, file_sha256(checkpoint))
+    if source and run.get("source") and source != run["source"]:
+        raise WMoEError(f"--source {source!r} but the training record of {checkpoint} says {run['source']!r}")
+    source = source or run.get("source")
+    zero_shot = check_zero_shot(source, target, allow_same_source,
+                                "--source" if not run.get("source") else "per its run.json")
 
     model = load_checkpoint(checkpoint, map_location="cpu")
     cfg = model.cfg
     device = runtime.select_device(cfg.eval.device)
     model = model.to(device).eval()
-    run = training_record(checkpoint, train_run)
-    source = source or run.get("source")
     seed = int(run.get("seed", cfg.train.seed))
     train_run_id = run.get("mlflow_run_id")
 
@@ -190,14 +236,19 @@ def evaluate(
             checkpoint=checkpoint, config=cfg.to_dict(), train_run_id=train_run_id, mlflow_run_id=run_id,
             software=runtime.software_info(), timings=timings, figure=figure_name,
             score_parts=score_parts.results() if score_parts is not None else None,
+            zero_shot=zero_shot,
         )
-        write_eval(out_json, doc)
         tracker.log_metrics({"mean": {lvl: {k: v["value"] for k, v in m.items()} for lvl, m in doc["mean"].items()},
                              "timings": {k: v for k, v in timings.items() if k != "device"}})
         if "score_parts" in doc:
             tracker.log_metrics({"score_parts": {name: {k: v["value"] for k, v in part["mean"].items()}
                                                  for name, part in doc["score_parts"].items()}})
+        doc["tracking"] = tracker.status()
+        write_eval(out_json, doc)
         tracker.log_artifact(out_json)
         if figure_name:
             tracker.log_artifact(figure)
+    if tracker.status() != doc["tracking"]:  # logging failed after the JSON was written
+        doc["tracking"] = tracker.status()
+        write_eval(out_json, doc)
     return doc

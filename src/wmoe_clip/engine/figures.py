@@ -38,14 +38,23 @@ def denormalise(image) -> np.ndarray:
     return np.clip(np.rint((arr * std + mean) * 255.0), 0, 255).astype(np.uint8).transpose(1, 2, 0)
 
 
-def overlay(image: np.ndarray, anomaly_map: np.ndarray, vmin: float = 0.0, vmax: float = 1.0) -> np.ndarray:
-    """``image`` (H×W×3 uint8) blended with the colour-mapped ``anomaly_map`` (H×W) on [vmin, vmax]."""
+def overlay(image: np.ndarray, anomaly_map: np.ndarray, vmin: float = 0.0, vmax: float = 1.0,
+            rows: int = 512) -> np.ndarray:
+    """``image`` (H×W×3 uint8) blended with the colour-mapped ``anomaly_map`` (H×W) on [vmin, vmax].
+
+    Computed ``rows`` image rows at a time: the colour map works in float64 (32 bytes a pixel), which
+    for a whole 50-megapixel photo would be gigabytes.
+    """
     from matplotlib import colormaps
 
     span = vmax - vmin if vmax > vmin else 1.0
-    norm = np.clip((np.asarray(anomaly_map, dtype=np.float32) - vmin) / span, 0.0, 1.0)
-    heat = colormaps[COLORMAP](norm)[..., :3] * 255.0
-    return np.clip(np.rint((1 - OVERLAY_ALPHA) * image + OVERLAY_ALPHA * heat), 0, 255).astype(np.uint8)
+    out = np.empty(np.shape(image), dtype=np.uint8)
+    for r in range(0, out.shape[0], rows):
+        norm = np.clip((np.asarray(anomaly_map[r : r + rows], dtype=np.float32) - vmin) / span, 0.0, 1.0)
+        heat = colormaps[COLORMAP](norm)[..., :3] * 255.0
+        blend = (1 - OVERLAY_ALPHA) * image[r : r + rows] + OVERLAY_ALPHA * heat
+        out[r : r + rows] = np.clip(np.rint(blend), 0, 255).astype(np.uint8)
+    return out
 
 
 def sample_grid(samples: Sequence[Sample], path: str | os.PathLike, title: str) -> None:

@@ -2,16 +2,28 @@
 
 Each readable image goes through the evaluation's pre-processing (RGB, bicubic squash to the model's
 size, OpenAI mean/std), the model, σ-smoothing and the evaluation's image score. Outputs in OUT_DIR:
-``scores.json`` and ``scores.csv`` (one row per input, with the error for unreadable ones) and
-``heatmaps/<NNNN>_<name>.png``, the map overlaid on the image at its native size (fixed [0, 1] scale).
-An unreadable file is reported on stderr and in the tables; the other files are still processed.
+``scores.json`` and ``scores.csv`` (one row per input with its ``status``, ``scored`` or ``skipped``,
+and the reason for a skip) and ``heatmaps/<NNNN>_<name>.png``, the map overlaid on the image at its
+decoded size (fixed [0, 1] scale).
+
+One bad input never stops the others: a file that is not a regular file (a FIFO, a folder) is
+skipped without being opened; an image is decoded only when its header announces at most
+``max_pixels`` pixels — a larger JPEG is decoded at 1/2, 1/4 or 1/8 scale by the JPEG decoder itself
+(PIL ``draft``), any other oversized file is skipped undecoded, and PIL's own decompression-bomb
+limit refuses the rest. ``heatmaps/`` is written beside itself and swapped in as a whole, so no
+heatmap of an earlier run stays behind; it must hold nothing but predict's own files.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
+import os
+import re
+import stat
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,66 +32,128 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import WMoEError
-from ..io import atomic_path, write_json, write_text
+from ..errors import WMoEError, os_error_message
+from ..io import atomic_dir, check_writable, json_text, write_files
 from . import runtime
 from .evaluate import image_scores
 from .figures import overlay
 from .smoothing import gaussian_smooth
 
-FIELDS = ("path", "image_score", "global_score", "map_max", "heatmap", "error")
+FIELDS = ("path", "status", "image_score", "global_score", "map_max", "heatmap", "decoded_size", "note", "error")
+# 50 megapixels: a 48 MP camera frame still decodes at full size (about 150 MB as RGB).
+DEFAULT_MAX_PIXELS = 50_000_000
+HEATMAP_DIR = "heatmaps"
+_HEATMAP_NAME = re.compile(r"^\d{4,}_.*\.png$")
+_JPEG_SCALES = (2, 4, 8)
 
 
-def read_image(path: Path, size: int) -> tuple[torch.Tensor, np.ndarray]:
-    """The normalised 3×S×S tensor and the native RGB array of ``path``; raises ``WMoEError`` if unreadable."""
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _fit_pixels(img: Image.Image, path: Path, max_pixels: int) -> str | None:
+    """Make ``img`` decode at most ``max_pixels`` pixels (JPEG at a reduced DCT scale); a note when reduced."""
+    w, h = img.size
+    if w * h <= max_pixels:
+        return None
+    if img.format == "JPEG":
+        scale = next((s for s in _JPEG_SCALES if math.ceil(w / s) * math.ceil(h / s) <= max_pixels), None)
+        if scale is not None:
+            img.draft("RGB", (math.ceil(w / scale), math.ceil(h / scale)))
+            if img.size[0] * img.size[1] <= max_pixels:
+                return f"{w}x{h} is over --max-pixels {max_pixels}: decoded at 1/{scale} scale"
+    raise WMoEError(f"{path}: {w}x{h} = {w * h} pixels is over --max-pixels {max_pixels} and was not decoded; "
+                    "shrink the image or raise --max-pixels")
+
+
+def read_image(path: Path, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[torch.Tensor, np.ndarray, str | None]:
+    """The normalised 3×S×S tensor, the decoded RGB array and a note when it was decoded reduced;
+    raises ``WMoEError`` for anything that is not a readable image within ``max_pixels``."""
     from ..data.dataset import preprocess_image, to_rgb
 
     try:
-        with Image.open(path) as img:
-            img.load()
-            rgb = to_rgb(img)
+        mode = os.stat(path).st_mode
     except FileNotFoundError:
         raise WMoEError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise WMoEError(os_error_message(exc)) from None
+    if not stat.S_ISREG(mode):
+        raise WMoEError(f"{path}: {_file_kind(mode)}, not an image file; not opened")
+    try:
+        with warnings.catch_warnings():
+            # Sizes between PIL's warning and error limits are decided by max_pixels below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:  # reads the header only
+                note = _fit_pixels(img, path, max_pixels)
+                img.load()
+                rgb = to_rgb(img)
+    except Image.DecompressionBombError as exc:
+        raise WMoEError(f"{path}: not decoded, a possible decompression bomb ({exc})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise WMoEError(f"{path}: not a readable image ({exc})") from None
-    return preprocess_image(rgb, size), np.asarray(rgb)
+    return preprocess_image(rgb, size), np.asarray(rgb), note
 
 
-def predict(checkpoint: str | Path, images: list[str | Path], out_dir: str | Path) -> list[dict[str, Any]]:
+def _check_heatmap_folder(heat_dir: Path) -> None:
+    """The heatmap folder is replaced as a whole: it may hold predict's own files only."""
+    if not heat_dir.exists():
+        return
+    if not heat_dir.is_dir():
+        raise WMoEError(f"{heat_dir} is a file; predict writes its heatmaps there: move it away or choose another --out")
+    foreign = sorted(p.name for p in heat_dir.iterdir() if not (p.is_file() and _HEATMAP_NAME.match(p.name)))
+    if foreign:
+        raise WMoEError(f"{heat_dir} holds files predict did not write ({', '.join(foreign[:5])}); predict replaces "
+                        "this folder as a whole: move them away or choose another --out")
+
+
+def predict(checkpoint: str | Path, images: list[str | Path], out_dir: str | Path,
+            max_pixels: int = DEFAULT_MAX_PIXELS) -> list[dict[str, Any]]:
     """Score ``images`` with the model in ``checkpoint``; returns one row per input (see ``FIELDS``)."""
     from ..model import load_checkpoint
 
     out_dir = Path(out_dir)
+    if max_pixels < 1:
+        raise WMoEError(f"--max-pixels must be at least 1, got {max_pixels}")
+    check_writable(out_dir, "--out", folder=True)
+    heat_dir = out_dir / HEATMAP_DIR
+    _check_heatmap_folder(heat_dir)
     model = load_checkpoint(checkpoint, map_location="cpu")
     cfg = model.cfg
     device = runtime.select_device(cfg.eval.device)
     model = model.to(device).eval()
     size = cfg.model.image_size
     rows: list[dict[str, Any]] = []
-    for number, name in enumerate(images):
-        path = Path(name)
-        row: dict[str, Any] = {k: None for k in FIELDS} | {"path": str(path)}
-        rows.append(row)
-        try:
-            tensor, native = read_image(path, size)
-        except WMoEError as exc:
-            row["error"] = str(exc)
-            print(f"wmoe-clip predict: skipped {exc}", file=sys.stderr)
-            continue
-        with torch.no_grad():
-            out = model(tensor.unsqueeze(0).to(device))
-            smoothed = gaussian_smooth(out.anomaly_map.float(), cfg.eval.sigma)
-            score = image_scores(out.global_score, smoothed, cfg.model.alpha)
-            native_map = F.interpolate(smoothed[:, None], size=native.shape[:2], mode="bilinear", align_corners=False)
-        heatmap = out_dir / "heatmaps" / f"{number:04d}_{path.stem}.png"
-        with atomic_path(heatmap, suffix=".png") as tmp:
-            Image.fromarray(overlay(native, native_map[0, 0].cpu().numpy())).save(tmp, format="PNG")
-        row.update(image_score=float(score[0]), global_score=float(out.global_score[0]),
-                   map_max=float(smoothed.amax()), heatmap=str(heatmap.relative_to(out_dir)))
-    write_json(out_dir / "scores.json", {"checkpoint": str(checkpoint), "variant": cfg.variant, "images": rows})
+    with atomic_dir(heat_dir) as tmp_heat:
+        for number, name in enumerate(images):
+            path = Path(name)
+            row: dict[str, Any] = {k: None for k in FIELDS} | {"path": str(path), "status": "skipped"}
+            rows.append(row)
+            try:
+                tensor, native, note = read_image(path, size, max_pixels)
+            except WMoEError as exc:
+                row["error"] = str(exc)
+                print(f"wmoe-clip predict: skipped {exc}", file=sys.stderr)
+                continue
+            with torch.no_grad():
+                out = model(tensor.unsqueeze(0).to(device))
+                smoothed = gaussian_smooth(out.anomaly_map.float(), cfg.eval.sigma)
+                score = image_scores(out.global_score, smoothed, cfg.model.alpha)
+                native_map = F.interpolate(smoothed[:, None], size=native.shape[:2], mode="bilinear",
+                                           align_corners=False)
+            heatmap = f"{number:04d}_{path.stem}.png"
+            Image.fromarray(overlay(native, native_map[0, 0].cpu().numpy())).save(tmp_heat / heatmap, format="PNG")
+            row.update(status="scored", image_score=float(score[0]), global_score=float(out.global_score[0]),
+                       map_max=float(smoothed.amax()), heatmap=f"{HEATMAP_DIR}/{heatmap}",
+                       decoded_size=f"{native.shape[1]}x{native.shape[0]}", note=note)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=FIELDS)
     writer.writeheader()
     writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in rows)
-    write_text(out_dir / "scores.csv", buffer.getvalue())
+    doc = {"checkpoint": str(checkpoint), "variant": cfg.variant, "max_pixels": max_pixels, "images": rows}
+    write_files([(out_dir / "scores.csv", buffer.getvalue().encode("utf-8")),
+                 (out_dir / "scores.json", json_text(doc).encode("utf-8"))])
     return rows

@@ -2,7 +2,9 @@
 
 The format is ARCHITECTURE.md's "Evaluation JSON"; its machine-readable definition is
 ``wmoe_clip/schemas/eval.schema.json``, and every file is validated against it before it is written,
-so a report never reads a result this code could not have produced.
+so a report never reads a result this code could not have produced. Beyond the schema, the checks
+refuse NaN and infinities anywhere and recompute every mean from the per-class values it summarises
+(``MEAN_TOLERANCE``), so a hand-edited or damaged number cannot reach a table.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import os
 from collections.abc import Mapping
 from importlib import resources
@@ -17,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import WMoEError
-from ..io import write_json
+from ..io import read_json, write_json
 
 FORMAT = "wmoe-clip/eval"
 FORMAT_VERSION = 1
+# A mean and the macro mean of its per-class values may differ by rounding only.
+MEAN_TOLERANCE = 1e-6
 
 
 @functools.lru_cache(maxsize=1)
@@ -28,10 +33,41 @@ def eval_schema() -> dict[str, Any]:
     return json.loads(resources.files("wmoe_clip").joinpath("schemas/eval.schema.json").read_text())
 
 
+def _non_finite(obj: Any, at: str = "") -> list[str]:
+    """Places (``a/b/0``) of NaN and ±Infinity in a JSON-like document."""
+    if isinstance(obj, float):
+        return [] if math.isfinite(obj) else [at or "(top level)"]
+    if isinstance(obj, Mapping):
+        return [p for k, v in obj.items() for p in _non_finite(v, f"{at}/{k}" if at else str(k))]
+    if isinstance(obj, (list, tuple)):
+        return [p for i, v in enumerate(obj) for p in _non_finite(v, f"{at}/{i}" if at else str(i))]
+    return []
+
+
+def _mean_problems(doc: Mapping[str, Any]) -> list[str]:
+    """Means that are not the macro mean (over the classes where the metric applies) of per_class."""
+    problems = []
+    for level, metrics in doc["mean"].items():
+        for metric, entry in metrics.items():
+            values = [r[level][metric] for r in doc["per_class"].values()
+                      if level in r and metric in r[level] and r[level][metric] is not None]
+            expected = math.fsum(values) / len(values) if values else None
+            value, n = entry["value"], entry["n_classes"]
+            agrees = (value is None) if expected is None else (
+                value is not None and abs(value - expected) <= MEAN_TOLERANCE)
+            if not agrees or n != len(values):
+                problems.append(f"mean/{level}/{metric} is {value} over {n} classes, but the per-class values "
+                                f"give {expected} over {len(values)}")
+    return problems
+
+
 def validate_eval(doc: Mapping[str, Any], where: str = "evaluation") -> None:
     """Raise ``WMoEError`` naming the first place where ``doc`` breaks the schema or the format's rules."""
     import jsonschema
 
+    bad = _non_finite(doc)
+    if bad:
+        raise WMoEError(f"{where}: not a number at {', '.join(bad[:5])}: an evaluation holds finite values only")
     validator = jsonschema.Draft202012Validator(eval_schema())
     errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
     if errors:
@@ -59,6 +95,7 @@ def validate_eval(doc: Mapping[str, Any], where: str = "evaluation") -> None:
     for key in ("n_images", "n_normal", "n_anomalous"):
         if counts[key] != sum(r[key] for r in doc["per_class"].values()):
             problems.append(f"counts/{key} is not the sum over classes")
+    problems += _mean_problems(doc)
     if problems:
         raise WMoEError(f"{where}: " + "; ".join(problems))
 
@@ -90,6 +127,8 @@ def build_eval(
     timings: Mapping[str, Any],
     figure: str | None,
     score_parts: Mapping[str, Any] | None = None,
+    zero_shot: bool | None = None,
+    tracking: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The evaluation document from the metrics accumulator's ``results()``, ``mean()`` and ``image_scores()``;
     ``score_parts`` (optional, image-level targets) from ``evaluate.ScoreParts.results()``."""
@@ -115,6 +154,8 @@ def build_eval(
         "software": dict(software),
         "timings": dict(timings),
         "figure": figure,
+        "zero_shot": zero_shot,
+        "tracking": dict(tracking) if tracking is not None else None,
     }
     if score_parts is not None:
         doc["score_parts"] = {k: dict(v) for k, v in score_parts.items()}
@@ -130,8 +171,8 @@ def write_eval(path: str | os.PathLike, doc: Mapping[str, Any]) -> None:
 def load_eval(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     try:
-        doc = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        doc = read_json(path)
+    except (OSError, ValueError) as exc:
         raise WMoEError(f"{path}: cannot read the evaluation ({exc})") from None
     validate_eval(doc, str(path))
     return doc

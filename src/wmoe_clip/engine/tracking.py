@@ -2,18 +2,23 @@
 
 * Store: ``MLFLOW_TRACKING_URI`` if set (e.g. a tracking server on a cluster), else a SQLite file
   ``mlflow.db`` in the working directory, as an absolute URI so jobs started elsewhere share it.
-* Experiment: ``MLFLOW_EXPERIMENT_NAME``, default ``wmoe-clip``. ``wmoe-clip tracking-init`` creates
-  the store and the experiment once, before parallel jobs, to avoid the schema-creation race.
+* Experiment: ``MLFLOW_EXPERIMENT_NAME``, default ``wmoe-clip``. The first use by a process creates
+  the store's schema and the experiment if missing, holding an exclusive lock on ``mlflow.db.lock``
+  beside a SQLite file, so any number of jobs started at once on a fresh store all get their runs
+  (PIPELINE.md §3.2's race). ``wmoe-clip tracking-init`` does the same ahead of time: an optimisation.
 * One run per training and per evaluation (:meth:`Tracker.run`), closed FINISHED, or FAILED on an error
   and KILLED on an interruption; an evaluation run carries its training run as parent, and a resumed
   training reopens the run of its interrupted part.
 * Every call goes through :meth:`Tracker._call`: a failure gives one warning and switches tracking
-  off for the rest of the job, whose files are still written. SQLite lock contention is retried.
+  off for the rest of the job, whose files are still written; :meth:`Tracker.status` goes into the
+  job's output JSON (``tracking.error``) and the command repeats the failure on stderr at its end, so
+  a run missing from MLflow is never a silent loss. SQLite lock contention is retried.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import math
 import os
 import sys
@@ -67,18 +72,51 @@ def _artifact_location(uri: str) -> str | None:
     return None
 
 
-def init_store(uri: str | None = None, experiment: str | None = None) -> dict[str, str]:
-    """Create the store's schema and the experiment once; safe to call again. Raises on failure."""
+@contextlib.contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """An exclusive lock on ``<db>.lock`` beside a SQLite store (nothing for a server, which serialises itself)."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    db = Path(uri[len("sqlite:///"):])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def ensure_experiment(uri: str, name: str) -> tuple[Any, str]:
+    """A client of the store and the id of experiment ``name``, creating the store's schema and the
+    experiment if missing.
+
+    Safe for any number of concurrent processes: on a SQLite store the whole check-and-create runs
+    under the store's lock; on a server, losing the creation race to another job is not an error.
+    """
     _prepare_environment()
     from mlflow.tracking import MlflowClient
 
+    with _store_lock(uri):
+        client = MlflowClient(tracking_uri=uri)
+        exp = client.get_experiment_by_name(name)  # a SQLite store creates or upgrades its schema here
+        if exp is not None:
+            return client, exp.experiment_id
+        try:
+            return client, client.create_experiment(name, artifact_location=_artifact_location(uri))
+        except Exception:
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            return client, exp.experiment_id
+
+
+def init_store(uri: str | None = None, experiment: str | None = None) -> dict[str, str]:
+    """Create the store's schema and the experiment ahead of the jobs; safe to call again. Raises on failure."""
     uri = uri or default_tracking_uri()
     name = experiment or experiment_name()
-    if uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    client = MlflowClient(tracking_uri=uri)  # a SQLite store creates or upgrades its schema here
-    exp = client.get_experiment_by_name(name)
-    exp_id = exp.experiment_id if exp else client.create_experiment(name, artifact_location=_artifact_location(uri))
+    _, exp_id = ensure_experiment(uri, name)
     return {"tracking_uri": uri, "experiment": name, "experiment_id": exp_id}
 
 
@@ -105,6 +143,8 @@ class Tracker:
         self.uri = uri or default_tracking_uri()
         self.experiment = experiment or experiment_name()
         self.run_id: str | None = None
+        # The first failure, as one line; None while every call succeeded (or tracking is off).
+        self.error: str | None = None
         self._client = None
 
     @property
@@ -121,10 +161,10 @@ class Tracker:
                 if _is_lock_error(exc) and attempt + 1 < _LOCK_RETRIES:
                     time.sleep(0.2 * 2**attempt)
                     continue
+                self.error = (f"MLflow tracking ({self.uri}) failed while trying to {what}: "
+                              f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
                 warnings.warn(
-                    f"MLflow tracking ({self.uri}) failed while trying to {what}: "
-                    f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}; "
-                    "tracking is off for the rest of this job, its output files are still written",
+                    f"{self.error}; tracking is off for the rest of this job, its output files are still written",
                     TrackingWarning,
                     stacklevel=3,
                 )
@@ -145,19 +185,11 @@ class Tracker:
         _prepare_environment()
 
         def start() -> str:
-            from mlflow.tracking import MlflowClient
-
-            client = MlflowClient(tracking_uri=self.uri)
+            client, exp_id = ensure_experiment(self.uri, self.experiment)
             if resume_run_id:
                 client.update_run(resume_run_id, status="RUNNING")
                 self._client = client
                 return resume_run_id
-            exp = client.get_experiment_by_name(self.experiment)
-            exp_id = (
-                exp.experiment_id
-                if exp
-                else client.create_experiment(self.experiment, artifact_location=_artifact_location(self.uri))
-            )
             all_tags = {
                 # MLflow would name the script path (a temporary copy under Snakemake); name the command.
                 "mlflow.source.name": " ".join(["wmoe-clip", *sys.argv[1:2]]),
@@ -171,6 +203,17 @@ class Tracker:
 
         self.run_id = self._call("start a run", start)
         return self.run_id
+
+    def status(self) -> dict[str, Any]:
+        """What the job's output JSON records about tracking: asked for, where, and the failure if any."""
+        requested = self.enabled or self.error is not None
+        return {"requested": requested, "uri": self.uri if requested else None, "error": self.error}
+
+    def report_failure(self, command: str, record: str) -> None:
+        """Repeat a tracking failure at the end of a job on stderr, after its progress output."""
+        if self.error:
+            print(f"wmoe-clip {command}: warning: this run is missing from (or incomplete in) MLflow: "
+                  f"{self.error}. Its files are complete; {record} records the error.", file=sys.stderr)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         if not self.active:

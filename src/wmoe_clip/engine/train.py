@@ -8,9 +8,10 @@ Reproducibility and resumption:
   weights and the optimiser state, which ``DIR/state/<key>/epoch-NNNN.pt`` holds after each epoch
   (written atomically; older ones are removed). Re-running the same command continues from the last
   one, and on the CPU the final weights equal those of an uninterrupted run bit for bit.
-* ``<key>`` is a digest of everything that decides the result (run config, source, prepared data),
-  so a training with any other setting (another lr, more epochs, new data) starts afresh beside an
-  interrupted one instead of failing on it. Once ``model.pt`` is written the training's own state is
+* ``<key>`` is a digest of everything that decides the result (run config, source, prepared data;
+  not the epoch count, the loader workers, the device or the cache memory budget), so a training with
+  another setting (another lr, new data) starts afresh beside an interrupted one instead of failing
+  on it; a grown epoch count resumes, and a state past the requested epochs is started over. Once ``model.pt`` is written the training's own state is
   removed (and ``state/`` when nothing else is left in it): a finished training leaves nothing that
   a later run with changed settings could trip over.
 * Gradient accumulation (``train.micro_batch_size``) splits each batch of ``train.batch_size`` and
@@ -22,11 +23,14 @@ Reproducibility and resumption:
 * ``model.precision: fp16`` scales the loss (``torch.amp.GradScaler``): the gradients of the prompts
   flow back through the frozen text encoder, whose fp16 backward would otherwise underflow. Steps with
   non-finite gradients are skipped and counted in the history. bf16 and fp32 need no scaling.
+* ``run.json`` records the sha256 of the ``model.pt`` it belongs to (the checkpoint is written to a
+  temporary file and hashed first), so an evaluation can check that a run record and a checkpoint go
+  together; and ``tracking.error`` says when the run could not be logged to MLflow.
+* The output folder is tested for writing before the data is read or the model built.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -41,13 +45,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..config import RunConfig
+from ..config import RunConfig, config_from_dict
 from ..errors import WMoEError
 from ..data.meta import is_synthetic
-from ..io import torch_save, write_json
+from ..io import atomic_path, check_writable, torch_load, torch_save, write_json
 from ..model.diagnostics import EXPERT_USAGE, diagnostics
 from . import runtime
 from .feature_cache import ImageSource, open_cache
+from .results import file_sha256
 from .tracking import Tracker
 
 STATE_DIR = "state"
@@ -130,13 +135,20 @@ def train(
     cache_dir: str | Path | None = None,
     on_epoch_end: Callable[[int], None] | None = None,
     progress: bool = True,
+    restart: bool = False,
 ) -> dict[str, Any]:
-    """Train ``cfg`` (variant and seed applied) on ``source``'s test split; returns the run record."""
+    """Train ``cfg`` (variant and seed applied) on ``source``'s test split; returns the run record.
+
+    ``restart`` ignores the state of an interrupted run in ``out_dir/state`` and starts at epoch 0
+    (its files are replaced by the new run's).
+    """
     from ..data.dataset import AnomalyDataset
     from ..model import build_model, save_checkpoint
     from ..model.checkpoint import config_differences, load_learnable_state
 
     out_dir, data_dir = Path(out_dir), Path(data_dir)
+    check_writable(out_dir, "--out", folder=True)
+    check_writable(out_dir / STATE_DIR, "the training state folder", folder=True)
     tc = cfg.train
     tracker = tracker or Tracker(enabled=False)
     device = runtime.select_device(tc.device)
@@ -158,15 +170,16 @@ def train(
     state_dir = state_dir_for(out_dir, identity)
     history: list[dict[str, Any]] = []
     start_epoch, run_id = 0, None
-    state_path = latest_state(state_dir)
+    state_path = None if restart else latest_state(state_dir)
     if state_path is not None:
-        state = torch.load(state_path, map_location=device, weights_only=True)
-        if state.get("format") != STATE_FORMAT or state.get("identity") != identity:
-            stored = state.get("identity")
+        state = torch_load(state_path, "training state", f"rerun with --restart to start again from epoch 0 "
+                           f"(its files in {state_dir} are then replaced), or restore the file", map_location=device)
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or state.get("identity") != identity:
+            stored = state.get("identity") if isinstance(state, dict) else None
             diff = config_differences(stored, identity) if isinstance(stored, dict) else ["not a training state"]
             raise WMoEError(
                 f"{state_path} was written by a different training ({'; '.join(diff[:6])}); "
-                f"delete {state_dir} to start afresh"
+                f"rerun with --restart to start afresh in {out_dir}, or use another --out"
             )
     if state_path is not None and state["epoch"] > tc.epochs:
         # An interrupted longer run of the same training: its state cannot give this one's result.
@@ -228,11 +241,18 @@ def train(
             "model": "model.pt",
         }
         write_json(out_dir / "history.json", history)
-        write_json(out_dir / "run.json", run)
-        save_checkpoint(model, out_dir / "model.pt")
+        # model.pt appears last (it marks a finished training), after the run.json that names its hash.
+        with atomic_path(out_dir / "model.pt") as model_tmp:
+            save_checkpoint(model, model_tmp)
+            run["model_sha256"] = file_sha256(model_tmp)
+            run["tracking"] = tracker.status()
+            write_json(out_dir / "run.json", run)
         _remove_state(state_dir)
         tracker.log_artifact(out_dir / "history.json")
         tracker.log_artifact(out_dir / "run.json")
+    if tracker.status() != run["tracking"]:  # logging failed after run.json was written
+        run["tracking"] = tracker.status()
+        write_json(out_dir / "run.json", run)
     return run
 
 
@@ -315,10 +335,13 @@ def _epoch_metrics(entry: dict[str, Any]) -> dict[str, Any]:
 
 def apply_overrides(cfg: RunConfig, variant: str | None = None, seed: int | None = None,
                     epochs: int | None = None) -> RunConfig:
-    """``cfg`` with a Table 2 variant, and the seed and epoch count of the command line."""
+    """``cfg`` with a Table 2 variant, and the seed and epoch count of the command line (validated
+    with the config's own ranges)."""
     if variant:
         cfg = cfg.with_variant(variant)
     changes = {k: v for k, v in (("seed", seed), ("epochs", epochs)) if v is not None}
-    if epochs is not None and epochs < 1:
-        raise WMoEError(f"--epochs must be at least 1, got {epochs}")
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **changes)) if changes else cfg
+    if not changes:
+        return cfg
+    data = cfg.to_dict()
+    data["train"].update(changes)
+    return config_from_dict(data, " ".join(f"--{k} {v}" for k, v in changes.items()))

@@ -19,7 +19,7 @@ import torch
 
 from ..config import ConfigError, RunConfig, config_from_dict
 from ..errors import WMoEError
-from ..io import torch_save
+from ..io import torch_load, torch_save
 from .wmoe_clip import WMoECLIP, build_model
 
 FORMAT = "wmoe-clip/checkpoint"
@@ -55,21 +55,29 @@ def save_checkpoint(model: WMoECLIP, path: str | Path) -> None:
     torch_save(payload, path)
 
 
-def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> tuple[RunConfig, dict[str, torch.Tensor]]:
-    """The run config and learnable state stored in ``path``; errors name the file and the problem."""
+def require_checkpoint_file(path: str | Path) -> Path:
+    """``path`` as a Path when it is a file; else an error saying what is there instead."""
     path = Path(path)
     if not path.is_file():
-        raise WMoEError(f"checkpoint {path} does not exist; train a model first (wmoe-clip train)")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise WMoEError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc})") from exc
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise WMoEError(f"checkpoint {path} {what}; give the model.pt written by wmoe-clip train")
+    return path
+
+
+def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> tuple[RunConfig, dict[str, torch.Tensor]]:
+    """The run config and learnable state stored in ``path``; errors name the file and the problem."""
+    path = require_checkpoint_file(path)
+    payload = torch_load(path, "wmoe-clip checkpoint", "give the model.pt written by wmoe-clip train",
+                         map_location=map_location)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise WMoEError(f"{path} is not a wmoe-clip checkpoint (no format {FORMAT!r})")
     version = payload.get("format_version")
     if version not in READABLE_VERSIONS:
         raise WMoEError(f"checkpoint {path} has format version {version}; "
                         f"this wmoe-clip reads versions {', '.join(map(str, READABLE_VERSIONS))}")
+    if not isinstance(payload.get("config"), dict) or not isinstance(payload.get("state"), dict):
+        raise WMoEError(f"checkpoint {path} is damaged: it holds no config or no state; give the model.pt "
+                        "written by wmoe-clip train")
     config = payload["config"] if version == FORMAT_VERSION else _format_1_config(payload["config"])
     try:
         cfg = config_from_dict(config, f"{path} (stored config)")

@@ -13,7 +13,8 @@ import datetime as _dt
 from pathlib import Path
 
 from .. import __version__
-from ..io import write_text
+from ..errors import WMoEError
+from ..io import check_writable, write_files
 from .figures import data_uri, file_data_uri, training_curves_png
 from .paper import DEFAULT_PATH, PaperResults, load_paper_results
 from .render import render_html, render_latex
@@ -33,7 +34,7 @@ def _run_summary(results: Results, paper: PaperResults) -> list[tuple[str, str]]
     inference = sum((e.data.get("timings") or {}).get("inference_s", 0.0) or 0.0 for e in evals)
     rows = [
         ("Results folder", results.root.as_posix()),
-        ("Data", "synthetic stand-ins (wmoe-clip synth)" if results.synthetic else "the real datasets"),
+        ("Data", _data_description(results)),
         ("Evaluations", f"{len(evals)} ({len({(e.source, e.target, e.variant) for e in evals})} cells × seeds {seeds or '–'})"),
         ("Trainings with a history", str(len(results.trainings))),
         ("Targets", ", ".join(sorted({e.target for e in evals})) or "–"),
@@ -46,6 +47,17 @@ def _run_summary(results: Results, paper: PaperResults) -> list[tuple[str, str]]
         ("Report", f"wmoe-clip {__version__}"),
     ]
     return rows
+
+
+def _data_description(results: Results) -> str:
+    """Which data the numbers come from; "the real datasets" only when no input was a synthetic stand-in."""
+    if not results.synthetic:
+        return "the real datasets"
+    if results.all_synthetic:
+        return "synthetic stand-ins (wmoe-clip synth)"
+    names = sorted({e.target for e in results.evaluations if e.synthetic}
+                   | {t.source for t in results.trainings if t.run.get("synthetic")})
+    return f"mixed: synthetic stand-ins (wmoe-clip synth) for {', '.join(names)}, real data elsewhere"
 
 
 def _figures(results: Results, variant: str) -> list[dict[str, str]]:
@@ -65,7 +77,16 @@ def build_report(
     resamples: int = 1000,
     seed: int = 0,
 ) -> list[Path]:
-    """Write index.html, table1.tex and table2.tex into ``out_dir``; return their paths."""
+    """Write index.html, table1.tex and table2.tex into ``out_dir``; return their paths.
+
+    ``resamples`` (at least 1) and ``seed`` (0 or more) drive the bootstrap CIs of the image AUROC.
+    The three files are written together once everything is rendered (index.html last).
+    """
+    if resamples < 1:
+        raise WMoEError(f"--resamples must be at least 1 (bootstrap resamples of the image-AUROC CIs), got {resamples}")
+    if seed < 0:
+        raise WMoEError(f"--seed must be 0 or more (seed of the bootstrap), got {seed}")
+    check_writable(out_dir, "--out", folder=True)
     results = load_results(results_dir)
     paper = load_paper_results(paper_path)
     tables = [table1(paper, results, resamples, seed), table2(paper, results, resamples, seed)]
@@ -83,7 +104,6 @@ def build_report(
         figures=_figures(results, paper.main_variant),
     )
     paths = [out / "table1.tex", out / "table2.tex", out / "index.html"]
-    write_text(paths[0], render_latex(tables[0]))
-    write_text(paths[1], render_latex(tables[1]))
-    write_text(paths[2], html)
+    texts = [render_latex(tables[0]), render_latex(tables[1]), html]
+    write_files([(path, text.encode("utf-8")) for path, text in zip(paths, texts)])
     return paths

@@ -2,13 +2,14 @@
 
 The layout is ARCHITECTURE.md's ``eval/{source}/{target}/{variant}/seed{seed}.json`` and
 ``train/{source}/{variant}/seed{seed}/history.json``; anything else under the folder is ignored, so
-a paper run and a demo run nested below it never mix. A file that is not a valid evaluation is an
-error naming it: a report must not silently drop a result.
+a paper run and a demo run nested below it never mix. A file that is not a valid evaluation (NaN,
+means that disagree with their per-class values included) is an error naming it: a report must not
+silently drop or misreport a result. A folder without any evaluation is refused: a report of dashes
+is never mistaken for a finished one.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,10 @@ from ..engine.results import FORMAT as EVAL_FORMAT
 from ..engine.results import FORMAT_VERSION as EVAL_VERSION
 from ..engine.results import validate_eval
 from ..errors import WMoEError
+from ..io import read_json
+
 _SEED = re.compile(r"^seed(\d+)$")
+EVAL_PATTERN = "eval/*/*/*/seed*.json"
 
 
 @dataclass
@@ -78,7 +82,12 @@ class Results:
 
     @property
     def synthetic(self) -> bool:
-        return any(e.synthetic for e in self.evaluations)
+        return any(e.synthetic for e in self.evaluations) or any(t.run.get("synthetic") for t in self.trainings)
+
+    @property
+    def all_synthetic(self) -> bool:
+        """Every evaluation and every training ran on wmoe-clip synth stand-ins."""
+        return all(e.synthetic for e in self.evaluations) and all(t.run.get("synthetic") for t in self.trainings)
 
     def tidy(self) -> pd.DataFrame:
         """One row per (source, target, variant, seed, level, metric) mean value, in [0, 1]."""
@@ -96,8 +105,8 @@ class Results:
 
 def _load_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        return read_json(path)
+    except ValueError as exc:  # invalid JSON, or NaN / Infinity
         raise WMoEError(f"{path}: not valid JSON ({exc}); delete it and rerun the job that writes it") from None
 
 
@@ -135,8 +144,18 @@ def load_evaluation(path: Path) -> Evaluation:
 def load_results(root: str | Path) -> Results:
     root = Path(root)
     if not root.is_dir():
-        raise WMoEError(f"results folder {root} does not exist; run the workflow first (snakemake)")
-    evaluations = [load_evaluation(p) for p in sorted(root.glob("eval/*/*/*/seed*.json"))]
+        what = "is a file, not a folder" if root.exists() else "does not exist"
+        raise WMoEError(f"results folder {root} {what}; give the workflow's results folder, e.g. results")
+    paths = sorted(root.glob(EVAL_PATTERN))
+    if not paths:
+        entries = sorted(p.name for p in root.iterdir())
+        holds = f"it holds {', '.join(entries[:8])}{' ...' if len(entries) > 8 else ''}" if entries else "it is empty"
+        raise WMoEError(
+            f"results folder {root} holds no evaluation ({holds}); expected files "
+            f"{root}/eval/<source>/<target>/<variant>/seed<N>.json as the workflow writes them: give the "
+            "workflow's results folder (e.g. results or results/demo) once evaluations have run"
+        )
+    evaluations = [load_evaluation(p) for p in paths]
     trainings = []
     for hist in sorted(root.glob("train/*/*/seed*/history.json")):
         run_file = hist.parent / "run.json"

@@ -6,6 +6,8 @@ stratified bootstrap 95% CI (stats.py). A cell without a result is "–" and the
 A dataset name carries the protocol variant of our data ("KSDD2 (official)") and, when the mean
 covers fewer classes than the registry's, the coverage ("MVTec-AD (3/15 classes)"), with a note, so
 such a cell is never read as the paper's. Users' own datasets get their own table (``custom_table``).
+A cell whose model was trained on the target itself (``evaluate --allow-same-source``) is not
+zero-shot: its value carries "†", it gets no Δ, and a note says so.
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ from .stats import bootstrap_auroc_ci
 
 MISSING = "–"
 NOT_APPLICABLE = "n/a"
+NOT_ZERO_SHOT = "†"
+NOT_ZERO_SHOT_NOTE = (
+    f"{NOT_ZERO_SHOT} not zero-shot: the model was trained on the target dataset itself (wmoe-clip evaluate "
+    "--allow-same-source); not comparable with the paper's zero-shot numbers, so no Δ is given."
+)
 METRIC_NAMES = {"auroc": "AUROC", "f1_max": "F1-max", "ap": "AP", "aupro_anomalyclip": "PRO", "aupro": "AUPRO"}
 LEVEL_NAMES = {"image": "image level", "pixel": "pixel level"}
 # Each renderer puts it under its own "Synthetic data" heading (HTML banner, LaTeX first note).
@@ -74,6 +81,13 @@ def fmt_ci(ci: tuple[float, float] | None) -> str:
     return MISSING if ci is None else f"[{pct(ci[0])}, {pct(ci[1])}]"
 
 
+def ours_and_delta(s: Summary | None, paper: float, zero_shot: bool = True) -> list[str]:
+    """The "Ours" and "Δ" cells; a result that is not zero-shot is marked and gets no Δ."""
+    if s is not None and not zero_shot:
+        return [f"{fmt_ours(s)} {NOT_ZERO_SHOT}", NOT_APPLICABLE]
+    return [fmt_ours(s), fmt_delta(s, paper)]
+
+
 def summarise(tidy: pd.DataFrame) -> dict[tuple[str, str, str, str, str], Summary]:
     """(source, target, variant, level, metric) -> Summary over seeds."""
     if tidy.empty:
@@ -105,6 +119,11 @@ class _Cells:
 
     def get(self, source: str, target: str, variant: str, level: str, metric: str) -> Summary | None:
         return self.summary.get((source, target, variant, level, metric))
+
+    def zero_shot(self, source: str | None, target: str, variant: str) -> bool:
+        """False when any seed of the cell was trained on its target (marked, or source == target)."""
+        return not any(e.data.get("zero_shot") is False or e.source == e.target
+                       for e in self.results.evaluations if (e.source, e.target, e.variant) == (source, target, variant))
 
     def ci(self, source: str, target: str, variant: str) -> tuple[float, float] | None:
         key = (source, target, variant)
@@ -156,6 +175,8 @@ def _common_notes(table: Table, paper: PaperResults, location: str, results: Res
         f"Paper columns: {location} of “{paper.source['title']}” ({paper.citation()}), as recorded in "
         f"{paper.path.as_posix()}. Ours: mean over seeds (± std with several seeds); Δ = ours − paper."
     )
+    if any(NOT_ZERO_SHOT in cell for row in table.rows for cell in row):
+        table.notes.append(NOT_ZERO_SHOT_NOTE)
 
 
 def table1(paper: PaperResults, results: Results, resamples: int = 1000, seed: int = 0) -> Table:
@@ -202,8 +223,7 @@ def table1(paper: PaperResults, results: Results, resamples: int = 1000, seed: i
                                 METRIC_NAMES.get(metric, metric),
                                 (source or MISSING) if i == 0 else "",
                                 *(f"{v:.1f}" for v in theirs),
-                                fmt_ours(s),
-                                fmt_delta(s, theirs[paper_index]),
+                                *ours_and_delta(s, theirs[paper_index], cells.zero_shot(source, d.key, variant)),
                                 ci,
                             ]
                         )
@@ -250,7 +270,7 @@ def table2(paper: PaperResults, results: Results, resamples: int = 1000, seed: i
                 metric = paper.table2_metrics[level]
                 theirs = row.values[d][level]
                 s = cells.get(source, d, row.variant, level, metric) if source else None
-                cells_row += [f"{theirs:.1f}", fmt_ours(s), fmt_delta(s, theirs)]
+                cells_row += [f"{theirs:.1f}", *ours_and_delta(s, theirs, cells.zero_shot(source, d, row.variant))]
                 if level == "image":
                     cells_row.append(fmt_ci(cells.ci(source, d, row.variant)) if source else MISSING)
         table.rows.append(cells_row)

@@ -4,10 +4,12 @@ Masks are always paired with images by file stem (plus a dataset's mask suffix s
 never by sort order: one missing or extra file must be reported, not shift every later pair.
 Every irregular file becomes either a *problem* (an error, or under ``--skip-bad`` a skipped file)
 or an *ignored* entry with its reason (e.g. Br35H's unlabeled ``pred/``); nothing is dropped silently.
+A symbolic link whose target is gone is a problem too: it usually stands for an image.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,6 +133,8 @@ def list_images(ctx: Context, folder: Path) -> list[Path]:
     for p in visible_entries(folder):
         if is_image(p):
             images.append(p)
+        elif p.is_symlink() and not p.exists():
+            ctx.problem("dangling link", p, f"symbolic link to {os.readlink(p)}, which does not exist")
         else:
             ctx.ignore(p, "not an image file" if p.is_file() else "unexpected folder")
     return images

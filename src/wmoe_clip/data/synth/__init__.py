@@ -8,6 +8,10 @@ as ``wmoe-clip prepare folder`` reads it (variant None: class folders; ``csv``: 
 what users' folders carry: a stray file, an image-only class, a class with an anomalous image
 without a mask, and a pixel-only class. Deterministic for a given seed. The whole folder is written
 atomically, so a half-written stand-in is never taken for a finished one.
+
+The folder is replaced as a whole, so only a folder that is missing, empty or an earlier stand-in
+(it carries the ``SYNTHETIC`` marker) is replaced; anything else needs ``force``. A folder holding
+the current directory or the wmoe-clip source tree is never replaced.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import os
 from pathlib import Path
 
 from ...errors import WMoEError
-from ...io import atomic_dir
+from ...io import atomic_dir, check_writable
 from .. import registry
 from ..meta import SYNTHETIC_MARKER
 from .layouts import FOLDER_CLASSES, WRITERS, Writer
@@ -24,6 +28,29 @@ from .layouts import FOLDER_CLASSES, WRITERS, Writer
 DEFAULT_SIZE = 8
 CUSTOM = "folder"
 CUSTOM_VARIANTS = (None, "csv")
+
+
+def _source_tree() -> Path | None:
+    return next((p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file()), None)
+
+
+def check_replaceable(out_dir: Path, force: bool) -> None:
+    """Refuse to replace a folder that ``synth`` did not write (unless ``force``), or one that holds
+    the current directory or the source tree (always)."""
+    target = out_dir.resolve()
+    for name, protected in (("the current folder", Path.cwd().resolve()), ("the wmoe-clip source tree", _source_tree())):
+        if protected is not None and (protected == target or target in protected.parents):
+            raise WMoEError(f"refusing to replace --out {out_dir}: it holds {name} ({protected}); "
+                            "give a new folder, e.g. resources/raw/DATASET")
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise WMoEError(f"--out {out_dir} is a file; give a folder")
+    if force or (out_dir / SYNTHETIC_MARKER).is_file() or not any(out_dir.iterdir()):
+        return
+    raise WMoEError(f"--out {out_dir} exists and was not written by wmoe-clip synth (it has no "
+                    f"{SYNTHETIC_MARKER} marker), and synth replaces its folder as a whole; give a new folder, "
+                    "or pass --force to replace it")
 
 
 def _spec(key: str, variant: str | None) -> registry.DatasetSpec:
@@ -35,8 +62,9 @@ def _spec(key: str, variant: str | None) -> registry.DatasetSpec:
 
 
 def generate(key: str, out_dir: str | os.PathLike, size: int = DEFAULT_SIZE, seed: int = 0,
-             variant: str | None = None) -> list[dict]:
-    """Write the stand-in of ``key`` into ``out_dir`` (replacing it); returns the ground truth records.
+             variant: str | None = None, force: bool = False) -> list[dict]:
+    """Write the stand-in of ``key`` into ``out_dir`` (replacing it, see :func:`check_replaceable`);
+    returns the ground truth records.
 
     Each truth record has ``split``, ``cls_name``, ``img_path`` and ``mask_path`` (relative to
     ``out_dir``, '' where none) and ``anomaly``.
@@ -46,6 +74,8 @@ def generate(key: str, out_dir: str | os.PathLike, size: int = DEFAULT_SIZE, see
         raise WMoEError(f"synth {key}: --size must be at least 2 (one normal and one anomalous image), got {size}")
     writer_key = (key, variant if key == CUSTOM else spec.variant)
     out_dir = Path(out_dir)
+    check_replaceable(out_dir, force)
+    check_writable(out_dir, "--out", folder=True, replaced=True)
     with atomic_dir(out_dir) as tmp:
         writer = Writer(root=tmp, spec=spec, seed=seed, shape_key=key)
         WRITERS[writer_key](writer, size)
