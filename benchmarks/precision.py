@@ -8,7 +8,7 @@ Part 1 builds the ``full`` variant twice from the same seeds, once with ``model.
 once with the precision under test, and compares per image the per-pixel anomaly maps (raw and
 smoothed with ``eval.sigma``, as evaluation sees them) by Spearman rank correlation and max |Δ|, and
 across images the evaluation image scores. Part 2 measures, on the fp32 features of the same images,
-the quantities of :mod:`wmoe_clip.model.diagnostics` at initialisation for both init schemes: cos(T, T̃),
+the quantities of :mod:`wmoe_clip.model.wmoe_clip.diagnostics` at initialisation for both init schemes: cos(T, T̃),
 cos(g, g′), ‖P(μ)‖ (evaluation), ‖P(z)‖ (training, z sampled) and the slot norm ‖V‖ for scale.
 Backbone weights are random (``pretrained: null``); images are synthetic MVTec-AD stand-ins at batch 1.
 Prints Markdown tables.
@@ -31,10 +31,9 @@ from wmoe_clip.config import PRECISIONS, load_config
 from wmoe_clip.data.dataset import AnomalyDataset
 from wmoe_clip.data.prepare import prepare
 from wmoe_clip.data.synth import generate
-from wmoe_clip.engine.evaluate import image_scores
 from wmoe_clip.engine.smoothing import gaussian_smooth
 from wmoe_clip.model import build_model
-from wmoe_clip.model.diagnostics import diagnostics
+from wmoe_clip.model.wmoe_clip.diagnostics import diagnostics
 
 SEED = 0
 
@@ -57,7 +56,7 @@ def _images(image_size: int, n: int) -> list[torch.Tensor]:
 def _evaluate(model, feats, sigma: float) -> tuple[np.ndarray, np.ndarray, float]:
     out = model.forward_features(feats)
     smoothed = gaussian_smooth(out.anomaly_map.float(), sigma)
-    score = image_scores(out.global_score, smoothed, model.cfg.model.alpha)
+    score = model.eval_image_score(out.global_score, smoothed)
     return out.anomaly_map[0].numpy(), smoothed[0].numpy(), float(score[0])
 
 

@@ -1,9 +1,11 @@
 """Run configuration: dataclasses in code, YAML on disk, strict validation in between.
 
-A run config has five sections (``model``, ``loss``, ``train``, ``eval``, ``data``). Every field has
-the default of ``docs/REPRODUCTION.md``; a YAML file overrides any subset. Unknown keys and values of
-the wrong type are errors that name the file and the key, so a typo never silently falls back to a
-default. The Table 2 variants are named switch sets applied on top of a config.
+A run config names its ``method`` (a key of ``wmoe_clip.model.registry``: ``wmoe_clip``, ``anomalyclip``,
+``clip``) and has five sections (``model``, ``loss``, ``train``, ``eval``, ``data``); a method's own
+settings sit under ``model.<method>``. Every field has the default of ``docs/REPRODUCTION.md``; a YAML
+file overrides any subset. Unknown keys and values of the wrong type are errors that name the file and
+the key, so a typo never silently falls back to a default. The Table 2 variants of WMoE-CLIP are named
+switch sets applied on top of a config.
 """
 
 from __future__ import annotations
@@ -77,6 +79,20 @@ class AnomalyCLIPConfig:
     deep_prompt_length: int = 4
     # λ of the loss CE + λ·Σ_layers (focal + dice + dice); the method ignores the loss section.
     local_weight: float = 4.0
+    # The feature layers its maps use, a subset of model.feature_layers (null: all of them), so that
+    # it can share one backbone configuration with the other methods of a protocol.
+    layers: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    """The training-free ``clip`` baseline: class-name prompts on CLIP's plain last-block tokens."""
+
+    # "{cls}" is replaced by the class name with "_" as a space.
+    normal_template: str = "a photo of a normal {cls}"
+    abnormal_template: str = "a photo of an anomalous {cls}"
+    # τ of softmax(cos/τ); null: CLIP's own learned scale, 1 / logit_scale.exp() (1/100 for OpenAI's).
+    temperature: float | None = None
 
 
 # What ``model.compat`` sets: the backbone options that restore another code base's numerics.
@@ -123,6 +139,7 @@ class ModelConfig:
     # PyTorch's initialisation everywhere.
     init: str = "zero_residual"
     anomalyclip: AnomalyCLIPConfig = field(default_factory=AnomalyCLIPConfig)
+    clip: ClipConfig = field(default_factory=ClipConfig)
     ctds: CTDSConfig = field(default_factory=CTDSConfig)
     wcma: WCMAConfig = field(default_factory=WCMAConfig)
     sa_moe: SAMoEConfig = field(default_factory=SAMoEConfig)
@@ -171,6 +188,8 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
+    # The method (wmoe_clip.model.registry) that reads this config; configs without the key are WMoE-CLIP's.
+    method: str = "wmoe_clip"
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -181,7 +200,7 @@ class RunConfig:
         return _to_plain(self)
 
     def with_variant(self, variant: str) -> "RunConfig":
-        """This config with the three module switches of a Table 2 variant."""
+        """This config with the three module switches of a Table 2 variant (WMoE-CLIP's)."""
         ctds, wcma, sa_moe = variant_switches(variant)
         m = self.model
         model = dataclasses.replace(
@@ -323,8 +342,12 @@ def _with_compat(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_values(cfg: RunConfig, source: str) -> None:
+    from .model.registry import method_names
+
     m, t = cfg.model, cfg.train
     problems = []
+    if cfg.method not in method_names():
+        problems.append(f"method must be one of {', '.join(method_names())}, got {cfg.method!r}")
     if m.image_size < 1:
         problems.append("model.image_size must be positive")
     if not m.feature_layers or min(m.feature_layers) < 1:
@@ -350,6 +373,16 @@ def _check_values(cfg: RunConfig, source: str) -> None:
     elif a.deep_prompt_depth > 1 and not 1 <= a.deep_prompt_length <= a.prompt_length:
         problems.append("model.anomalyclip.deep_prompt_length must lie in [1, prompt_length]: the deep "
                         "tokens replace context slots")
+    if a.layers is not None and (not a.layers or not set(a.layers) <= set(m.feature_layers)):
+        problems.append(f"model.anomalyclip.layers {list(a.layers)} must be a non-empty subset of "
+                        f"model.feature_layers {list(m.feature_layers)}")
+    c = m.clip
+    for key, template in (("normal_template", c.normal_template), ("abnormal_template", c.abnormal_template)):
+        if template.count("{cls}") != 1 or "{" in template.replace("{cls}", ""):
+            problems.append(f"model.clip.{key} must hold the placeholder {{cls}} once and no other braces, "
+                            f"got {template!r}")
+    if c.temperature is not None and not c.temperature > 0:
+        problems.append("model.clip.temperature must be positive or null")
     if m.pos_embed_interpolation not in POS_EMBED_INTERPOLATIONS:
         problems.append(f"model.pos_embed_interpolation must be one of {', '.join(POS_EMBED_INTERPOLATIONS)}")
     if m.compat is not None:

@@ -37,6 +37,8 @@ def test_cache_holds_the_encoder_outputs_in_fp16_with_the_ground_truth(setup, tm
         direct = model.encode_image(images)
     torch.testing.assert_close(batch.feats.patch_tokens, direct.patch_tokens, rtol=2e-3, atol=2e-3)
     torch.testing.assert_close(batch.feats.global_token, direct.global_token, rtol=2e-3, atol=2e-3)
+    torch.testing.assert_close(batch.feats.plain_tokens, direct.plain_tokens, rtol=2e-3, atol=2e-3)
+    assert batch.classes == [dataset.records[i]["cls_name"] for i in idx]
     assert batch.labels.tolist() == [dataset.records[i]["anomaly"] for i in idx]
     torch.testing.assert_close(batch.masks, torch.stack([dataset[i]["mask"] for i in idx]))
 
@@ -70,7 +72,7 @@ def test_cache_held_in_memory_gives_the_memory_mapped_batches_exactly(setup, tmp
     assert held.folder == mapped.folder  # the budget is no part of the key
     assert not mapped.resident and isinstance(mapped.patch_tokens, np.memmap)
     assert held.resident
-    for name in ("global_token", "patch_tokens", "masks", "labels"):
+    for name in ("global_token", "patch_tokens", "plain_tokens", "masks", "labels"):
         arr = getattr(held, name)
         assert isinstance(arr, torch.Tensor) and arr.device == cpu, name
         # A copy in memory, not a view of the file.
@@ -78,8 +80,7 @@ def test_cache_held_in_memory_gives_the_memory_mapped_batches_exactly(setup, tmp
     plan = [[7, 2, 10], [0], list(range(len(dataset)))[::-1]]
     for a, b in zip(mapped.batches(plan), held.batches(plan), strict=True):
         assert a.indices == b.indices
-        for x, y in ((a.feats.global_token, b.feats.global_token), (a.feats.patch_tokens, b.feats.patch_tokens),
-                     (a.masks, b.masks), (a.labels, b.labels)):
+        for x, y in (*zip(a.feats, b.feats), (a.masks, b.masks), (a.labels, b.labels)):
             assert x.dtype == y.dtype and torch.equal(x, y)
 
 
@@ -87,8 +88,9 @@ def test_memory_budget_decides_and_is_logged(setup, tmp_path, monkeypatch, capsy
     cfg, model, dataset = setup
     cpu = torch.device("cpu")
     first = open_cache(_with_memory(cfg, 0.0), dataset, model, cpu, tmp_path)
-    size = sum((first.folder / f"{name}.npy").stat().st_size for name in ("global", "patches", "masks", "labels"))
-    headers = 4 * 128  # numpy's .npy header of these arrays, padded to 128 bytes
+    names = ("global", "patches", "plain", "masks", "labels")
+    size = sum((first.folder / f"{name}.npy").stat().st_size for name in names)
+    headers = len(names) * 128  # numpy's .npy header of these arrays, padded to 128 bytes
     capsys.readouterr()
     for available, resident in ((2 * (size - headers), True), (2 * (size - headers) - 2, False)):
         monkeypatch.setattr(feature_cache.psutil, "virtual_memory", lambda a=available: types.SimpleNamespace(available=a))

@@ -27,7 +27,7 @@ def _doc(tmp_path, pixel=True):
             r["pixel"] = dict(px)
         mean["pixel"] = {k: {"value": v, "n_classes": 2} for k, v in px.items()}
     return build_eval(
-        source="visa", target="mvtec", variant="full", seed=0, synthetic=True,
+        source="visa", target="mvtec", method="wmoe_clip", variant="full", seed=0, synthetic=True,
         dataset={"key": "mvtec", "display_name": "MVTec-AD", "domain": "industrial",
                  "image_metrics": True, "pixel_metrics": pixel},
         per_class=per_class, mean=mean,

@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import math
+import types
 
 import pytest
 import torch
@@ -204,10 +205,14 @@ def test_epoch_diagnostics_are_sample_weighted_means_of_the_batches():
         return {"g": g, "g_prime": torch.tensor([[cos, math.sqrt(1 - cos**2)]]),
                 "router_probs": torch.tensor([[0.5, 0.5]]), "expert_index": torch.tensor([[expert]])}
 
-    stats = _EpochStats()
+    from wmoe_clip.model.wmoe_clip import WMoECLIP
+    from wmoe_clip.model.wmoe_clip.diagnostics import diagnostics
+
+    # What _EpochStats reads of a model: its diagnostics and their groups.
+    stats = _EpochStats(types.SimpleNamespace(diagnostics=diagnostics, DIAGNOSTIC_GROUPS=WMoECLIP.DIAGNOSTIC_GROUPS))
     stats.add({"total": torch.tensor(1.0)}, aux(1.0, 0), 1)
     stats.add({"total": torch.tensor(3.0)}, aux(0.0, 1), 3)
     assert stats.means() == {"total": pytest.approx(2.5)}
     assert stats.diagnostics() == {"cos_global": pytest.approx(0.25), "router_entropy": pytest.approx(math.log(2))}
-    assert stats.expert_usage() == {"selected_share": pytest.approx([0.25, 0.75]),
-                                    "mean_router_prob": pytest.approx([0.5, 0.5])}
+    assert stats.groups() == {"expert_usage": {"selected_share": pytest.approx([0.25, 0.75]),
+                                               "mean_router_prob": pytest.approx([0.5, 0.5])}}

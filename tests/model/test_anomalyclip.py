@@ -18,8 +18,7 @@ from wmoe_clip.config import load_config
 from wmoe_clip.errors import WMoEError
 from wmoe_clip.model.anomalyclip import AnomalyCLIP
 from wmoe_clip.model.anomalyclip.prompts import AnomalyCLIPPrompts
-from wmoe_clip.model.base import ImageFeatures
-from wmoe_clip.model.wmoe_clip import WMoEOutput
+from wmoe_clip.model.base import ModelOutput
 
 N_CTX = 12
 
@@ -171,7 +170,7 @@ def test_image_score_is_the_global_token_alone_without_ln_post(model, cfg):
     expected = (g @ text.T / 0.07).softmax(dim=-1)[:, 1]
     torch.testing.assert_close(out.image_score, expected, atol=1e-6, rtol=0)
     torch.testing.assert_close(out.global_score, expected, atol=1e-6, rtol=0)
-    other_patches = ImageFeatures(feats.global_token, torch.randn_like(feats.patch_tokens))
+    other_patches = feats._replace(patch_tokens=torch.randn_like(feats.patch_tokens))
     with torch.no_grad():
         moved = model.forward_features(other_patches)
     torch.testing.assert_close(moved.image_score, out.image_score, atol=0, rtol=0)
@@ -204,7 +203,7 @@ def test_loss_on_a_hand_case_equals_their_formula(model):
     masks[1, 1:4, 2:5] = 1
     logits = torch.tensor([[2.0, -1.0], [0.5, 1.5]])
     labels = torch.tensor([0, 1])
-    out = WMoEOutput(maps, maps.sum(1), logits.softmax(-1)[:, 1], logits.softmax(-1)[:, 1],
+    out = ModelOutput(maps, maps.sum(1), logits.softmax(-1)[:, 1], logits.softmax(-1)[:, 1],
                      {"global_logits": logits})
     terms = model.loss(out, labels, masks)
     ce, local, total = _np_loss(logits, labels.tolist(), maps, masks)

@@ -81,8 +81,8 @@ def test_global_token_without_ln_post_changes_the_global_token_only(native_weigh
     path, _ = native_weights
     plain, compat = _backbone(path), _backbone(path, global_token_ln_post=False)
     images = torch.randn(2, 3, 112, 112, generator=torch.Generator().manual_seed(0))
-    g, patches = plain.encode_image(images)
-    g_c, patches_c = compat.encode_image(images)
+    g, patches, _ = plain.encode_image(images)
+    g_c, patches_c, _ = compat.encode_image(images)
     torch.testing.assert_close(patches_c, patches, atol=0, rtol=0)
     visual = plain.clip.visual
     captured = {}

@@ -26,7 +26,8 @@ def test_round_trip_rebuilds_the_identical_model(build_tiny, images, tmp_path):
     path = tmp_path / "model.pt"
     save_checkpoint(model, path)
     payload = torch.load(path, weights_only=True)
-    assert payload["variant"] == "full" and payload["format_version"] == 2
+    assert payload["variant"] == "full" and payload["format_version"] == 3
+    assert payload["method"] == payload["config"]["method"] == "wmoe_clip"
     assert not any(k.startswith("backbone.") for k in payload["state"])
     assert set(payload["state"]) == {n for n, _ in model.learnable_named_parameters()}
     torch.manual_seed(123)  # a different RNG state must not matter
@@ -66,6 +67,7 @@ def _legacy_images():
 
 def test_a_format_1_checkpoint_computes_what_the_code_that_wrote_it_computed():
     model = load_checkpoint(LEGACY)
+    assert model.cfg.method == "wmoe_clip" and type(model).__name__ == "WMoECLIP"
     m = model.cfg.model
     assert (m.init, m.wcma.dwt_mode, m.precision) == ("default", "zero", "fp32")
     expected = torch.load(LEGACY_OUTPUTS, weights_only=True)
@@ -119,5 +121,5 @@ def test_an_unknown_format_version_is_refused(tmp_path):
     payload = torch.load(LEGACY, weights_only=True)
     payload["format_version"] = FORMAT_VERSION + 1
     torch.save(payload, tmp_path / "future.pt")
-    with pytest.raises(WMoEError, match=f"format version {FORMAT_VERSION + 1}; this wmoe-clip reads versions 1, 2"):
+    with pytest.raises(WMoEError, match=f"format version {FORMAT_VERSION + 1}; this wmoe-clip reads versions 1, 2, 3"):
         read_checkpoint(tmp_path / "future.pt")

@@ -10,8 +10,9 @@ from pytorch_wavelets import DWTInverse
 
 from wmoe_clip.config import DWT_MODES
 from wmoe_clip.model import losses
-from wmoe_clip.model.sa_moe import SAMoE, top_k_routing
-from wmoe_clip.model.wcma import HaarSplit
+from wmoe_clip.model.wmoe_clip import losses as wmoe_losses
+from wmoe_clip.model.wmoe_clip.sa_moe import SAMoE, top_k_routing
+from wmoe_clip.model.wmoe_clip.wcma import HaarSplit
 
 
 @pytest.mark.parametrize("size", [(8, 8), (7, 7)])
@@ -101,17 +102,17 @@ def test_kl_matches_the_closed_form_on_a_hand_case():
     logvar = torch.tensor([[0.0, math.log(2.0)], [0.0, 0.0]])
     # Sample 1: 0.5·[(1 + 1 − 1 − 0) + (0 + 2 − 1 − ln 2)] = 1 − ln2/2; sample 2 is N(0, I): 0.
     expected = (1 - math.log(2) / 2 + 0.0) / 2
-    assert losses.kl_divergence(mu, logvar).item() == pytest.approx(expected, rel=1e-6)
+    assert wmoe_losses.kl_divergence(mu, logvar).item() == pytest.approx(expected, rel=1e-6)
     q = torch.distributions.Normal(mu, torch.exp(0.5 * logvar))
     p = torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu))
     ref = torch.distributions.kl_divergence(q, p).sum(-1).mean()
-    assert losses.kl_divergence(mu, logvar).item() == pytest.approx(ref.item(), rel=1e-6)
+    assert wmoe_losses.kl_divergence(mu, logvar).item() == pytest.approx(ref.item(), rel=1e-6)
 
 
 def test_reconstruction_loss_is_the_mean_squared_norm():
     g = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     g_hat = torch.tensor([[0.0, 0.0], [0.0, 3.0]])
-    assert losses.reconstruction_loss(g, g_hat).item() == pytest.approx((1 + 4) / 2)
+    assert wmoe_losses.reconstruction_loss(g, g_hat).item() == pytest.approx((1 + 4) / 2)
 
 
 def test_focal_and_dice_on_a_hand_case():
@@ -132,6 +133,6 @@ def test_load_balance_is_one_when_uniform_and_e_when_collapsed():
     e = 4
     uniform = torch.full((4, e), 1 / e)
     index = torch.tensor([[0, 1], [2, 3], [0, 1], [2, 3]])
-    assert losses.load_balance_loss(uniform, index).item() == pytest.approx(1.0)
+    assert wmoe_losses.load_balance_loss(uniform, index).item() == pytest.approx(1.0)
     collapsed = torch.tensor([[1.0, 0, 0, 0]] * 4)
-    assert losses.load_balance_loss(collapsed, torch.zeros(4, 1, dtype=torch.long)).item() == pytest.approx(e)
+    assert wmoe_losses.load_balance_loss(collapsed, torch.zeros(4, 1, dtype=torch.long)).item() == pytest.approx(e)

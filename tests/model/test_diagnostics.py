@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from wmoe_clip.model.diagnostics import diagnostics
+from wmoe_clip.model.wmoe_clip.diagnostics import diagnostics
 
 S = 1 / math.sqrt(2)
 

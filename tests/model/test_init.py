@@ -9,7 +9,7 @@ import torch
 
 from wmoe_clip.config import VARIANTS, ConfigError, config_from_dict, load_config
 from wmoe_clip.model import build_model
-from wmoe_clip.model.ctds import CTDS
+from wmoe_clip.model.wmoe_clip.ctds import CTDS
 
 # The last layer of each residual branch: WCMA's output projection, each expert's output layer, P.
 ZEROED = re.compile(r"^(wcma\.layers\.\d+\.cross\.o|sa_moe\.experts\.\d+\.2|ctds\.to_prompt)\.(weight|bias)$")

@@ -17,7 +17,7 @@ from pytorch_wavelets import DWTForward
 
 from wmoe_clip.config import load_config
 from wmoe_clip.model import build_model
-from wmoe_clip.model.ctds import CTDS
+from wmoe_clip.model.wmoe_clip.ctds import CTDS
 
 
 def _linear(layer, x):

@@ -9,7 +9,8 @@ import torch
 
 import wmoe_clip.model.base as model_base
 from wmoe_clip.config import VARIANTS, load_config
-from wmoe_clip.model import LEARNABLE_MODULES, build_model
+from wmoe_clip.model import build_model
+from wmoe_clip.model.wmoe_clip import LEARNABLE_MODULES
 from wmoe_clip.model.summary import parameter_counts
 
 SEED = 0

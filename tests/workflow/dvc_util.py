@@ -42,7 +42,7 @@ def dvc_stages(params: dict, root: Path) -> list:
 
 # A small DVC setup for the end-to-end tests: the demo's synthetic data and tiny model on two datasets
 # and one variant (one training, one evaluation: the smallest DAG from data to report), one epoch, no
-# custom target. Standalone, not `defaults: [demo]`: a setup's mappings merge over the one it names,
+# custom target, no baseline. Standalone, not `defaults: [demo]`: a setup's mappings merge over the one it names,
 # so the demo's custom target could not be dropped.
 SUBSET_SETUP = """\
 # @package _global_
@@ -56,12 +56,15 @@ paths: {resources: resources/demo, results: results/demo, reports: reports/demo}
 data: {source: synth, args: {size: 2, seed: 0}}
 prepare: {strict: false}
 weights: []
+main_targets: [mvtec]
 run_config:
-  base: tiny
-  input: src/wmoe_clip/configs/tiny.yaml
   set:
     train: {epochs: 1, num_workers: 0}
     eval: {num_workers: 0, figure_samples: 4}
+run_configs:
+  wmoe_clip: {base: tiny, input: src/wmoe_clip/configs/tiny.yaml, set: {}}
+trained_baselines: []
+untrained_baselines: []
 mlflow: {experiment: dvc-subset}
 custom_targets: {}
 custom_synth: {}

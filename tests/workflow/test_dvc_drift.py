@@ -24,9 +24,10 @@ SETUPS = {"paper": "config/config.yaml", "demo": "config/demo.yaml"}
 # already sit in the folder before the job runs).
 RAW_RECORD = re.compile(r"^(\S+/raw/\w+)/download\.json$")
 # DVC's `raw` stage runs whichever command the data source names; Snakemake has a rule for each, and
-# one `evaluate` rule where DVC has a stage per table.
+# one `train` and one `evaluate` rule where DVC has a stage per table and per kind of method.
 DVC_GROUPS = {"raw": ("download", "synth"), "evaluate_main": ("evaluate",), "evaluate_ablation": ("evaluate",),
-              "evaluate_custom": ("evaluate",)}
+              "evaluate_custom": ("evaluate",), "evaluate_baseline": ("evaluate",),
+              "evaluate_untrained": ("evaluate",), "train_baseline": ("train",)}
 # The placeholder for a cluster launcher in DVC's GPU stages; empty unless set (README, "Cluster").
 LAUNCHER = "$WMOE_DVC_LAUNCHER"
 
@@ -88,32 +89,40 @@ def test_paper_setup_has_the_whole_protocol():
 
 
 def test_dvc_and_snakemake_run_the_same_commands(setup):
-    # Word for word, but for the run config (next test).
-    args, stages, _ = setup
+    # Word for word, but for the run configs (next test).
+    args, stages, params = setup
     smk = sorted(argv(c) for c in shell_commands(*args))
     dvc = sorted(argv(stage.cmd) for stage in stages)
     assert len(smk) == len(dvc) and len(smk) >= 14 + 14 + 1 + 1 + 10 + 22 + 1
-    assert sum(map(is_run_config, smk)) == sum(map(is_run_config, dvc)) == 1
+    assert sum(map(is_run_config, smk)) == sum(map(is_run_config, dvc)) == len(params["run_configs"])
     smk, dvc = [c for c in smk if not is_run_config(c)], [c for c in dvc if not is_run_config(c)]
     assert [c for c in dvc if c not in smk] == [] and [c for c in smk if c not in dvc] == []
 
 
+def _out(words: tuple[str, ...]) -> str:
+    return words[words.index("--out") + 1]
+
+
 def test_both_run_configs_resolve_to_the_same_config(setup, tmp_path):
-    # The one command that differs in form: Snakemake passes its config's overrides as --set, DVC
-    # points --overrides at params.yaml (so `dvc exp run -S run_config.set.train.lr=...` works).
-    # Both commands are run as they stand and must write the same run config.
+    # The commands that differ in form: Snakemake passes its config's overrides as --set, DVC points
+    # --overrides at params.yaml (so `dvc exp run -S run_config.set.train.lr=...` works). Both
+    # commands of each method are run as they stand and must write the same run config.
     args, stages, params = setup
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    resolved = []
-    for command in (next(c for c in shell_commands(*args) if is_run_config(argv(c))),
-                    next(s.cmd for s in stages if is_run_config(argv(s.cmd)))):
-        words = list(argv(command)[1:])
-        out = tmp_path / f"run_config{len(resolved)}.yaml"
-        words[words.index("--out") + 1] = str(out)
-        words = [w.replace("params.yaml:", f"{tmp_path}/params.yaml:") for w in words]
-        assert main(words) == 0
-        resolved.append(load_config(out).to_dict())
-    assert resolved[0] == resolved[1]
+    smk = {_out(argv(c)): argv(c) for c in shell_commands(*args) if is_run_config(argv(c))}
+    dvc = {_out(argv(s.cmd)): argv(s.cmd) for s in stages if is_run_config(argv(s.cmd))}
+    assert sorted(smk) == sorted(dvc)
+    for path in smk:
+        resolved = []
+        for command in (smk[path], dvc[path]):
+            words = list(command[1:])
+            out = tmp_path / f"run_config{len(resolved)}.yaml"
+            words[words.index("--out") + 1] = str(out)
+            words = [w.replace("params.yaml:", f"{tmp_path}/params.yaml:") for w in words]
+            assert main(words) == 0
+            resolved.append(load_config(out).to_dict())
+        assert resolved[0] == resolved[1], path
+        assert resolved[0]["method"] == path.rsplit("/", 1)[-1].removesuffix(".yaml")
 
 
 def test_committed_params_are_the_default_composition():
@@ -126,7 +135,10 @@ def test_dvc_setups_mirror_the_workflow_configs(setup):
     args, _, params = setup
     config = yaml.safe_load((REPO / args[1]).read_text())
     assert params["data"]["source"] == config["data_source"]
-    assert params["run_config"]["base"] == config["model_config"]
+    assert params["run_configs"]["wmoe_clip"]["base"] == config["model_config"]
+    baselines = config.get("methods", {}).get("baselines", [])
+    assert sorted(params["trained_baselines"] + params["untrained_baselines"]) == sorted(baselines)
+    assert sorted(params["run_configs"]) == sorted(["wmoe_clip", *baselines])
     assert params["mlflow"]["experiment"] == config["mlflow"]["experiment"]
     assert params["seeds"] == config["seeds"]
     assert params["custom_targets"] == config.get("custom_targets", {})

@@ -18,7 +18,7 @@ def test_overrides_land_in_the_resolved_config(tmp_path):
     # Everything else is the shipped tiny config, written out in full.
     tiny = load_config("tiny")
     assert cfg.model.backbone == tiny.model.backbone and cfg.eval == tiny.eval
-    assert set(yaml.safe_load(out.read_text())) == {"model", "loss", "train", "eval", "data"}
+    assert set(yaml.safe_load(out.read_text())) == {"method", "model", "loss", "train", "eval", "data"}
 
 
 @pytest.mark.parametrize("bad", ["train.epochz=3", "train.epochs=three", "train=1", "epochs"])

@@ -7,15 +7,43 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from wmoe_clip.config import ConfigError, config_with_overrides
+from wmoe_clip.model import registry
 
 
 validate(config, schema="../schemas/config.schema.yaml")
-# The run config with the overrides, checked by the library now, while the DAG is built: a bad
-# value (train.epochs: 0, a typo) fails before any job runs rather than in the run_config job.
-try:
-    config_with_overrides(config["model_config"], config["overrides"], "workflow config `overrides`")
-except ConfigError as exc:
-    raise WorkflowError(str(exc)) from None
+
+# Methods: the main one (Table 1's "ours" and Table 2) and the baselines measured beside it. A baseline
+# that trains is trained on every source with Table 1 targets and evaluated on those targets; one that
+# does not (clip) is evaluated once per Table 1 target, under source `none` and seed 0.
+MAIN_METHOD = config["methods"]["main"]
+BASELINES = list(config["methods"]["baselines"])
+TRAINED_BASELINES = [b for b in BASELINES if registry.get(b).trains]
+UNTRAINED_BASELINES = [b for b in BASELINES if not registry.get(b).trains]
+NONE = registry.UNTRAINED_SOURCE
+METHOD_CONFIGS = config["methods"]["configs"]
+
+
+def method_base(method):
+    """The run config a method's is built from: model_config for the main method, else its own base."""
+    if method == MAIN_METHOD:
+        return config["model_config"]
+    return METHOD_CONFIGS.get(method, {}).get("base") or config["model_config"]
+
+
+def method_overrides(method):
+    """Dotted keys set on a method's base: its method, its own settings, the config's overrides."""
+    own = {} if method == MAIN_METHOD else METHOD_CONFIGS.get(method, {}).get("set") or {}
+    return {"method": method, **own, **config["overrides"]}
+
+
+# Each method's run config with the overrides, checked by the library now, while the DAG is built: a
+# bad value (train.epochs: 0, a typo) fails before any job runs rather than in the run_config job.
+for _method in [MAIN_METHOD, *BASELINES]:
+    try:
+        config_with_overrides(method_base(_method), method_overrides(_method),
+                              f"workflow config `overrides` on the {_method} run config")
+    except ConfigError as exc:
+        raise WorkflowError(str(exc)) from None
 
 PATHS = config["paths"]
 RES = PATHS["resources"]
@@ -49,9 +77,16 @@ EVAL_CELLS = _protocol_cells()
 TRAIN_CELLS = list(dict.fromkeys((s, v) for s, _, v in EVAL_CELLS))
 DATASETS = list(dict.fromkeys([*config["sources"], *(t for _, t, _ in EVAL_CELLS)]))
 VARIANTS = list(dict.fromkeys([MAIN, *config["variants"]]))
-# Users' own datasets (name -> folder or CSV): every trained model is evaluated on each.
+# Users' own datasets (name -> folder or CSV): every trained model of the main method is evaluated on each.
 CUSTOM = dict(config["custom_targets"])
 CUSTOM_CELLS = [(s, c, v) for s, v in TRAIN_CELLS for c in CUSTOM]
+# The baselines on the main method's Table 1 cells (not the ablation's); a run is named by its method.
+TABLE1_CELLS = [(s, t) for s in config["sources"] for t in config["targets"][s]]
+BASELINE_TRAIN_CELLS = list(dict.fromkeys((s, b) for b in TRAINED_BASELINES for s, _ in TABLE1_CELLS))
+BASELINE_EVAL_CELLS = [(s, t, b) for b in TRAINED_BASELINES for s, t in TABLE1_CELLS]
+UNTRAINED_CELLS = [(NONE, t, b) for b in UNTRAINED_BASELINES for t in dict.fromkeys(t for _, t in TABLE1_CELLS)]
+# The run name (the `{variant}` path segment) -> its method.
+RUN_METHOD = {**{v: MAIN_METHOD for v in VARIANTS}, **{b: b for b in BASELINES}}
 
 # Path patterns (ARCHITECTURE.md, "Results layout"); the prefixes come from the config.
 RAW = f"{RES}/raw/{{dataset}}"
@@ -64,7 +99,7 @@ CUSTOM_RAW = f"{RES}/raw/custom/{{custom}}"
 CUSTOM_PREPARED = f"{RES}/prepared/custom/{{custom}}/meta.json"
 CUSTOM_PREPARE_REPORT = f"{RES}/prepared/custom/{{custom}}/prepare.json"
 WEIGHTS = f"{RES}/weights/vit_l14_336_openai.pt"
-RUN_CONFIG = f"{OUT}/run_config.yaml"
+RUN_CONFIG = f"{OUT}/run_config/{{method}}.yaml"
 TRACKING_DONE = f"{OUT}/tracking/initialised.json"
 TRAIN_DIR = f"{OUT}/train/{{source}}/{{variant}}/seed{{seed}}"
 EVAL_JSON = f"{OUT}/eval/{{source}}/{{target}}/{{variant}}/seed{{seed}}.json"
@@ -75,11 +110,13 @@ TRACKING_URI = config["mlflow"]["tracking_uri"] or "sqlite:///" + os.path.abspat
 
 
 def all_eval_jsons():
-    return [
+    trained = [
         EVAL_JSON.format(source=s, target=t, variant=v, seed=seed)
-        for s, t, v in EVAL_CELLS + CUSTOM_CELLS
+        for s, t, v in EVAL_CELLS + CUSTOM_CELLS + BASELINE_EVAL_CELLS
         for seed in SEEDS
     ]
+    # A method that does not train has no seeds: seed0.
+    return trained + [EVAL_JSON.format(source=s, target=t, variant=v, seed=0) for s, t, v in UNTRAINED_CELLS]
 
 
 def target_data(wildcards):
@@ -97,9 +134,33 @@ def custom_source(wildcards):
 def all_histories():
     return [
         f"{TRAIN_DIR}/history.json".format(source=s, variant=v, seed=seed)
-        for s, v in TRAIN_CELLS
+        for s, v in TRAIN_CELLS + BASELINE_TRAIN_CELLS
         for seed in SEEDS
     ]
+
+
+def train_run_config(wildcards):
+    """The run config of the method a training's run name belongs to."""
+    return RUN_CONFIG.format(method=RUN_METHOD[wildcards.variant])
+
+
+def variant_option(wildcards):
+    """`--variant NAME` for a method with variants (the run name is the variant); nothing otherwise."""
+    return f"--variant {wildcards.variant}" if registry.get(RUN_METHOD[wildcards.variant]).variants else ""
+
+
+def evaluate_inputs(wildcards):
+    """A trained model and its record, or the run config of a method that does not train (source `none`)."""
+    inputs = {"data": target_data(wildcards), "tracking": tracking_inputs(wildcards)}
+    if wildcards.source == NONE:
+        return {"run_config": RUN_CONFIG.format(method=wildcards.variant), **inputs}
+    train_dir = TRAIN_DIR.format(**wildcards)
+    # run.json is read by evaluate (--train-run default): it links the evaluation to its training run.
+    return {"model": f"{train_dir}/model.pt", "run": f"{train_dir}/run.json", **inputs}
+
+
+def model_option(wildcards, input):
+    return f"--config {input.run_config}" if wildcards.source == NONE else f"--checkpoint {input.model}"
 
 
 def tracking_inputs(wildcards):
@@ -122,9 +183,14 @@ def weights_inputs(wildcards):
     return [WEIGHTS] if config["weights"]["download"] else []
 
 
+def run_config_base(wildcards):
+    return method_base(wildcards.method)
+
+
 def run_config_sets(wildcards):
-    """`--set` options for `wmoe-clip run-config`: the config's overrides, then the weights file."""
-    sets = {**config["overrides"]}
+    """`--set` options for `wmoe-clip run-config`: the method and its own settings, the config's
+    overrides, then the weights file."""
+    sets = method_overrides(wildcards.method)
     if config["weights"]["download"]:
         sets["model.pretrained"] = WEIGHTS
     # Values go through YAML on the other side: JSON spells null, booleans and lists the same way.
@@ -139,7 +205,8 @@ def raw_dir(wildcards, input):
 wildcard_constraints:
     dataset="|".join(DATASETS),
     custom="|".join(CUSTOM),
-    source="|".join(config["sources"]),
+    source="|".join([*config["sources"], NONE]),
     target="|".join([*DATASETS, *CUSTOM]),
-    variant="|".join(VARIANTS),
+    variant="|".join([*VARIANTS, *BASELINES]),
+    method="|".join([MAIN_METHOD, *BASELINES]),
     seed=r"\d+",

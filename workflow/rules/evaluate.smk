@@ -1,19 +1,17 @@
-# Evaluations: one per (source, target, variant, seed); JSON in the format of ARCHITECTURE.md. A target
-# is a registry dataset or a custom target (the config's custom_targets).
+# Evaluations: one per (source, target, run, seed); JSON in the format of ARCHITECTURE.md. A target
+# is a registry dataset or a custom target (the config's custom_targets). The model is a training's
+# checkpoint, or for a method that does not train (source `none`) its run config.
 
 
 rule evaluate:
     input:
-        model=f"{TRAIN_DIR}/model.pt",
-        # Read by evaluate (--train-run default): links the evaluation to its training run.
-        run=f"{TRAIN_DIR}/run.json",
-        data=target_data,
-        tracking=tracking_inputs,
+        unpack(evaluate_inputs),
     output:
         metrics=EVAL_JSON,
         figure=EVAL_FIGURE,
     params:
         data=lambda wildcards, input: os.path.dirname(input.data),
+        model=model_option,
         env=tracking_env(),
         tracking=tracking_flag(),
     log:
@@ -29,5 +27,5 @@ rule evaluate:
     conda:
         "../envs/wmoe-clip.yaml"
     shell:
-        "{params.env} wmoe-clip evaluate --checkpoint {input.model} --target {wildcards.target}"
+        "{params.env} wmoe-clip evaluate {params.model} --target {wildcards.target}"
         " --data {params.data} --out {output.metrics} --figure {output.figure} {params.tracking} > {log} 2>&1"

@@ -1,4 +1,5 @@
-# The run config every training uses, and the trainings: one per (source, variant, seed).
+# The run config of each method, and the trainings: one per (source, run, seed), the run being a variant
+# of the main method or a baseline that trains.
 
 
 rule run_config:
@@ -7,10 +8,10 @@ rule run_config:
     output:
         RUN_CONFIG,
     params:
-        base=config["model_config"],
+        base=run_config_base,
         sets=run_config_sets,
     log:
-        f"{LOGS}/run_config.log",
+        f"{LOGS}/run_config/{{method}}.log",
     conda:
         "../envs/wmoe-clip.yaml"
     shell:
@@ -20,7 +21,7 @@ rule run_config:
 rule train:
     input:
         data=PREPARED.format(dataset="{source}"),
-        run_config=RUN_CONFIG,
+        run_config=train_run_config,
         tracking=tracking_inputs,
     output:
         model=f"{TRAIN_DIR}/model.pt",
@@ -29,6 +30,7 @@ rule train:
     params:
         data=lambda wildcards, input: os.path.dirname(input.data),
         out=lambda wildcards, output: os.path.dirname(output.model),
+        variant=variant_option,
         env=tracking_env(),
         tracking=tracking_flag(),
     log:
@@ -42,5 +44,5 @@ rule train:
         "../envs/wmoe-clip.yaml"
     shell:
         "{params.env} wmoe-clip train --config {input.run_config} --source {wildcards.source}"
-        " --data {params.data} --variant {wildcards.variant} --seed {wildcards.seed}"
+        " --data {params.data} {params.variant} --seed {wildcards.seed}"
         " --out {params.out} {params.tracking} > {log} 2>&1"

@@ -1,19 +1,22 @@
-"""``wmoe-clip evaluate``: zero-shot evaluation of a trained model on a target dataset."""
+"""``wmoe-clip evaluate``: zero-shot evaluation of a model on a target dataset."""
 
 from __future__ import annotations
 
 import argparse
 
+from ._options import add_model_source
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "evaluate",
-        help="evaluate a trained model on a target dataset (writes the eval JSON and a figure)",
-        description="Run the model over the target's test split class by class, compute the metrics that "
+        help="evaluate a model on a target dataset (writes the eval JSON and a figure)",
+        description="Run the model (a checkpoint, or with --config the run config of a method that does not "
+        "train, such as clip) over the target's test split class by class, compute the metrics that "
         "apply to the dataset, and write the evaluation JSON (format wmoe-clip/eval, version 1) and a "
         "figure of sample anomaly maps.",
     )
-    p.add_argument("--checkpoint", required=True, help="model.pt written by wmoe-clip train")
+    add_model_source(p)
     p.add_argument("--target", required=True,
                    help="registry key of the target dataset, e.g. mvtec, or the name of your own (prepare folder)")
     p.add_argument("--data", required=True, help="prepared folder of the target dataset (holds meta.json)")
@@ -37,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.tracking import Tracker
 
     tracker = Tracker(enabled=not args.no_tracking)
-    doc = evaluate(args.checkpoint, args.target, args.data, args.out, figure=args.figure,
+    doc = evaluate(args.checkpoint, args.target, args.data, args.out, config=args.config, figure=args.figure,
                    train_run=args.train_run, source=args.source, tracker=tracker,
                    feature_cache=args.feature_cache, cache_dir=args.cache_dir, progress=not args.quiet,
                    allow_same_source=args.allow_same_source)

@@ -1,4 +1,4 @@
-"""``wmoe-clip model-summary``: learnable parameters per module and in total, for a config and variant."""
+"""``wmoe-clip model-summary``: learnable parameters per module and in total, for a config's method."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 
 from ..config import load_config
+from ..model.registry import check_variant, get, method_names, run_name
 
 
 def register(subparsers) -> None:
@@ -16,7 +17,10 @@ def register(subparsers) -> None:
         "downloaded) and print its learnable parameters per module and in total.",
     )
     p.add_argument("--config", default="vit_l14_336", help="YAML file or shipped config name (default: vit_l14_336)")
-    p.add_argument("--variant", default="full", help="Table 2 variant: base, ctds, ctds_wcma, ctds_samoe, full")
+    p.add_argument("--method", choices=method_names(),
+                   help="the method to build on the config (default: the config's `method`)")
+    p.add_argument("--variant", help="Table 2 variant of wmoe_clip: base, ctds, ctds_wcma, ctds_samoe, full "
+                   "(default: the config's module switches, full for vit_l14_336)")
     p.set_defaults(func=run)
 
 
@@ -24,9 +28,13 @@ def run(args: argparse.Namespace) -> int:
     from ..model import build_model
     from ..model.summary import parameter_table
 
-    cfg = load_config(args.config, args.variant)
+    cfg = load_config(args.config)
     # Counts do not depend on the weights, so the backbone is built without loading any.
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained=None))
-    print(f"{cfg.model.backbone} at {cfg.model.image_size} px, variant {cfg.variant}")
+    cfg = dataclasses.replace(cfg, method=args.method or cfg.method,
+                              model=dataclasses.replace(cfg.model, pretrained=None))
+    check_variant(cfg.method, args.variant)
+    if args.variant:
+        cfg = cfg.with_variant(args.variant)
+    print(f"{get(cfg.method).display_name} ({run_name(cfg)}) on {cfg.model.backbone} at {cfg.model.image_size} px")
     print(parameter_table(build_model(cfg)))
     return 0

@@ -1,4 +1,4 @@
-"""``wmoe-clip run-config BASE [--overrides FILE[:KEY]] [--set KEY=VALUE ...] --out FILE``: write one
+"""``wmoe-clip run-config BASE [--overrides FILE[:KEY] ...] [--set KEY=VALUE ...] --out FILE``: write one
 resolved run config.
 
 The workflow trains every model from such a file, so the exact configuration of a run (shipped
@@ -25,9 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "validate the result and write every field to FILE.",
     )
     p.add_argument("base", metavar="BASE", help="shipped config name or YAML file")
-    p.add_argument("--overrides", metavar="FILE[:KEY]",
+    p.add_argument("--overrides", metavar="FILE[:KEY]", action="append", default=[],
                    help="YAML file of keys to set (nested or dotted), or the mapping at dotted KEY in it, "
-                   "e.g. params.yaml:run_config.set; applied before --set")
+                   "e.g. params.yaml:run_config.set; repeatable, applied in order, before --set")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override one dotted key; repeatable")
     p.add_argument("--out", required=True, help="YAML file to write")
@@ -81,11 +81,13 @@ def run(args: argparse.Namespace) -> int:
     from ..io import check_writable, write_text
 
     check_writable(args.out, "--out")
-    overrides = overrides_from_file(args.overrides) if args.overrides else {}
+    overrides = {}
+    for spec in args.overrides:
+        overrides.update(overrides_from_file(spec))
     overrides.update(parse_sets(args.sets))
-    options = ([f"--overrides {args.overrides}"] if args.overrides else []) + [f"--set {s}" for s in args.sets]
+    options = [f"--overrides {o}" for o in args.overrides] + [f"--set {s}" for s in args.sets]
     cfg = config_with_overrides(args.base, overrides, f"{args.base} with {' '.join(options) or 'no overrides'}")
     header = f"# Resolved run config: {args.base}" + "".join(f" {o}" for o in options) + "\n"
     write_text(args.out, header + yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    print(f"wrote {args.out} (variant switches are set per training with --variant)")
+    print(f"wrote {args.out} (method {cfg.method}; WMoE-CLIP's variant switches are set per training with --variant)")
     return 0

@@ -1,4 +1,4 @@
-"""``wmoe-clip train``: train one variant on a source dataset's test split (METHOD.md §5)."""
+"""``wmoe-clip train``: train the config's method (a WMoE-CLIP variant) on a source dataset's test split."""
 
 from __future__ import annotations
 
@@ -9,15 +9,18 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "train",
         help="train a model on a source dataset (resumes an interrupted run)",
-        description="Train the learnable modules on the test split of the source dataset. Writes "
+        description="Train the learnable parameters of the config's method (its `method:` key) on the test split "
+        "of the source dataset. Writes "
         "DIR/history.json, DIR/run.json and, last, DIR/model.pt. Until then DIR/state/ holds the checkpoint of "
         "the last epoch, from which the same command resumes after an interruption; a command with other "
         "settings starts afresh, and a finished training removes its state.",
     )
-    p.add_argument("--config", required=True, help="YAML file or shipped config name (tiny, vit_l14_336)")
+    p.add_argument("--config", required=True,
+                   help="YAML file or shipped config name (tiny, vit_l14_336, anomalyclip, tiny_anomalyclip)")
     p.add_argument("--source", required=True, help="registry key of the training dataset, e.g. visa")
     p.add_argument("--data", required=True, help="prepared folder of the source dataset (holds meta.json)")
-    p.add_argument("--variant", required=True, help="Table 2 variant: base, ctds, ctds_wcma, ctds_samoe, full")
+    p.add_argument("--variant", help="Table 2 variant of a wmoe_clip config: base, ctds, ctds_wcma, ctds_samoe, "
+                   "full (default: the config's own module switches); methods without variants take none")
     p.add_argument("--out", required=True, help="output folder DIR")
     p.add_argument("--seed", type=int, help="random seed (default: train.seed of the config)")
     p.add_argument("--epochs", type=int, help="number of epochs (default: train.epochs of the config)")

@@ -1,15 +1,17 @@
-"""Zero-shot evaluation of a trained model on a target dataset, streamed class by class.
+"""Zero-shot evaluation of a model on a target dataset, streamed class by class.
 
-Per batch: the model's per-layer maps, their mean at the input size (``anomaly_map``), Gaussian
-smoothing with σ = ``eval.sigma`` (:mod:`.smoothing`, equal to scipy's ``gaussian_filter``), and the
-image score ``α·s_g + (1 − α)·max(smoothed map)`` — the max of the *smoothed* map, the same map the
-pixel metrics see, so that one hot pixel does not decide an image. The metrics accumulator holds one
+The model is a trained checkpoint, or the run config of a method that does not train (``clip``; its
+source is then ``none`` and its seed 0). Per batch: the model's per-layer maps fused by its rule at the
+input size (``anomaly_map``), Gaussian smoothing with σ = ``eval.sigma`` (:mod:`.smoothing`, equal to
+scipy's ``gaussian_filter``), and the model's ``eval_image_score`` — WMoE-CLIP's is
+``α·s_g + (1 − α)·max(smoothed map)``, the max of the *smoothed* map, the same map the pixel metrics
+see, so that one hot pixel does not decide an image; AnomalyCLIP's and CLIP's is ``s_g``. The metrics accumulator holds one
 class's maps at a time and frees them when the class is finalised, so memory does not grow with the
 dataset. Only the metric levels of the target (registry ``image_metrics`` / ``pixel_metrics``, or
 those derived for a user's own dataset, kept in its ``meta.json``) are computed; the evaluation
 records the target's protocol variant and which classes were evaluated out of the registry's.
 For image-level targets the image metrics of ``s_g`` alone and of ``max(M)`` alone are
-recorded too (``score_parts``), so the α fusion can be judged on real data; nothing selects on them.
+recorded too (``score_parts``, every method), so a fusion can be judged on real data; nothing selects on them.
 
 Before any of that: the output paths are tested for writing, and the checkpoint is matched to its
 training record (``run.json``, by the checkpoint's sha256) to learn the source dataset. A model
@@ -32,6 +34,7 @@ from tqdm import tqdm
 from ..data.meta import dataset_spec, is_synthetic, load_meta
 from ..errors import WMoEError
 from ..io import check_writable
+from ..model import registry
 from . import runtime
 from .feature_cache import ImageSource, open_cache
 from .figures import Sample, denormalise, sample_grid, select_samples
@@ -40,9 +43,25 @@ from .smoothing import gaussian_smooth
 from .tracking import Tracker
 
 
-def image_scores(global_score: torch.Tensor, smoothed: torch.Tensor, alpha: float) -> torch.Tensor:
-    """``α·s_g + (1 − α)·max(M)`` per image, with ``M`` the smoothed map (METHOD.md §4)."""
-    return alpha * global_score.float() + (1 - alpha) * smoothed.flatten(1).amax(dim=1)
+def load_model(checkpoint: str | Path | None, config: str | Path | None):
+    """``(model, file)``: the model of a checkpoint, or of the run config of a method that does not train,
+    in eval mode on the CPU, and the file it came from."""
+    from ..config import load_config, resolve_config_path
+    from ..model import build_model, load_checkpoint
+    from ..model.checkpoint import require_checkpoint_file
+
+    if (checkpoint is None) == (config is None):
+        raise WMoEError("give one of --checkpoint (the model.pt of a training, or of import-checkpoint) and "
+                        "--config (the run config of a method that does not train)")
+    if checkpoint is not None:
+        path = require_checkpoint_file(checkpoint)
+        return load_checkpoint(path, map_location="cpu"), path
+    path = resolve_config_path(config)
+    cfg = load_config(path)
+    if registry.get(cfg.method).trains:
+        raise WMoEError(f"--config {config}: method {cfg.method} learns its parameters; give the model.pt of its "
+                        "training (wmoe-clip train) or of wmoe-clip import-checkpoint with --checkpoint")
+    return build_model(cfg).eval(), path
 
 
 class ScoreParts:
@@ -108,11 +127,12 @@ def check_zero_shot(source: str | None, target: str, allow_same_source: bool, wh
 
 
 def evaluate(
-    checkpoint: str | Path,
+    checkpoint: str | Path | None,
     target: str,
     data_dir: str | Path,
     out_json: str | Path,
     *,
+    config: str | Path | None = None,
     figure: str | Path | None = None,
     train_run: str | Path | None = None,
     source: str | None = None,
@@ -122,31 +142,40 @@ def evaluate(
     progress: bool = True,
     allow_same_source: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate ``checkpoint`` on ``target``; writes ``out_json`` (validated) and the figure."""
+    """Evaluate ``checkpoint`` (or, with ``checkpoint`` None, the untrained method of the run config
+    ``config``) on ``target``; writes ``out_json`` (validated) and the figure."""
     from ..data.dataset import AnomalyDataset
     from ..metrics import ClassMetricAccumulator
-    from ..model import load_checkpoint
     from ..model.checkpoint import require_checkpoint_file
 
-    checkpoint, data_dir, out_json = Path(checkpoint), Path(data_dir), Path(out_json)
+    data_dir, out_json = Path(data_dir), Path(out_json)
     figure = Path(figure) if figure else out_json.with_suffix(".png")
     tracker = tracker or Tracker(enabled=False)
     started = time.perf_counter()
     check_writable(out_json, "--out")
     check_writable(figure, "--figure")
-    require_checkpoint_file(checkpoint)
-    run = training_record(checkpoint, train_run, file_sha256(checkpoint))
-    if source and run.get("source") and source != run["source"]:
-        raise WMoEError(f"--source {source!r} but the training record of {checkpoint} says {run['source']!r}")
-    source = source or run.get("source")
-    zero_shot = check_zero_shot(source, target, allow_same_source,
-                                "--source" if not run.get("source") else "per its run.json")
+    if checkpoint is not None:
+        checkpoint = require_checkpoint_file(checkpoint)
+        run = training_record(checkpoint, train_run, file_sha256(checkpoint))
+        if source and run.get("source") and source != run["source"]:
+            raise WMoEError(f"--source {source!r} but the training record of {checkpoint} says {run['source']!r}")
+        source = source or run.get("source")
+        zero_shot = check_zero_shot(source, target, allow_same_source,
+                                    "--source" if not run.get("source") else "per its run.json")
+    elif train_run or source or allow_same_source:
+        raise WMoEError("--train-run, --source and --allow-same-source describe a training; a model given by "
+                        "--config has none")
+    else:
+        # A method that does not train has seen no data: every evaluation is zero-shot.
+        run, source, zero_shot = {}, registry.UNTRAINED_SOURCE, True
 
-    model = load_checkpoint(checkpoint, map_location="cpu")
+    model, model_file = load_model(checkpoint, config)
     cfg = model.cfg
+    method = registry.get(cfg.method)
+    run_name = registry.run_name(cfg)
     device = runtime.select_device(cfg.eval.device)
     model = model.to(device).eval()
-    seed = int(run.get("seed", cfg.train.seed))
+    seed = int(run.get("seed", cfg.train.seed)) if method.trains else 0
     train_run_id = run.get("mlflow_run_id")
 
     dataset = AnomalyDataset(data_dir, "test", cfg.model.image_size, cfg.data.mask_interpolation)
@@ -160,9 +189,9 @@ def evaluate(
     classes = {cls: idx for cls, idx in classes.items() if idx}
 
     size = cfg.model.image_size
-    tags = runtime.run_tags("eval", device, dataset, synthetic, source=source, target=target, variant=cfg.variant,
-                            seed=seed)
-    name = f"eval {source} -> {target} {cfg.variant} seed{seed}"
+    tags = runtime.run_tags("eval", device, dataset, synthetic, source=source, target=target, method=cfg.method,
+                            variant=run_name, seed=seed)
+    name = f"eval {source} -> {target} {run_name} seed{seed}"
     with tracker.run(name, tags, parent_run_id=train_run_id) as run_id:
         tracker.log_params(cfg.to_dict())
         if feature_cache:
@@ -188,9 +217,9 @@ def evaluate(
             t0 = time.perf_counter()
             for batch in itertools.islice(stream, len(chunks[cls])):
                 with torch.no_grad():
-                    out = model.forward_features(batch.feats)
+                    out = model.forward_features(batch.feats, batch.classes)
                     smoothed = gaussian_smooth(out.anomaly_map.float(), cfg.eval.sigma)
-                    scores = image_scores(out.global_score, smoothed, cfg.model.alpha)
+                    scores = model.eval_image_score(out.global_score, smoothed)
                 maps_np, scores_np = smoothed.cpu().numpy(), scores.cpu().numpy()
                 acc.add(cls, batch.labels.cpu().numpy(), scores_np, masks=batch.masks.cpu().numpy(), maps=maps_np)
                 if score_parts is not None:
@@ -214,7 +243,8 @@ def evaluate(
                 anomaly_map, score = figure_maps[index]
                 samples.append(Sample(denormalise(item["image"]), item["mask"].numpy() > 0.5, anomaly_map,
                                       item["cls_name"], int(item["label"]), score))
-            sample_grid(samples, figure, f"{spec.display_name}: model trained on {source} ({cfg.variant}, seed {seed})")
+            made = f"trained on {source} ({run_name}, seed {seed})" if method.trains else "no training"
+            sample_grid(samples, figure, f"{spec.display_name}: {method.display_name}, {made}")
             figure_name = figure.name if figure.parent.resolve() == out_json.parent.resolve() else str(figure)
 
         n = len(dataset)
@@ -227,13 +257,13 @@ def evaluate(
             "peak_memory_mb": runtime.peak_memory_mb(device),
         }
         doc = build_eval(
-            source=source, target=target, variant=cfg.variant, seed=seed, synthetic=synthetic,
+            source=source, target=target, method=cfg.method, variant=run_name, seed=seed, synthetic=synthetic,
             dataset={"key": spec.key, "display_name": spec.display_name, "domain": spec.domain,
                      "image_metrics": spec.image_metrics, "pixel_metrics": spec.pixel_metrics,
                      "protocol_variant": spec.variant, "classes_evaluated": list(classes),
                      "n_registry_classes": None if spec.custom else len(spec.classes)},
             per_class=acc.results(), mean=acc.mean(), image_scores=acc.image_scores(),
-            checkpoint=checkpoint, config=cfg.to_dict(), train_run_id=train_run_id, mlflow_run_id=run_id,
+            checkpoint=model_file, config=cfg.to_dict(), train_run_id=train_run_id, mlflow_run_id=run_id,
             software=runtime.software_info(), timings=timings, figure=figure_name,
             score_parts=score_parts.results() if score_parts is not None else None,
             zero_shot=zero_shot,

@@ -9,7 +9,8 @@ With ``train.feature_cache: true`` they are computed once and stored:
   options (global token ``ln_post``, positional-grid interpolation), encoder precision
   (``model.precision``), mask convention, and the dataset (its manifest and the size and mtime of
   each file);
-* ``global.npy`` (N,D) and ``patches.npy`` (N,L,P,D) in fp16, ``masks.npy`` (N,S,S) and ``labels.npy``;
+* ``global.npy`` (N,D), ``patches.npy`` (N,L,P,D) and ``plain.npy`` (N,P,D, the last block's plain
+  patch tokens) in fp16, ``masks.npy`` (N,S,S) and ``labels.npy``; every method reads what it needs;
 * written atomically (a folder replaced as a whole; ``key.json`` names what it holds) under a file
   lock, so parallel jobs on one dataset build it once and never read half a cache;
 * read back into the compute device's memory (GPU memory on CUDA, RAM on CPU) when the arrays fit in
@@ -23,7 +24,7 @@ of float32's bytes to copy and pin) and the batch is normalised on the device.
 fp16 storage keeps bf16 features (the CUDA default) exactly, except magnitudes below 2^-17, which
 move by at most 2^-25; fp32 features (CPU, ``model.precision: fp32``) are rounded (relative error
 up to 4.9e-4), so such a cached run is close to, not bitwise equal to, an uncached one.
-Disk: 2·L·P·D bytes per image — 8.4 MB for ViT-L-14-336 at 518.
+Disk: 2·(L+1)·P·D bytes per image — 10.5 MB for ViT-L-14-336 at 518 with four feature layers.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ from ..data.dataset import normalise
 from ..errors import WMoEError
 from ..io import atomic_dir, write_json
 
-CACHE_VERSION = 1
+# 2: plain.npy (the plain last-block tokens) beside the feature layers' tokens.
+CACHE_VERSION = 2
 CACHE_ENV = "WMOE_CLIP_CACHE_DIR"
 
 
@@ -61,6 +63,12 @@ class Batch:
     masks: torch.Tensor  # (B,S,S) float {0,1}
     labels: torch.Tensor  # (B,) long
     indices: list[int]
+    classes: list[str]  # the class name of each record
+
+
+def class_names(dataset, indices: Sequence[int]) -> list[str]:
+    """The class name of each record (what class-specific prompts name)."""
+    return [dataset.records[i]["cls_name"] for i in indices]
 
 
 def default_cache_root() -> Path:
@@ -132,7 +140,8 @@ class ImageSource:
             images = normalise(item["pixels"].to(self.device, non_blocking=True))
             feats = self.model.encode_image(images)
             masks = item["mask"].to(self.device, non_blocking=True).float()
-            yield Batch(feats, masks, item["label"].to(self.device), item["index"].tolist())
+            indices = item["index"].tolist()
+            yield Batch(feats, masks, item["label"].to(self.device), indices, class_names(self.dataset, indices))
         self._check_pass(this_pass)
 
     def _check_pass(self, this_pass: int) -> None:
@@ -170,16 +179,16 @@ def _to_device(arr: np.ndarray, device: torch.device, bar: tqdm) -> torch.Tensor
 
 
 class CachedSource:
-    """Encoder outputs read from a built cache folder: from device memory when the arrays fit in
-    ``memory_fraction`` of it (see :func:`memory_budget`), else through memory maps."""
+    """Encoder outputs read from a built cache folder of ``dataset``: from device memory when the arrays
+    fit in ``memory_fraction`` of it (see :func:`memory_budget`), else through memory maps."""
 
-    ARRAYS = ("global", "patches", "masks", "labels")
+    ARRAYS = ("global", "patches", "plain", "masks", "labels")
 
-    def __init__(self, folder: Path, device: torch.device, memory_fraction: float = 0.0):
+    def __init__(self, folder: Path, device: torch.device, dataset, memory_fraction: float = 0.0):
         from ..model import ImageFeatures
 
         self._features = ImageFeatures
-        self.folder, self.device = folder, device
+        self.folder, self.device, self.dataset = folder, device, dataset
         arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in self.ARRAYS}
         size = sum(a.nbytes for a in arrays.values())
         budget, how = memory_budget(device, memory_fraction)
@@ -190,7 +199,7 @@ class CachedSource:
         if self.resident:
             with tqdm(total=size, desc=f"feature cache -> {device}", unit="B", unit_scale=True) as bar:
                 arrays = {name: _to_device(a, device, bar) for name, a in arrays.items()}
-        self.global_token, self.patch_tokens = arrays["global"], arrays["patches"]
+        self.global_token, self.patch_tokens, self.plain_tokens = arrays["global"], arrays["patches"], arrays["plain"]
         self.masks, self.labels = arrays["masks"], arrays["labels"]
 
     def __len__(self) -> int:
@@ -203,11 +212,12 @@ class CachedSource:
 
     def batches(self, batches: Sequence[Sequence[int]]) -> Iterator[Batch]:
         for idx in batches:
-            global_token, patch_tokens = self._rows(self.global_token, idx), self._rows(self.patch_tokens, idx)
-            feats = self._features(global_token.float(), patch_tokens.float())
+            feats = self._features(*(self._rows(a, idx).float()
+                                     for a in (self.global_token, self.patch_tokens, self.plain_tokens)))
             masks = self._rows(self.masks, idx).float()
             labels = self._rows(self.labels, idx).long()
-            yield Batch(feats, masks, labels, list(map(int, idx)))
+            indices = list(map(int, idx))
+            yield Batch(feats, masks, labels, indices, class_names(self.dataset, indices))
 
 
 def _dataset_fingerprint(dataset) -> str:
@@ -223,27 +233,13 @@ def _dataset_fingerprint(dataset) -> str:
     return digest.hexdigest()
 
 
-def _weights_identity(pretrained: str | None) -> Any:
-    if pretrained is None or not Path(pretrained).is_file():
-        return pretrained
-    st = Path(pretrained).stat()
-    return {"path": str(Path(pretrained).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
 def cache_key(cfg: RunConfig, dataset) -> dict[str, Any]:
-    m = cfg.model
+    from ..model.backbone import backbone_configuration
+
     return {
         "cache_version": CACHE_VERSION,
-        "backbone": m.backbone,
-        "pretrained": _weights_identity(m.pretrained),
-        "backbone_seed": m.backbone_seed if m.pretrained is None else None,
-        "image_size": m.image_size,
-        "feature_layers": list(m.feature_layers),
-        "vv_attention": m.vv_attention,
-        "vv_start_layer": m.vv_start_layer,
-        "global_token_ln_post": m.global_token_ln_post,
-        "pos_embed_interpolation": m.pos_embed_interpolation,
-        "precision": m.precision,
+        # The backbone configuration, not the method: every method on the same backbone reads one cache.
+        **backbone_configuration(cfg.model),
         "mask_interpolation": dataset.mask_interpolation,
         "dataset": dataset.dataset,
         "classes": list(dataset.class_names),
@@ -285,19 +281,18 @@ def _build(folder: Path, key: dict[str, Any], dataset, model, device, batch_size
         arrays: dict[str, np.ndarray] = {}
         with tqdm(total=n, desc=f"feature cache {dataset.dataset}", unit="img") as bar:
             for batch in source.batches(chunks):
-                g, p = batch.feats.global_token, batch.feats.patch_tokens
+                tokens = {"global": batch.feats.global_token, "patches": batch.feats.patch_tokens,
+                          "plain": batch.feats.plain_tokens}
                 if not arrays:
                     s = dataset.image_size
                     open_ = np.lib.format.open_memmap
-                    arrays = {
-                        "global": open_(tmp / "global.npy", "w+", np.float16, (n, *g.shape[1:])),
-                        "patches": open_(tmp / "patches.npy", "w+", np.float16, (n, *p.shape[1:])),
-                        "masks": open_(tmp / "masks.npy", "w+", np.bool_, (n, s, s)),
-                        "labels": open_(tmp / "labels.npy", "w+", np.int8, (n,)),
-                    }
+                    arrays = {name: open_(tmp / f"{name}.npy", "w+", np.float16, (n, *t.shape[1:]))
+                              for name, t in tokens.items()}
+                    arrays["masks"] = open_(tmp / "masks.npy", "w+", np.bool_, (n, s, s))
+                    arrays["labels"] = open_(tmp / "labels.npy", "w+", np.int8, (n,))
                 sel = np.asarray(batch.indices)
-                arrays["global"][sel] = g.float().cpu().numpy().astype(np.float16)
-                arrays["patches"][sel] = p.float().cpu().numpy().astype(np.float16)
+                for name, t in tokens.items():
+                    arrays[name][sel] = t.float().cpu().numpy().astype(np.float16)
                 arrays["masks"][sel] = batch.masks.cpu().numpy() > 0.5
                 arrays["labels"][sel] = batch.labels.cpu().numpy()
                 bar.update(len(batch.indices))
@@ -330,4 +325,4 @@ def open_cache(
             f"feature cache {folder}: {exc}; free disk space, set {CACHE_ENV} to another folder, "
             "or turn train.feature_cache off"
         ) from None
-    return CachedSource(folder, device, cfg.train.feature_cache_memory)
+    return CachedSource(folder, device, dataset, cfg.train.feature_cache_memory)

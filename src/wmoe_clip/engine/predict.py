@@ -1,7 +1,9 @@
 """Prediction on loose image files, for a practitioner with images and no dataset.
 
 Each readable image goes through the evaluation's pre-processing (RGB, bicubic squash to the model's
-size, OpenAI mean/std), the model, σ-smoothing and the evaluation's image score. Outputs in OUT_DIR:
+size, OpenAI mean/std), the model (a checkpoint, or the run config of a method that does not train),
+σ-smoothing and the model's evaluation image score; a method with class-name prompts (``clip``) needs
+the images' class name. Outputs in OUT_DIR:
 ``scores.json`` and ``scores.csv`` (one row per input with its ``status``, ``scored`` or ``skipped``,
 and the reason for a skip) and ``heatmaps/<NNNN>_<name>.png``, the map overlaid on the image at its
 decoded size (fixed [0, 1] scale).
@@ -34,8 +36,9 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import WMoEError, os_error_message
 from ..io import atomic_dir, check_writable, json_text, write_files
+from ..model import registry
 from . import runtime
-from .evaluate import image_scores
+from .evaluate import load_model
 from .figures import overlay
 from .smoothing import gaussian_smooth
 
@@ -110,19 +113,21 @@ def _check_heatmap_folder(heat_dir: Path) -> None:
                         "this folder as a whole: move them away or choose another --out")
 
 
-def predict(checkpoint: str | Path, images: list[str | Path], out_dir: str | Path,
-            max_pixels: int = DEFAULT_MAX_PIXELS) -> list[dict[str, Any]]:
-    """Score ``images`` with the model in ``checkpoint``; returns one row per input (see ``FIELDS``)."""
-    from ..model import load_checkpoint
-
+def predict(checkpoint: str | Path | None, images: list[str | Path], out_dir: str | Path,
+            max_pixels: int = DEFAULT_MAX_PIXELS, *, config: str | Path | None = None,
+            class_name: str | None = None) -> list[dict[str, Any]]:
+    """Score ``images`` with the model in ``checkpoint`` (or of the run config ``config`` of a method that
+    does not train), all of class ``class_name``; returns one row per input (see ``FIELDS``)."""
     out_dir = Path(out_dir)
     if max_pixels < 1:
         raise WMoEError(f"--max-pixels must be at least 1, got {max_pixels}")
     check_writable(out_dir, "--out", folder=True)
     heat_dir = out_dir / HEATMAP_DIR
     _check_heatmap_folder(heat_dir)
-    model = load_checkpoint(checkpoint, map_location="cpu")
+    model, model_file = load_model(checkpoint, config)
     cfg = model.cfg
+    if model.NEEDS_CLASSES and class_name is None:
+        raise WMoEError(f"method {cfg.method} prompts with the images' class name: give --class-name, e.g. bottle")
     device = runtime.select_device(cfg.eval.device)
     model = model.to(device).eval()
     size = cfg.model.image_size
@@ -139,9 +144,9 @@ def predict(checkpoint: str | Path, images: list[str | Path], out_dir: str | Pat
                 print(f"wmoe-clip predict: skipped {exc}", file=sys.stderr)
                 continue
             with torch.no_grad():
-                out = model(tensor.unsqueeze(0).to(device))
+                out = model(tensor.unsqueeze(0).to(device), None if class_name is None else [class_name])
                 smoothed = gaussian_smooth(out.anomaly_map.float(), cfg.eval.sigma)
-                score = image_scores(out.global_score, smoothed, cfg.model.alpha)
+                score = model.eval_image_score(out.global_score, smoothed)
                 native_map = F.interpolate(smoothed[:, None], size=native.shape[:2], mode="bilinear",
                                            align_corners=False)
             heatmap = f"{number:04d}_{path.stem}.png"
@@ -153,7 +158,8 @@ def predict(checkpoint: str | Path, images: list[str | Path], out_dir: str | Pat
     writer = csv.DictWriter(buffer, fieldnames=FIELDS)
     writer.writeheader()
     writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in rows)
-    doc = {"checkpoint": str(checkpoint), "variant": cfg.variant, "max_pixels": max_pixels, "images": rows}
+    doc = {"checkpoint": str(model_file), "method": cfg.method, "variant": registry.run_name(cfg),
+           "class_name": class_name, "max_pixels": max_pixels, "images": rows}
     write_files([(out_dir / "scores.csv", buffer.getvalue().encode("utf-8")),
                  (out_dir / "scores.json", json_text(doc).encode("utf-8"))])
     return rows

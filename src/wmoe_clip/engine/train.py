@@ -1,4 +1,6 @@
-"""Training (METHOD.md §5): the source dataset's test split, Adam, the last epoch is the model.
+"""Training (METHOD.md §5) of any method that trains: the source dataset's test split, Adam, the last
+epoch is the model. The method (``cfg.method``, ``wmoe_clip.model.registry``) gives the model, its loss
+and its diagnostics; nothing here depends on which one it is.
 
 Reproducibility and resumption:
 
@@ -17,9 +19,9 @@ Reproducibility and resumption:
 * Gradient accumulation (``train.micro_batch_size``) splits each batch of ``train.batch_size`` and
   weights each part by its share of the batch, so the update equals the full batch's (the losses are
   batch means).
-* Outputs: ``history.json`` (per-epoch loss terms, diagnostics of :mod:`wmoe_clip.model.diagnostics`,
-  expert usage, lr, time), ``run.json`` and, last, ``model.pt`` — its presence means the training
-  finished.
+* Outputs: ``history.json`` (per-epoch loss terms, the model's ``diagnostics`` and its
+  ``DIAGNOSTIC_GROUPS`` such as WMoE-CLIP's expert usage, lr, time), ``run.json`` (with ``method`` and
+  the run name as ``variant``) and, last, ``model.pt`` — its presence means the training finished.
 * ``model.precision: fp16`` scales the loss (``torch.amp.GradScaler``): the gradients of the prompts
   flow back through the frozen text encoder, whose fp16 backward would otherwise underflow. Steps with
   non-finite gradients are skipped and counted in the history. bf16 and fp32 need no scaling.
@@ -49,7 +51,7 @@ from ..config import RunConfig, config_from_dict
 from ..errors import WMoEError
 from ..data.meta import is_synthetic
 from ..io import atomic_path, check_writable, torch_load, torch_save, write_json
-from ..model.diagnostics import EXPERT_USAGE, diagnostics
+from ..model import registry
 from . import runtime
 from .feature_cache import ImageSource, open_cache
 from .results import file_sha256
@@ -99,9 +101,11 @@ def latest_state(state_dir: Path) -> Path | None:
 
 
 class _EpochStats:
-    """Sample-weighted means of the loss terms and of the diagnostics (expert usage among them)."""
+    """Sample-weighted means of the loss terms and of the model's diagnostics, the vectors of its
+    ``DIAGNOSTIC_GROUPS`` (e.g. WMoE-CLIP's expert usage) apart."""
 
-    def __init__(self):
+    def __init__(self, model):
+        self.model = model
         self.n = 0
         self.sums: dict[str, float] = {}
         self.diagnostic_sums: dict[str, np.ndarray] = {}
@@ -110,19 +114,21 @@ class _EpochStats:
         self.n += n
         for k, v in terms.items():
             self.sums[k] = self.sums.get(k, 0.0) + float(v.detach()) * n
-        for k, v in diagnostics(aux).items():
+        for k, v in self.model.diagnostics(aux).items():
             self.diagnostic_sums[k] = self.diagnostic_sums.get(k, 0.0) + np.asarray(v, dtype=np.float64) * n
 
     def means(self) -> dict[str, float]:
         return {k: v / max(self.n, 1) for k, v in self.sums.items()}
 
     def diagnostics(self) -> dict[str, float]:
-        return {k: float(v) / max(self.n, 1) for k, v in self.diagnostic_sums.items() if k not in EXPERT_USAGE}
+        grouped = {name for names in self.model.DIAGNOSTIC_GROUPS.values() for name in names}
+        return {k: float(v) / max(self.n, 1) for k, v in self.diagnostic_sums.items() if k not in grouped}
 
-    def expert_usage(self) -> dict[str, list[float]] | None:
-        if not set(EXPERT_USAGE) <= set(self.diagnostic_sums):
-            return None
-        return {k: (self.diagnostic_sums[k] / max(self.n, 1)).tolist() for k in EXPERT_USAGE}
+    def groups(self) -> dict[str, dict[str, list[float]] | None]:
+        """Each group of the model's ``DIAGNOSTIC_GROUPS``: its vectors, or None when the batches had none."""
+        return {group: {k: (self.diagnostic_sums[k] / max(self.n, 1)).tolist() for k in names}
+                if set(names) <= set(self.diagnostic_sums) else None
+                for group, names in self.model.DIAGNOSTIC_GROUPS.items()}
 
 
 def train(
@@ -137,7 +143,7 @@ def train(
     progress: bool = True,
     restart: bool = False,
 ) -> dict[str, Any]:
-    """Train ``cfg`` (variant and seed applied) on ``source``'s test split; returns the run record.
+    """Train ``cfg`` (its method's; variant and seed applied) on ``source``'s test split; returns the run record.
 
     ``restart`` ignores the state of an interrupted run in ``out_dir/state`` and starts at epoch 0
     (its files are replaced by the new run's).
@@ -146,6 +152,10 @@ def train(
     from ..model import build_model, save_checkpoint
     from ..model.checkpoint import config_differences, load_learnable_state
 
+    spec = registry.get(cfg.method)
+    if not spec.trains:
+        raise WMoEError(f"method {cfg.method} has nothing to train; evaluate it from its run config: "
+                        "wmoe-clip evaluate --config RUN_CONFIG ...")
     out_dir, data_dir = Path(out_dir), Path(data_dir)
     check_writable(out_dir, "--out", folder=True)
     check_writable(out_dir / STATE_DIR, "the training state folder", folder=True)
@@ -193,9 +203,11 @@ def train(
         print(f"resuming from {state_path} (epoch {start_epoch}/{tc.epochs})")
 
     synthetic = is_synthetic(data_dir)
-    tags = runtime.run_tags("train", device, dataset, synthetic, source=source, variant=cfg.variant, seed=tc.seed)
+    run_name = registry.run_name(cfg)
+    tags = runtime.run_tags("train", device, dataset, synthetic, source=source, method=cfg.method, variant=run_name,
+                            seed=tc.seed)
     resumed_run = run_id
-    with tracker.run(f"train {source} {cfg.variant} seed{tc.seed}", tags, resume_run_id=resumed_run) as run_id:
+    with tracker.run(f"train {source} {run_name} seed{tc.seed}", tags, resume_run_id=resumed_run) as run_id:
         if resumed_run is None:  # a new run (also when the interrupted one was not tracked) gets the config
             tracker.log_params(cfg.to_dict())
 
@@ -208,7 +220,7 @@ def train(
         for epoch in range(start_epoch, tc.epochs):
             history.append(_train_epoch(model, optimizer, scaler, feats_source, cfg, epoch, device,
                                         steps_per_epoch, tracker, progress))
-            tracker.log_metrics(_epoch_metrics(history[-1]), step=epoch + 1)
+            tracker.log_metrics(_epoch_metrics(history[-1], model.DIAGNOSTIC_GROUPS), step=epoch + 1)
             state_dir.mkdir(parents=True, exist_ok=True)
             new_state = state_dir / f"epoch-{epoch + 1:04d}.pt"
             torch_save({
@@ -227,7 +239,8 @@ def train(
         run = {
             "mlflow_run_id": run_id,
             "source": source,
-            "variant": cfg.variant,
+            "method": cfg.method,
+            "variant": run_name,
             "seed": tc.seed,
             "epochs": tc.epochs,
             "data": str(data_dir),
@@ -270,7 +283,7 @@ def _train_epoch(model, optimizer, scaler: torch.amp.GradScaler, feats_source, c
                       torch.Generator().manual_seed(runtime.derived_seed(tc.seed, epoch)))
     torch.manual_seed(runtime.derived_seed(tc.seed, epoch, 1))  # CTDS noise
     model.train()
-    stats = _EpochStats()
+    stats = _EpochStats(model)
     skipped = 0
     runtime.reset_peak_memory(device)
     start = time.perf_counter()
@@ -291,7 +304,7 @@ def _train_epoch(model, optimizer, scaler: torch.amp.GradScaler, feats_source, c
         "epoch": epoch + 1,
         "loss": stats.means(),
         "diagnostics": stats.diagnostics(),
-        "expert_usage": stats.expert_usage(),
+        **stats.groups(),
         "lr": optimizer.param_groups[0]["lr"],
         "time_s": elapsed,
         "images_per_s": stats.n / elapsed if elapsed > 0 else 0.0,
@@ -313,7 +326,7 @@ def accumulate_gradients(model, micro_batches, step: list[list[int]], stats: _Ep
     step_loss = 0.0
     for mb in step:
         batch = next(micro_batches)
-        out = model.forward_features(batch.feats)
+        out = model.forward_features(batch.feats, batch.classes)
         terms = model.loss(out, batch.labels, batch.masks)
         loss = terms["total"] * (len(mb) / n_step)
         (scaler.scale(loss) if scaler is not None else loss).backward()
@@ -323,20 +336,21 @@ def accumulate_gradients(model, micro_batches, step: list[list[int]], stats: _Ep
     return step_loss
 
 
-def _epoch_metrics(entry: dict[str, Any]) -> dict[str, Any]:
+def _epoch_metrics(entry: dict[str, Any], groups: dict[str, tuple[str, ...]]) -> dict[str, Any]:
     """An epoch's history entry as MLflow metrics: ``loss.<term>``, ``diagnostics.<name>``, ``lr``, and the
-    expert usage as ``selected_share.<i>`` and ``mean_router_prob.<i>``."""
-    metrics = {k: v for k, v in entry.items() if k not in ("epoch", "expert_usage")}
-    usage = entry.get("expert_usage") or {}
-    for name, values in usage.items():
-        metrics[name] = {str(i): v for i, v in enumerate(values)}
+    vectors of the diagnostic groups per component, e.g. ``selected_share.<i>`` and ``mean_router_prob.<i>``."""
+    metrics = {k: v for k, v in entry.items() if k != "epoch" and k not in groups}
+    for group in groups:
+        for name, values in (entry.get(group) or {}).items():
+            metrics[name] = {str(i): v for i, v in enumerate(values)}
     return metrics
 
 
 def apply_overrides(cfg: RunConfig, variant: str | None = None, seed: int | None = None,
                     epochs: int | None = None) -> RunConfig:
-    """``cfg`` with a Table 2 variant, and the seed and epoch count of the command line (validated
-    with the config's own ranges)."""
+    """``cfg`` with a variant of its method (WMoE-CLIP's Table 2 rows), and the seed and epoch count of the
+    command line (validated with the config's own ranges)."""
+    registry.check_variant(cfg.method, variant)
     if variant:
         cfg = cfg.with_variant(variant)
     changes = {k: v for k, v in (("seed", seed), ("epochs", epochs)) if v is not None}

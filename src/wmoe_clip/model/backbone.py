@@ -8,6 +8,8 @@ block loop is what allows two things open_clip does not offer:
   ``vv_start`` on, a second stream accumulates ``softmax(v vᵀ/√d) v`` computed from the original
   stream's values, skipping the MLP; the class token and the deeper layers keep the original stream,
   so the global token is exactly CLIP's;
+- CLIP's own **plain patch tokens** of the last block (the original stream, which runs anyway for the
+  global token), for methods that localise with them;
 - a **text encoder on token embeddings** (learnable prompt slots) that cuts the batch after its last
   EOT token: the text transformer is causal, so tokens after EOT never influence it; it can also
   replace token positions 1..n with given **deep tokens** before given blocks (MaPLe-style deep
@@ -26,6 +28,7 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +41,31 @@ from .tiny import TINY_BACKBONES, register_tiny_backbone
 CACHE_ENV = "WMOE_CLIP_CACHE"
 # Autocast dtype of the frozen encoders per model.precision; None runs them in float32.
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
+
+
+def weights_identity(pretrained: str | None) -> Any:
+    """``model.pretrained`` as something that changes when the weights do: a file's path, size and mtime."""
+    if pretrained is None or not Path(pretrained).is_file():
+        return pretrained
+    st = Path(pretrained).stat()
+    return {"path": str(Path(pretrained).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def backbone_configuration(cfg: ModelConfig) -> dict[str, Any]:
+    """Everything the frozen image encoder's outputs depend on: models whose configurations are equal can
+    share one ``FrozenCLIP`` and one feature cache."""
+    return {
+        "backbone": cfg.backbone,
+        "pretrained": weights_identity(cfg.pretrained),
+        "backbone_seed": cfg.backbone_seed if cfg.pretrained is None else None,
+        "image_size": cfg.image_size,
+        "feature_layers": list(cfg.feature_layers),
+        "vv_attention": cfg.vv_attention,
+        "vv_start_layer": cfg.vv_start_layer,
+        "global_token_ln_post": cfg.global_token_ln_post,
+        "pos_embed_interpolation": cfg.pos_embed_interpolation,
+        "precision": cfg.precision,
+    }
 
 
 def create_clip(cfg: ModelConfig) -> nn.Module:
@@ -53,13 +81,27 @@ def create_clip(cfg: ModelConfig) -> nn.Module:
     return clip
 
 
+def _open_clip_config(backbone: str) -> dict[str, Any]:
+    """open_clip's architecture config of ``backbone`` (the tiny ones registered first)."""
+    import open_clip
+
+    if backbone in TINY_BACKBONES:
+        register_tiny_backbone()
+    if backbone not in open_clip.list_models():
+        raise WMoEError(f"unknown backbone {backbone!r} (model.backbone); open_clip knows e.g. ViT-L-14-336-quickgelu")
+    return open_clip.get_model_config(backbone)
+
+
+def text_tower_size(backbone: str) -> tuple[int, int]:
+    """(width, context length) of ``backbone``'s text tower, read from its config without building it."""
+    text = _open_clip_config(backbone)["text_cfg"]
+    return int(text["width"]), int(text.get("context_length", 77))
+
+
 def _create_open_clip(cfg: ModelConfig) -> nn.Module:
     import open_clip
 
-    if cfg.backbone in TINY_BACKBONES:
-        register_tiny_backbone()
-    if cfg.backbone not in open_clip.list_models():
-        raise WMoEError(f"unknown backbone {cfg.backbone!r} (model.backbone); open_clip knows e.g. ViT-L-14-336-quickgelu")
+    _open_clip_config(cfg.backbone)
     kwargs = dict(force_image_size=cfg.image_size) if cfg.pos_embed_interpolation == "bicubic" else {}
     if cfg.pretrained is None:
         # A fixed seed, without disturbing the caller's RNG, makes random weights reproducible.
@@ -170,6 +212,7 @@ class FrozenCLIP(nn.Module):
         if getattr(visual, "attn_pool", None) is not None or getattr(visual, "pool_type", "tok") != "tok":
             raise WMoEError(f"backbone {cfg.backbone!r}: only class-token pooling is supported")
         self.clip = clip
+        self.configuration = backbone_configuration(cfg)
         for p in self.clip.parameters():
             p.requires_grad_(False)
         self.clip.eval()
@@ -213,16 +256,16 @@ class FrozenCLIP(nn.Module):
         return visual.ln_post(tokens) @ visual.proj
 
     @torch.no_grad()
-    def encode_image(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``images`` (B,3,S,S) → global token (B,D) and projected patch tokens (B,L,N,D), in the
-        encoder's precision."""
+    def encode_image(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``images`` (B,3,S,S) → global token (B,D), projected patch tokens of the feature layers
+        (B,L,N,D) and the last block's plain patch tokens (B,N,D), in the encoder's precision."""
         size = tuple(images.shape[-2:])
         if size != tuple(self.clip.visual.image_size):
             raise WMoEError(f"images are {size[0]}×{size[1]} but the model expects {self.image_size} (model.image_size)")
         with self.autocast(images.device):
             return self._encode_image(images)
 
-    def _encode_image(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _encode_image(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         visual = self.clip.visual
         x = visual.conv1(images.to(self.dtype)).flatten(2).transpose(1, 2)
         cls = visual.class_embedding.to(x.dtype).view(1, 1, -1).expand(x.shape[0], -1, -1)
@@ -239,7 +282,8 @@ class FrozenCLIP(nn.Module):
             if index in self.feature_layers:
                 patches.append(self._project((x if vv is None else vv)[:, 1:]))
         global_token = self._project(x[:, 0]) if self.global_ln_post else x[:, 0] @ visual.proj
-        return global_token, torch.stack(patches, dim=1)
+        # The original stream's last block, which runs anyway for the global token: CLIP's own patch tokens.
+        return global_token, torch.stack(patches, dim=1), self._project(x[:, 1:])
 
     def embed_tokens(self, token_ids: torch.Tensor) -> torch.Tensor:
         return self.clip.token_embedding(token_ids)

@@ -1,12 +1,16 @@
 """Checkpoints: the learnable state and the run config that made it, nothing of CLIP.
 
-A checkpoint is a plain dict (``format``, ``format_version``, ``variant``, ``config``, ``state``) that
-loads with ``torch.load(weights_only=True)``. The frozen backbone is rebuilt from the stored config:
-from its weights file, or from ``model.backbone_seed`` when ``model.pretrained`` is null.
+A checkpoint is a plain dict (``format``, ``format_version``, ``method``, ``variant``, ``config``,
+``state``) that loads with ``torch.load(weights_only=True)``. The frozen backbone is rebuilt from the
+stored config: from its weights file, or from ``model.backbone_seed`` when ``model.pretrained`` is null;
+the model is the stored config's method (``registry``). ``variant`` is the run name (a WMoE-CLIP
+variant, else the method's name).
 
-Format 2 stores the config with ``model.init``, ``model.wcma.dwt_mode`` and ``model.precision``. A
-format-1 checkpoint has none of them: they are read as the behaviour of the code that wrote it
-(:func:`_format_1_config`), so an old model computes what it computed when it was trained.
+Format 3 adds ``method`` (also the config's top-level key). Formats 1 and 2 were written before there
+was more than one method: they are WMoE-CLIP's. Format 2 stores the config with ``model.init``,
+``model.wcma.dwt_mode`` and ``model.precision``; a format-1 checkpoint has none of them: they are read
+as the behaviour of the code that wrote it (:func:`_format_1_config`), so an old model computes what
+it computed when it was trained.
 """
 
 from __future__ import annotations
@@ -20,11 +24,14 @@ import torch
 from ..config import ConfigError, RunConfig, config_from_dict
 from ..errors import WMoEError
 from ..io import torch_load, torch_save
-from .wmoe_clip import WMoECLIP, build_model
+from .base import FrozenBackboneModel
+from .registry import build_model, run_name
 
 FORMAT = "wmoe-clip/checkpoint"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
+# The one method before format 3.
+LEGACY_METHOD = "wmoe_clip"
 
 
 def _format_1_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -43,12 +50,13 @@ def _format_1_config(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def save_checkpoint(model: WMoECLIP, path: str | Path) -> None:
+def save_checkpoint(model: FrozenBackboneModel, path: str | Path) -> None:
     """Write the learnable state and config of ``model`` to ``path`` atomically."""
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "variant": model.cfg.variant,
+        "method": model.cfg.method,
+        "variant": run_name(model.cfg),
         "config": model.cfg.to_dict(),
         "state": {k: v.cpu() for k, v in model.learnable_state_dict().items()},
     }
@@ -78,7 +86,11 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> tuple[RunCon
     if not isinstance(payload.get("config"), dict) or not isinstance(payload.get("state"), dict):
         raise WMoEError(f"checkpoint {path} is damaged: it holds no config or no state; give the model.pt "
                         "written by wmoe-clip train")
-    config = payload["config"] if version == FORMAT_VERSION else _format_1_config(payload["config"])
+    config = _format_1_config(payload["config"]) if version == 1 else payload["config"]
+    method = payload.get("method", LEGACY_METHOD) if version >= 3 else LEGACY_METHOD
+    if config.get("method", LEGACY_METHOD) != method:
+        raise WMoEError(f"checkpoint {path} is damaged: it says method {method!r} but its config "
+                        f"{config.get('method', LEGACY_METHOD)!r}")
     try:
         cfg = config_from_dict(config, f"{path} (stored config)")
     except ConfigError as exc:
@@ -100,11 +112,12 @@ def config_differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -
 
 
 def _model_config_section(cfg: dict[str, Any]) -> dict[str, Any]:
-    # Only the model section decides which parameters exist; train/eval settings may differ freely.
-    return {"model": cfg.get("model", {})}
+    # Only the method and the model section decide which parameters exist and what they compute;
+    # train/eval settings may differ freely.
+    return {"method": cfg.get("method", LEGACY_METHOD), "model": cfg.get("model", {})}
 
 
-def load_learnable_state(model: WMoECLIP, state: dict[str, torch.Tensor], source: str,
+def load_learnable_state(model: FrozenBackboneModel, state: dict[str, torch.Tensor], source: str,
                          source_config: dict[str, Any] | None = None) -> None:
     """Copy ``state`` into ``model``'s learnable parameters; any mismatch raises naming what differs.
 
@@ -121,8 +134,9 @@ def load_learnable_state(model: WMoECLIP, state: dict[str, torch.Tensor], source
         parts = []
         if source_config is not None:
             diff = config_differences(_model_config_section(source_config), _model_config_section(model.cfg.to_dict()))
-            variant = config_from_dict(source_config).variant
-            parts.append(f"checkpoint variant {variant!r} vs model variant {model.cfg.variant!r}")
+            stored = config_from_dict(source_config)
+            parts.append(f"checkpoint {stored.method} {run_name(stored)!r} vs model {model.cfg.method} "
+                         f"{run_name(model.cfg)!r}")
             if diff:
                 parts.append("config differs (checkpoint != model): " + "; ".join(diff))
         if missing:
@@ -142,7 +156,8 @@ def load_learnable_state(model: WMoECLIP, state: dict[str, torch.Tensor], source
             p.copy_(state[name].to(p.device, p.dtype))
 
 
-def load_checkpoint(path: str | Path, map_location: Any = "cpu", model: WMoECLIP | None = None) -> WMoECLIP:
+def load_checkpoint(path: str | Path, map_location: Any = "cpu",
+                    model: FrozenBackboneModel | None = None) -> FrozenBackboneModel:
     """Rebuild the model stored in ``path`` (or load it into ``model``, which must match it)."""
     cfg, state = read_checkpoint(path, map_location)
     if model is None:

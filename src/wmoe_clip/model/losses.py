@@ -1,7 +1,5 @@
-"""The training losses (METHOD §1 and §4, paper eq. 2, 3, 9–11), all in float32.
-
-``L = w_g·L_global + w_l·L_local + λ_KL·L_KL + λ_rec·L_rec (+ λ_lb·L_lb)`` with
-``L_local = Σ_l [Focal(M_l, S) + Dice(M_l, S) + Dice(1 − M_l, 1 − S)]``.
+"""The segmentation losses the methods share (WMoE-CLIP's METHOD §4, paper eq. 9–10; AnomalyCLIP's
+``loss.py``), all in float32: ``L_local = Σ_l [Focal(M_l, S) + Dice(M_l, S) + Dice(1 − M_l, 1 − S)]``.
 """
 
 from __future__ import annotations
@@ -9,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
 _EPS = 1e-6
 
@@ -26,24 +23,6 @@ def dice_loss(prob: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> 
     p, t = prob.flatten(1), target.flatten(1)
     dice = (2 * (p * t).sum(1) + smooth) / (p.sum(1) + t.sum(1) + smooth)
     return 1 - dice.mean()
-
-
-def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, sigma²) ‖ N(0, I)) summed over latent dimensions, mean over the batch (eq. 2)."""
-    return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=-1)).mean()
-
-
-def reconstruction_loss(g: torch.Tensor, g_hat: torch.Tensor) -> torch.Tensor:
-    """``mean_batch ||g − g_hat||²`` (eq. 3)."""
-    return (g - g_hat).pow(2).sum(dim=-1).mean()
-
-
-def load_balance_loss(router_probs: torch.Tensor, expert_index: torch.Tensor) -> torch.Tensor:
-    """Switch-Transformer balance term ``E · Σ_i f_i P_i``: 1 when routing is uniform, E when collapsed."""
-    num_experts = router_probs.shape[-1]
-    counts = F.one_hot(expert_index, num_experts).float().sum(dim=(0, 1))
-    fraction = counts / counts.sum()
-    return num_experts * (fraction * router_probs.float().mean(dim=0)).sum()
 
 
 def local_loss(layer_maps: torch.Tensor, masks: torch.Tensor, gamma: float,

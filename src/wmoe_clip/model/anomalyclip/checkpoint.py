@@ -24,8 +24,9 @@ from pathlib import Path
 
 import torch
 
-from ...config import AnomalyCLIPConfig
+from ...config import AnomalyCLIPConfig, RunConfig
 from ...errors import WMoEError
+from ..backbone import text_tower_size
 from ..checkpoint import load_learnable_state
 from .model import AnomalyCLIP
 
@@ -152,3 +153,13 @@ def load_anomalyclip_checkpoint(model: AnomalyCLIP, path: str | Path) -> None:
                         f"{model.cfg.model.pretrained!r} (its stored token embeddings differ by up to {diff:.3g}); "
                         f"AnomalyCLIP's released prompts need OpenAI's ViT-L-14-336")
     load_learnable_state(model, imported.state, str(path))
+
+
+def import_anomalyclip(cfg: RunConfig, path: str | Path) -> AnomalyCLIP:
+    """The AnomalyCLIP model of ``cfg`` holding the released checkpoint ``path``. The file is checked against
+    ``cfg``'s text tower before the model (and its CLIP weights) is built; the token embeddings after."""
+    width, context_length = text_tower_size(cfg.model.backbone)
+    read_anomalyclip_checkpoint(path, cfg.model.anomalyclip, width, context_length)
+    model = AnomalyCLIP(cfg).eval()
+    load_anomalyclip_checkpoint(model, path)
+    return model

@@ -14,35 +14,32 @@ Design details beyond METHOD.md (see docs/REPRODUCTION.md):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 import torch.nn.functional as F
 
-from ..config import RunConfig
+from ...config import RunConfig
+from .. import losses as shared_losses
+from ..backbone import FrozenCLIP, autocast_disabled
+from ..base import FrozenBackboneModel, ImageFeatures, ModelOutput
+from ..prompts import PromptLearner
 from . import losses
-from .backbone import autocast_disabled
-from .base import FrozenBackboneModel, ImageFeatures
 from .ctds import CTDS
-from .prompts import PromptLearner
+from .diagnostics import EXPERT_USAGE, diagnostics
 from .sa_moe import SAMoE
 from .wcma import WCMA
 
 LEARNABLE_MODULES = ("prompts", "ctds", "wcma", "sa_moe")
 
 
-@dataclass
-class WMoEOutput:
-    layer_maps: torch.Tensor  # (B,L,S,S) abnormal probability per layer at the input size
-    anomaly_map: torch.Tensor  # (B,S,S) fused over layers (WMoE-CLIP: mean; AnomalyCLIP: sum), unsmoothed
-    global_score: torch.Tensor  # (B,) s_g
-    image_score: torch.Tensor  # (B,) WMoE-CLIP: alpha·s_g + (1 − alpha)·max(anomaly_map); AnomalyCLIP: s_g
-    aux: dict[str, torch.Tensor] = field(default_factory=dict)
-
-
 class WMoECLIP(FrozenBackboneModel):
-    def __init__(self, cfg: RunConfig):
-        super().__init__(cfg)
+    """``anomaly_map`` is the mean of the layer maps; ``image_score = α·s_g + (1 − α)·max(anomaly_map)``."""
+
+    # The per-expert vectors of the diagnostics go into the history as ``expert_usage``.
+    DIAGNOSTIC_GROUPS = {"expert_usage": EXPERT_USAGE}
+    LEARNABLE_MODULES = LEARNABLE_MODULES
+
+    def __init__(self, cfg: RunConfig, backbone: FrozenCLIP | None = None):
+        super().__init__(cfg, backbone)
         m = cfg.model
         dim, width, layers = self.backbone.embed_dim, self.backbone.text_width, len(m.feature_layers)
         zero = m.init == "zero_residual"
@@ -55,10 +52,6 @@ class WMoECLIP(FrozenBackboneModel):
         self.sa_moe = SAMoE(layers, dim, m.sa_moe.adapter_dim, m.sa_moe.num_experts, m.sa_moe.top_k,
                             m.sa_moe.expert_hidden, zero) if m.sa_moe.enabled else None
 
-    @property
-    def variant(self) -> str:
-        return self.cfg.variant
-
     def encode_prompts(self, shift: torch.Tensor | None = None) -> torch.Tensor:
         """L2-normalised text features ``T`` (B,2,D); B = 1 when the prompts are shared (no CTDS)."""
         embeddings = self.prompts(self.backbone.clip.token_embedding, shift)
@@ -67,13 +60,14 @@ class WMoECLIP(FrozenBackboneModel):
         text = self.backbone.encode_text(embeddings.reshape(b * c, t, w), eot, truncate=self.cfg.model.truncate_text)
         return F.normalize(text.float().reshape(b, c, -1), dim=-1)
 
-    def forward_features(self, feats: ImageFeatures) -> WMoEOutput:
+    def forward_features(self, feats: ImageFeatures, classes: list[str] | None = None) -> ModelOutput:
+        """The prompts are object-agnostic: ``classes`` is not used."""
         param = self.prompts.context
         # The learnable modules run in float32; only the frozen text encoder inside sets its own precision.
         with autocast_disabled(param.device):
             return self._forward_features(feats, param.device)
 
-    def _forward_features(self, feats: ImageFeatures, device: torch.device) -> WMoEOutput:
+    def _forward_features(self, feats: ImageFeatures, device: torch.device) -> ModelOutput:
         m = self.cfg.model
         g = F.normalize(feats.global_token.to(device, torch.float32), dim=-1)
         patches = F.normalize(feats.patch_tokens.to(device, torch.float32), dim=-1)
@@ -111,9 +105,18 @@ class WMoECLIP(FrozenBackboneModel):
         aux["text"] = text
         if refined is not None:
             aux["refined_text"] = refined
-        return WMoEOutput(layer_maps, anomaly_map, global_score, image_score, aux)
+        return ModelOutput(layer_maps, anomaly_map, global_score, image_score, aux)
 
-    def loss(self, out: WMoEOutput, labels: torch.Tensor, masks: torch.Tensor) -> dict[str, torch.Tensor]:
+    def eval_image_score(self, global_score: torch.Tensor, smoothed_map: torch.Tensor) -> torch.Tensor:
+        """``α·s_g + (1 − α)·max(M)`` with ``M`` the smoothed map (METHOD.md §4), so one noisy pixel cannot
+        decide an image."""
+        alpha = self.cfg.model.alpha
+        return alpha * global_score.float() + (1 - alpha) * smoothed_map.flatten(1).amax(dim=1)
+
+    def diagnostics(self, aux: dict[str, torch.Tensor]) -> dict[str, float | list[float]]:
+        return diagnostics(aux)
+
+    def loss(self, out: ModelOutput, labels: torch.Tensor, masks: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every loss term and ``total``; a disabled module has no terms (``kl``, ``rec``, ``load_balance``)."""
         w = self.cfg.loss
         with autocast_disabled(out.anomaly_map.device):
@@ -122,7 +125,7 @@ class WMoECLIP(FrozenBackboneModel):
             if masks.dim() == 4:
                 masks = masks[:, 0]
             terms = {"global": F.binary_cross_entropy_with_logits(out.aux["global_logit"].float(), labels)}
-            terms["focal"], terms["dice"] = losses.local_loss(out.layer_maps.float(), masks, w.focal_gamma)
+            terms["focal"], terms["dice"] = shared_losses.local_loss(out.layer_maps.float(), masks, w.focal_gamma)
             total = w.global_weight * terms["global"] + w.local_weight * (terms["focal"] + terms["dice"])
             aux = out.aux
             if "mu" in aux:
@@ -136,7 +139,3 @@ class WMoECLIP(FrozenBackboneModel):
             terms["total"] = total
         return terms
 
-
-def build_model(cfg: RunConfig) -> WMoECLIP:
-    """The WMoE-CLIP model of ``cfg`` (its variant switches already applied)."""
-    return WMoECLIP(cfg)

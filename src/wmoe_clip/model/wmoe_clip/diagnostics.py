@@ -26,7 +26,7 @@ EXPERT_USAGE = ("selected_share", "mean_router_prob")
 
 @torch.no_grad()
 def diagnostics(aux: dict[str, torch.Tensor]) -> dict[str, float | list[float]]:
-    """The diagnostics of one batch from ``WMoEOutput.aux`` (see the module docstring)."""
+    """The diagnostics of one batch from ``ModelOutput.aux`` (see the module docstring)."""
     out: dict[str, float | list[float]] = {}
     if "prompt_shift" in aux:
         out["prompt_shift_norm"] = _mean(aux["prompt_shift_mu"].norm(dim=-1))
