@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     check_variant(cfg.method, args.variant)
     if args.variant:
         cfg = cfg.with_variant(args.variant)
+    table = parameter_table(build_model(cfg))
     print(f"{get(cfg.method).display_name} ({run_name(cfg)}) on {cfg.model.backbone} at {cfg.model.image_size} px")
-    print(parameter_table(build_model(cfg)))
+    print(table)
     return 0
