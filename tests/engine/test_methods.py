@@ -61,7 +61,7 @@ def test_a_method_that_trains_is_not_evaluated_from_a_run_config(make_prepared, 
 def test_training_options_are_refused_for_an_untrained_method(clip_config, make_prepared, tmp_path, capsys):
     code = main(["evaluate", "--config", str(clip_config), "--target", "mvtec", "--source", "visa",
                  "--data", str(make_prepared("mvtec", 4)), "--out", str(tmp_path / "e.json"), "--no-tracking"])
-    assert code == 2 and "a model given by --config has none" in capsys.readouterr().err
+    assert code == 2 and "describe a training; a model given by --config" in capsys.readouterr().err
 
 
 def test_anomalyclip_trains_and_evaluates_through_the_same_engine(make_prepared, tmp_path):

@@ -21,9 +21,13 @@ trained on the target itself is refused — the cell would not be zero-shot — 
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import itertools
 import json
 import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,25 +47,42 @@ from .smoothing import gaussian_smooth
 from .tracking import Tracker
 
 
-def load_model(checkpoint: str | Path | None, config: str | Path | None):
-    """``(model, file)``: the model of a checkpoint, or of the run config of a method that does not train,
-    in eval mode on the CPU, and the file it came from."""
+def read_model_source(checkpoint: str | Path | None, config: str | Path | None):
+    """``(cfg, learned state or None, file)`` of a checkpoint, or of the run config of a method that does
+    not train (refused for one that does)."""
     from ..config import load_config, resolve_config_path
-    from ..model import build_model, load_checkpoint
-    from ..model.checkpoint import require_checkpoint_file
+    from ..model.checkpoint import read_checkpoint, require_checkpoint_file
 
     if (checkpoint is None) == (config is None):
         raise WMoEError("give one of --checkpoint (the model.pt of a training, or of import-checkpoint) and "
                         "--config (the run config of a method that does not train)")
     if checkpoint is not None:
         path = require_checkpoint_file(checkpoint)
-        return load_checkpoint(path, map_location="cpu"), path
+        return (*read_checkpoint(path), path)
     path = resolve_config_path(config)
     cfg = load_config(path)
     if registry.get(cfg.method).trains:
         raise WMoEError(f"--config {config}: method {cfg.method} learns its parameters; give the model.pt of its "
                         "training (wmoe-clip train) or of wmoe-clip import-checkpoint with --checkpoint")
-    return build_model(cfg).eval(), path
+    return cfg, None, path
+
+
+def build_from_source(cfg, state, path, backbone=None):
+    """The model of :func:`read_model_source`'s result, in eval mode (on ``backbone``'s device if given)."""
+    from ..model import build_model
+    from ..model.checkpoint import load_learnable_state
+
+    model = build_model(cfg, backbone=backbone)
+    if state is not None:
+        load_learnable_state(model, state, str(path), cfg.to_dict())
+    return model.eval()
+
+
+def load_model(checkpoint: str | Path | None, config: str | Path | None):
+    """``(model, file)``: the model of a checkpoint, or of the run config of a method that does not train,
+    in eval mode on the CPU, and the file it came from."""
+    cfg, state, path = read_model_source(checkpoint, config)
+    return build_from_source(cfg, state, path), path
 
 
 class ScoreParts:
@@ -126,6 +147,251 @@ def check_zero_shot(source: str | None, target: str, allow_same_source: bool, wh
     return source != target
 
 
+@dataclass
+class ModelRequest:
+    """One model of an evaluation (a checkpoint, or the run config of a method that does not train) and
+    where its results go; the options of ``wmoe-clip evaluate`` that follow its ``--checkpoint``/``--config``."""
+
+    out: Path
+    checkpoint: Path | None = None
+    config: Path | None = None
+    figure: Path | None = None
+    train_run: Path | None = None
+    source: str | None = None
+    allow_same_source: bool = False
+
+
+def encoder_pass_key(cfg) -> dict[str, Any]:
+    """What models must share to be scored from one pass of the frozen encoder: its configuration (the
+    model part of the feature-cache key), the mask convention, and the batches and device of the pass, so
+    that every model sees exactly the features and batches it would see alone."""
+    from ..model.backbone import backbone_configuration
+
+    return {**backbone_configuration(cfg.model), "mask_interpolation": cfg.data.mask_interpolation,
+            "batch_size": cfg.eval.batch_size, "device": cfg.eval.device}
+
+
+def _digest(key: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+
+
+class _ModelRun:
+    """One model's evaluation inside a shared pass: its record, accumulators, figure and MLflow run."""
+
+    def __init__(self, request: ModelRequest, target: str, tracker: Tracker):
+        from ..model.checkpoint import require_checkpoint_file
+
+        r = request
+        self.out, self.tracker = Path(r.out), tracker
+        self.figure = Path(r.figure) if r.figure else self.out.with_suffix(".png")
+        check_writable(self.out, "--out")
+        check_writable(self.figure, "--figure")
+        if r.checkpoint is not None:
+            checkpoint = require_checkpoint_file(r.checkpoint)
+            run = training_record(checkpoint, r.train_run, file_sha256(checkpoint))
+            if r.source and run.get("source") and r.source != run["source"]:
+                raise WMoEError(f"--source {r.source!r} but the training record of {checkpoint} says {run['source']!r}")
+            self.source = r.source or run.get("source")
+            self.zero_shot = check_zero_shot(self.source, target, r.allow_same_source,
+                                             "--source" if not run.get("source") else "per its run.json")
+        elif r.train_run or r.source or r.allow_same_source:
+            raise WMoEError("--train-run, --source and --allow-same-source describe a training; a model given "
+                            f"by --config ({r.config}) has none")
+        else:
+            # A method that does not train has seen no data: every evaluation is zero-shot.
+            run, self.source, self.zero_shot = {}, registry.UNTRAINED_SOURCE, True
+        self.cfg, self.state, self.file = read_model_source(r.checkpoint, r.config)
+        self.method = registry.get(self.cfg.method)
+        self.run_name = registry.run_name(self.cfg)
+        self.seed = int(run.get("seed", self.cfg.train.seed)) if self.method.trains else 0
+        self.train_run_id = run.get("mlflow_run_id")
+        self.model = None
+
+    def build(self, backbone, device: torch.device) -> None:
+        """The model on the group's shared backbone, with its learned state, on ``device``."""
+        self.model = build_from_source(self.cfg, self.state, self.file, backbone).to(device)
+
+    def start(self, stack: contextlib.ExitStack, dataset, spec, synthetic: bool, device: torch.device,
+              classes: dict[str, list[int]], target: str) -> None:
+        from ..metrics import ClassMetricAccumulator
+
+        size = self.cfg.model.image_size
+        tags = runtime.run_tags("eval", device, dataset, synthetic, source=self.source, target=target,
+                                method=self.cfg.method, variant=self.run_name, seed=self.seed)
+        # The MLflow run lasts until the group's pass is done; an error ends it FAILED (KILLED on Ctrl-C).
+        self.run_id = stack.enter_context(self.tracker.run(
+            f"eval {self.source} -> {target} {self.run_name} seed{self.seed}", tags, parent_run_id=self.train_run_id))
+        self.tracker.log_params(self.cfg.to_dict())
+        self.acc = ClassMetricAccumulator(image=spec.image_metrics, pixel=spec.pixel_metrics, image_size=(size, size),
+                                          expected={cls: len(idx) for cls, idx in classes.items()})
+        self.picks = select_samples(dataset.records, self.cfg.eval.figure_samples)
+        self.figure_maps: dict[int, tuple[np.ndarray, float]] = {}
+        self.score_parts = ScoreParts() if spec.image_metrics else None
+        self.metrics_s = 0.0
+
+    @torch.no_grad()
+    def score(self, cls: str, batch) -> None:
+        out = self.model.forward_features(batch.feats, batch.classes)
+        smoothed = gaussian_smooth(out.anomaly_map.float(), self.cfg.eval.sigma)
+        scores = self.model.eval_image_score(out.global_score, smoothed)
+        maps_np, scores_np = smoothed.cpu().numpy(), scores.cpu().numpy()
+        labels = batch.labels.cpu().numpy()
+        self.acc.add(cls, labels, scores_np, masks=batch.masks.cpu().numpy(), maps=maps_np)
+        if self.score_parts is not None:
+            self.score_parts.add(cls, labels, out.global_score, smoothed)
+        for j, index in enumerate(batch.indices):
+            if index in self.picks:
+                self.figure_maps[index] = (maps_np[j].copy(), float(scores_np[j]))
+
+    def finish_class(self, cls: str) -> None:
+        t0 = time.perf_counter()
+        result = self.acc.finalize_class(cls)
+        self.metrics_s += time.perf_counter() - t0
+        self.tracker.log_metrics({f"class.{cls}": {k: v for k, v in result.items() if k in ("image", "pixel")}})
+
+    def write(self, dataset, spec, synthetic: bool, target: str, classes: dict[str, list[int]],
+              timings: dict[str, Any], encoder: dict[str, Any]) -> dict[str, Any]:
+        figure_name = None
+        if self.figure_maps:
+            samples = []
+            for index in (i for i in self.picks if i in self.figure_maps):
+                item = dataset[index]
+                anomaly_map, score = self.figure_maps[index]
+                samples.append(Sample(denormalise(item["image"]), item["mask"].numpy() > 0.5, anomaly_map,
+                                      item["cls_name"], int(item["label"]), score))
+            made = (f"trained on {self.source} ({self.run_name}, seed {self.seed})" if self.method.trains
+                    else "no training")
+            sample_grid(samples, self.figure, f"{spec.display_name}: {self.method.display_name}, {made}")
+            same_folder = self.figure.parent.resolve() == self.out.parent.resolve()
+            figure_name = self.figure.name if same_folder else str(self.figure)
+        timings = {**timings, "metrics_s": self.metrics_s}
+        doc = build_eval(
+            source=self.source, target=target, method=self.cfg.method, variant=self.run_name, seed=self.seed,
+            synthetic=synthetic,
+            dataset={"key": spec.key, "display_name": spec.display_name, "domain": spec.domain,
+                     "image_metrics": spec.image_metrics, "pixel_metrics": spec.pixel_metrics,
+                     "protocol_variant": spec.variant, "classes_evaluated": list(classes),
+                     "n_registry_classes": None if spec.custom else len(spec.classes)},
+            per_class=self.acc.results(), mean=self.acc.mean(), image_scores=self.acc.image_scores(),
+            checkpoint=self.file, config=self.cfg.to_dict(), train_run_id=self.train_run_id,
+            mlflow_run_id=self.run_id, software=runtime.software_info(), timings=timings, figure=figure_name,
+            score_parts=self.score_parts.results() if self.score_parts is not None else None,
+            zero_shot=self.zero_shot, encoder=encoder,
+        )
+        t = self.tracker
+        t.log_metrics({"mean": {lvl: {k: v["value"] for k, v in m.items()} for lvl, m in doc["mean"].items()},
+                       "timings": {k: v for k, v in timings.items() if k != "device"},
+                       "encoder_images": encoder["images"], "encoder_shared_by": encoder["shared_by"]})
+        if "score_parts" in doc:
+            t.log_metrics({"score_parts": {name: {k: v["value"] for k, v in part["mean"].items()}
+                                           for name, part in doc["score_parts"].items()}})
+        doc["tracking"] = t.status()
+        write_eval(self.out, doc)
+        t.log_artifact(self.out)
+        if figure_name:
+            t.log_artifact(self.figure)
+        self.model = None  # the group's backbone is freed once its pass is done
+        return doc
+
+    def settle(self, doc: dict[str, Any]) -> None:
+        """After the run has ended: record a logging failure that came after the JSON was written."""
+        if self.tracker.status() != doc["tracking"]:
+            doc["tracking"] = self.tracker.status()
+            write_eval(self.out, doc)
+
+
+def evaluate_models(
+    requests: list[ModelRequest],
+    target: str,
+    data_dir: str | Path,
+    *,
+    trackers: list[Tracker] | None = None,
+    feature_cache: bool = False,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Evaluate every model of ``requests`` on ``target``; one JSON (and figure, MLflow run) per model,
+    each exactly what evaluating that model alone writes. Models whose :func:`encoder_pass_key` is equal
+    share one frozen backbone and one pass of the target's images through it; ``trackers`` holds one
+    tracker per request (default: none)."""
+    from ..data.dataset import AnomalyDataset
+    from ..model.backbone import FrozenCLIP
+
+    started = time.perf_counter()
+    data_dir = Path(data_dir)
+    if not requests:
+        raise WMoEError("nothing to evaluate: give --checkpoint or --config (with its --out) at least once")
+    trackers = trackers or [Tracker(enabled=False) for _ in requests]
+    outputs = [p for r in requests for p in (Path(r.out), Path(r.figure) if r.figure else Path(r.out).with_suffix(".png"))]
+    repeated = sorted({str(p) for p in outputs if outputs.count(p) > 1})
+    if repeated:
+        raise WMoEError(f"two models of this evaluation would write {', '.join(repeated)}; give each its own --out "
+                        "(and --figure)")
+    # Everything is checked before the first image is read: outputs, records, configs.
+    runs = [_ModelRun(r, target, t) for r, t in zip(requests, trackers)]
+    groups: dict[str, list[_ModelRun]] = {}
+    for m in runs:
+        groups.setdefault(_digest(encoder_pass_key(m.cfg)), []).append(m)
+
+    job = str(uuid.uuid4())
+    docs: dict[int, dict[str, Any]] = {}
+    for digest, members in groups.items():
+        cfg = members[0].cfg
+        dataset = AnomalyDataset(data_dir, "test", cfg.model.image_size, cfg.data.mask_interpolation)
+        if dataset.dataset != target:
+            raise WMoEError(f"--target {target!r} but {data_dir}/meta.json holds dataset {dataset.dataset!r}")
+        if len(dataset) == 0:
+            raise WMoEError(f"{data_dir}: the test split of {target!r} is empty; nothing to evaluate")
+        spec = dataset_spec(load_meta(data_dir)[1])
+        synthetic = is_synthetic(data_dir)
+        classes = {cls: idx for cls in dataset.class_names if (idx := dataset.class_indices(cls))}
+
+        device = runtime.select_device(cfg.eval.device)
+        backbone = FrozenCLIP(cfg.model).to(device)
+        for m in members:
+            m.build(backbone, device)
+        encoder_model = members[0].model
+        if feature_cache:
+            source = open_cache(cfg, dataset, encoder_model, device, cache_dir, cfg.eval.batch_size,
+                                cfg.eval.num_workers)
+        else:
+            source = ImageSource(dataset, encoder_model, device, cfg.eval.num_workers)
+        runtime.reset_peak_memory(device)
+        with contextlib.ExitStack() as stack:
+            for m in members:
+                m.start(stack, dataset, spec, synthetic, device, classes, target)
+            inference_s = 0.0
+            bs = cfg.eval.batch_size
+            bar = tqdm(total=len(dataset), desc=f"evaluate {target}" + (f" ({len(members)} models)"
+                       if len(members) > 1 else ""), unit="img", disable=not progress)
+            # One stream of batches over all classes (loader workers start once and prefetch across
+            # class boundaries); each class is finalised as soon as its last batch is in.
+            chunks = {cls: [idx[i : i + bs] for i in range(0, len(idx), bs)] for cls, idx in classes.items()}
+            stream = source.batches([chunk for cls_chunks in chunks.values() for chunk in cls_chunks])
+            for cls in classes:
+                t0 = time.perf_counter()
+                for batch in itertools.islice(stream, len(chunks[cls])):
+                    for m in members:
+                        m.score(cls, batch)
+                    bar.update(len(batch.indices))
+                inference_s += time.perf_counter() - t0
+                for m in members:
+                    m.finish_class(cls)
+            bar.close()
+            n = len(dataset)
+            timings = {"inference_s": inference_s, "images_per_s": n / inference_s if inference_s > 0 else 0.0,
+                       "total_s": time.perf_counter() - started, "device": runtime.device_description(device),
+                       "peak_memory_mb": runtime.peak_memory_mb(device)}
+            encoder = {"images": source.encoded, "job": job, "backbone": digest, "shared_by": len(members),
+                       "cache": source.cache}
+            for m in members:
+                docs[id(m)] = m.write(dataset, spec, synthetic, target, classes, timings, encoder)
+        for m in members:
+            m.settle(docs[id(m)])
+        del backbone, source
+    return [docs[id(m)] for m in runs]
+
+
 def evaluate(
     checkpoint: str | Path | None,
     target: str,
@@ -144,141 +410,9 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate ``checkpoint`` (or, with ``checkpoint`` None, the untrained method of the run config
     ``config``) on ``target``; writes ``out_json`` (validated) and the figure."""
-    from ..data.dataset import AnomalyDataset
-    from ..metrics import ClassMetricAccumulator
-    from ..model.checkpoint import require_checkpoint_file
-
-    data_dir, out_json = Path(data_dir), Path(out_json)
-    figure = Path(figure) if figure else out_json.with_suffix(".png")
-    tracker = tracker or Tracker(enabled=False)
-    started = time.perf_counter()
-    check_writable(out_json, "--out")
-    check_writable(figure, "--figure")
-    if checkpoint is not None:
-        checkpoint = require_checkpoint_file(checkpoint)
-        run = training_record(checkpoint, train_run, file_sha256(checkpoint))
-        if source and run.get("source") and source != run["source"]:
-            raise WMoEError(f"--source {source!r} but the training record of {checkpoint} says {run['source']!r}")
-        source = source or run.get("source")
-        zero_shot = check_zero_shot(source, target, allow_same_source,
-                                    "--source" if not run.get("source") else "per its run.json")
-    elif train_run or source or allow_same_source:
-        raise WMoEError("--train-run, --source and --allow-same-source describe a training; a model given by "
-                        "--config has none")
-    else:
-        # A method that does not train has seen no data: every evaluation is zero-shot.
-        run, source, zero_shot = {}, registry.UNTRAINED_SOURCE, True
-
-    model, model_file = load_model(checkpoint, config)
-    cfg = model.cfg
-    method = registry.get(cfg.method)
-    run_name = registry.run_name(cfg)
-    device = runtime.select_device(cfg.eval.device)
-    model = model.to(device).eval()
-    seed = int(run.get("seed", cfg.train.seed)) if method.trains else 0
-    train_run_id = run.get("mlflow_run_id")
-
-    dataset = AnomalyDataset(data_dir, "test", cfg.model.image_size, cfg.data.mask_interpolation)
-    if dataset.dataset != target:
-        raise WMoEError(f"--target {target!r} but {data_dir}/meta.json holds dataset {dataset.dataset!r}")
-    spec = dataset_spec(load_meta(data_dir)[1])
-    if len(dataset) == 0:
-        raise WMoEError(f"{data_dir}: the test split of {target!r} is empty; nothing to evaluate")
-    synthetic = is_synthetic(data_dir)
-    classes = {cls: dataset.class_indices(cls) for cls in dataset.class_names}
-    classes = {cls: idx for cls, idx in classes.items() if idx}
-
-    size = cfg.model.image_size
-    tags = runtime.run_tags("eval", device, dataset, synthetic, source=source, target=target, method=cfg.method,
-                            variant=run_name, seed=seed)
-    name = f"eval {source} -> {target} {run_name} seed{seed}"
-    with tracker.run(name, tags, parent_run_id=train_run_id) as run_id:
-        tracker.log_params(cfg.to_dict())
-        if feature_cache:
-            feats_source = open_cache(cfg, dataset, model, device, cache_dir, cfg.eval.batch_size, cfg.eval.num_workers)
-        else:
-            feats_source = ImageSource(dataset, model, device, cfg.eval.num_workers)
-        acc = ClassMetricAccumulator(image=spec.image_metrics, pixel=spec.pixel_metrics, image_size=(size, size),
-                                     expected={cls: len(idx) for cls, idx in classes.items()})
-        picks = select_samples(dataset.records, cfg.eval.figure_samples)
-        figure_picks = set(picks)
-        figure_maps: dict[int, tuple[np.ndarray, float]] = {}
-        score_parts = ScoreParts() if spec.image_metrics else None
-
-        runtime.reset_peak_memory(device)
-        inference_s = metrics_s = 0.0
-        bs = cfg.eval.batch_size
-        bar = tqdm(total=len(dataset), desc=f"evaluate {target}", unit="img", disable=not progress)
-        # One stream of batches over all classes (loader workers start once and prefetch across
-        # class boundaries); each class is finalised as soon as its last batch is in.
-        chunks = {cls: [idx[i : i + bs] for i in range(0, len(idx), bs)] for cls, idx in classes.items()}
-        stream = feats_source.batches([chunk for cls_chunks in chunks.values() for chunk in cls_chunks])
-        for cls in classes:
-            t0 = time.perf_counter()
-            for batch in itertools.islice(stream, len(chunks[cls])):
-                with torch.no_grad():
-                    out = model.forward_features(batch.feats, batch.classes)
-                    smoothed = gaussian_smooth(out.anomaly_map.float(), cfg.eval.sigma)
-                    scores = model.eval_image_score(out.global_score, smoothed)
-                maps_np, scores_np = smoothed.cpu().numpy(), scores.cpu().numpy()
-                acc.add(cls, batch.labels.cpu().numpy(), scores_np, masks=batch.masks.cpu().numpy(), maps=maps_np)
-                if score_parts is not None:
-                    score_parts.add(cls, batch.labels.cpu().numpy(), out.global_score, smoothed)
-                for j, index in enumerate(batch.indices):
-                    if index in figure_picks:
-                        figure_maps[index] = (maps_np[j].copy(), float(scores_np[j]))
-                bar.update(len(batch.indices))
-            t1 = time.perf_counter()
-            result = acc.finalize_class(cls)
-            metrics_s += time.perf_counter() - t1
-            inference_s += t1 - t0
-            tracker.log_metrics({f"class.{cls}": {k: v for k, v in result.items() if k in ("image", "pixel")}})
-        bar.close()
-
-        figure_name = None
-        if figure_maps:
-            samples = []
-            for index in (i for i in picks if i in figure_maps):
-                item = dataset[index]
-                anomaly_map, score = figure_maps[index]
-                samples.append(Sample(denormalise(item["image"]), item["mask"].numpy() > 0.5, anomaly_map,
-                                      item["cls_name"], int(item["label"]), score))
-            made = f"trained on {source} ({run_name}, seed {seed})" if method.trains else "no training"
-            sample_grid(samples, figure, f"{spec.display_name}: {method.display_name}, {made}")
-            figure_name = figure.name if figure.parent.resolve() == out_json.parent.resolve() else str(figure)
-
-        n = len(dataset)
-        timings = {
-            "inference_s": inference_s,
-            "images_per_s": n / inference_s if inference_s > 0 else 0.0,
-            "metrics_s": metrics_s,
-            "total_s": time.perf_counter() - started,
-            "device": runtime.device_description(device),
-            "peak_memory_mb": runtime.peak_memory_mb(device),
-        }
-        doc = build_eval(
-            source=source, target=target, method=cfg.method, variant=run_name, seed=seed, synthetic=synthetic,
-            dataset={"key": spec.key, "display_name": spec.display_name, "domain": spec.domain,
-                     "image_metrics": spec.image_metrics, "pixel_metrics": spec.pixel_metrics,
-                     "protocol_variant": spec.variant, "classes_evaluated": list(classes),
-                     "n_registry_classes": None if spec.custom else len(spec.classes)},
-            per_class=acc.results(), mean=acc.mean(), image_scores=acc.image_scores(),
-            checkpoint=model_file, config=cfg.to_dict(), train_run_id=train_run_id, mlflow_run_id=run_id,
-            software=runtime.software_info(), timings=timings, figure=figure_name,
-            score_parts=score_parts.results() if score_parts is not None else None,
-            zero_shot=zero_shot,
-        )
-        tracker.log_metrics({"mean": {lvl: {k: v["value"] for k, v in m.items()} for lvl, m in doc["mean"].items()},
-                             "timings": {k: v for k, v in timings.items() if k != "device"}})
-        if "score_parts" in doc:
-            tracker.log_metrics({"score_parts": {name: {k: v["value"] for k, v in part["mean"].items()}
-                                                 for name, part in doc["score_parts"].items()}})
-        doc["tracking"] = tracker.status()
-        write_eval(out_json, doc)
-        tracker.log_artifact(out_json)
-        if figure_name:
-            tracker.log_artifact(figure)
-    if tracker.status() != doc["tracking"]:  # logging failed after the JSON was written
-        doc["tracking"] = tracker.status()
-        write_eval(out_json, doc)
-    return doc
+    request = ModelRequest(out=Path(out_json), checkpoint=Path(checkpoint) if checkpoint else None,
+                           config=config, figure=Path(figure) if figure else None,
+                           train_run=Path(train_run) if train_run else None, source=source,
+                           allow_same_source=allow_same_source)
+    return evaluate_models([request], target, data_dir, trackers=[tracker or Tracker(enabled=False)],
+                           feature_cache=feature_cache, cache_dir=cache_dir, progress=progress)[0]

@@ -113,8 +113,12 @@ class ImageSource:
     pass ends the previous one.
     """
 
+    # What the source did with the frozen encoder: no cache, images encoded so far.
+    cache: str | None = None
+
     def __init__(self, dataset, model, device: torch.device, num_workers: int = 0):
         self.dataset, self.model, self.device, self.num_workers = dataset, model, device, num_workers
+        self.encoded = 0
         self._plan = _Plan()
         self._passes = 0
         self._loader = DataLoader(
@@ -139,6 +143,7 @@ class ImageSource:
             self._check_pass(this_pass)
             images = normalise(item["pixels"].to(self.device, non_blocking=True))
             feats = self.model.encode_image(images)
+            self.encoded += len(images)
             masks = item["mask"].to(self.device, non_blocking=True).float()
             indices = item["index"].tolist()
             yield Batch(feats, masks, item["label"].to(self.device), indices, class_names(self.dataset, indices))
@@ -180,15 +185,21 @@ def _to_device(arr: np.ndarray, device: torch.device, bar: tqdm) -> torch.Tensor
 
 class CachedSource:
     """Encoder outputs read from a built cache folder of ``dataset``: from device memory when the arrays
-    fit in ``memory_fraction`` of it (see :func:`memory_budget`), else through memory maps."""
+    fit in ``memory_fraction`` of it (see :func:`memory_budget`), else through memory maps.
+
+    ``cache`` is ``"built"`` when this job built the folder (``encoded``: its images went through the
+    encoder once), ``"read"`` when another job had (``encoded`` 0)."""
 
     ARRAYS = ("global", "patches", "plain", "masks", "labels")
 
-    def __init__(self, folder: Path, device: torch.device, dataset, memory_fraction: float = 0.0):
+    def __init__(self, folder: Path, device: torch.device, dataset, memory_fraction: float = 0.0,
+                 built: bool = False):
         from ..model import ImageFeatures
 
         self._features = ImageFeatures
         self.folder, self.device, self.dataset = folder, device, dataset
+        self.cache = "built" if built else "read"
+        self.encoded = len(dataset) if built else 0
         arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in self.ARRAYS}
         size = sum(a.nbytes for a in arrays.values())
         budget, how = memory_budget(device, memory_fraction)
@@ -316,13 +327,15 @@ def open_cache(
     key = cache_key(cfg, dataset)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     folder = root / f"{dataset.dataset}-{digest}"
+    built = False
     try:
         with _file_lock(root / f".{folder.name}.lock"):
             if _read_key(folder) != key:
                 _build(folder, key, dataset, model, device, batch_size, num_workers)
+                built = True
     except OSError as exc:
         raise WMoEError(
             f"feature cache {folder}: {exc}; free disk space, set {CACHE_ENV} to another folder, "
             "or turn train.feature_cache off"
         ) from None
-    return CachedSource(folder, device, dataset, cfg.train.feature_cache_memory)
+    return CachedSource(folder, device, dataset, cfg.train.feature_cache_memory, built=built)

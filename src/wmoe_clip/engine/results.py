@@ -130,9 +130,11 @@ def build_eval(
     score_parts: Mapping[str, Any] | None = None,
     zero_shot: bool | None = None,
     tracking: Mapping[str, Any] | None = None,
+    encoder: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The evaluation document from the metrics accumulator's ``results()``, ``mean()`` and ``image_scores()``;
-    ``score_parts`` (optional, image-level targets) from ``evaluate.ScoreParts.results()``."""
+    ``score_parts`` (optional, image-level targets) from ``evaluate.ScoreParts.results()``; ``encoder``
+    (optional): the frozen-encoder pass the scores came from."""
     counts = {k: sum(int(r[k]) for r in per_class.values()) for k in ("n_images", "n_normal", "n_anomalous")}
     counts["n_classes"] = len(per_class)
     doc = {
@@ -161,6 +163,8 @@ def build_eval(
     }
     if score_parts is not None:
         doc["score_parts"] = {k: dict(v) for k, v in score_parts.items()}
+    if encoder is not None:
+        doc["encoder"] = dict(encoder)
     return doc
 
 

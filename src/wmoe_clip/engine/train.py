@@ -20,8 +20,10 @@ Reproducibility and resumption:
   weights each part by its share of the batch, so the update equals the full batch's (the losses are
   batch means).
 * Outputs: ``history.json`` (per-epoch loss terms, the model's ``diagnostics`` and its
-  ``DIAGNOSTIC_GROUPS`` such as WMoE-CLIP's expert usage, lr, time), ``run.json`` (with ``method`` and
-  the run name as ``variant``) and, last, ``model.pt`` — its presence means the training finished.
+  ``DIAGNOSTIC_GROUPS`` such as WMoE-CLIP's expert usage, lr, time, and ``encoder_images``: the images
+  the epoch put through the frozen encoder, a feature cache this job built counting in its first epoch),
+  ``run.json`` (with ``method``, the run name as ``variant`` and ``encoder_images``, the sum) and, last,
+  ``model.pt`` — its presence means the training finished.
 * ``model.precision: fp16`` scales the loss (``torch.amp.GradScaler``): the gradients of the prompts
   flow back through the frozen text encoder, whose fp16 backward would otherwise underflow. Steps with
   non-finite gradients are skipped and counted in the history. bf16 and fp32 need no scaling.
@@ -217,9 +219,11 @@ def train(
             feats_source = ImageSource(dataset, model, device, tc.num_workers)
         steps_per_epoch = math.ceil(len(dataset) / tc.batch_size)
 
+        encoded = 0  # images this job has put through the frozen encoder (a cache it built counts once)
         for epoch in range(start_epoch, tc.epochs):
             history.append(_train_epoch(model, optimizer, scaler, feats_source, cfg, epoch, device,
                                         steps_per_epoch, tracker, progress))
+            history[-1]["encoder_images"], encoded = feats_source.encoded - encoded, feats_source.encoded
             tracker.log_metrics(_epoch_metrics(history[-1], model.DIAGNOSTIC_GROUPS), step=epoch + 1)
             state_dir.mkdir(parents=True, exist_ok=True)
             new_state = state_dir / f"epoch-{epoch + 1:04d}.pt"
@@ -248,6 +252,8 @@ def train(
             "synthetic": synthetic,
             "counts": counts,
             "feature_cache": tc.feature_cache,
+            # Over the whole training, a resumed one included (from its history).
+            "encoder_images": sum(entry.get("encoder_images", 0) for entry in history),
             "device": runtime.device_description(device),
             "software": runtime.software_info(),
             "config": cfg.to_dict(),
