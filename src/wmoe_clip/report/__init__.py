@@ -2,7 +2,9 @@
 
 ``build_report(results_dir, out_dir)`` writes ``index.html`` (one self-contained page: tables,
 the section of users' own datasets when there are evaluations on them, embedded figures, training
-curves, run summary), ``table1.tex`` and ``table2.tex`` (standalone booktabs documents). Everything
+curves, run summary with the encoder passes), ``table1.tex`` and ``table2.tex`` (standalone booktabs
+documents). Table 1 has a group of columns for every method run (WMoE-CLIP and the baselines of
+issue 10) beside the paper's columns; Table 2 is WMoE-CLIP's ablation alone. Everything
 is read from the results folder and the paper's numbers (``config/paper_results.yaml``); a missing
 result is a "–" with a note, never a crash.
 """
@@ -15,10 +17,11 @@ from pathlib import Path
 from .. import __version__
 from ..errors import WMoEError
 from ..io import check_writable, write_files
+from .encoder import summary_rows
 from .figures import data_uri, file_data_uri, training_curves_png
 from .paper import DEFAULT_PATH, PaperResults, load_paper_results
 from .render import render_html, render_latex
-from .results import Results, load_results
+from .results import UNTRAINED, Results, load_results
 from .tables import custom_table, data_label, table1, table2
 
 __all__ = ["build_report", "custom_table", "load_paper_results", "load_results", "table1", "table2"]
@@ -29,18 +32,27 @@ def _run_summary(results: Results, paper: PaperResults) -> list[tuple[str, str]]
     seeds = sorted({e.seed for e in evals})
     software = {(e.data.get("software") or {}).get("git_commit") for e in evals} - {None}
     dirty = any((e.data.get("software") or {}).get("git_dirty") for e in evals)
-    cfg = (evals[0].data.get("config") or {}) if evals else {}
+    # Model and training settings of the paper's method (a baseline's config has its own numerics).
+    main = [e for e in evals if e.method == paper.paper_method] or evals
+    cfg = (main[0].data.get("config") or {}) if main else {}
     model, train = cfg.get("model", {}), cfg.get("train", {})
     inference = sum((e.data.get("timings") or {}).get("inference_s", 0.0) or 0.0 for e in evals)
+    runs: dict[str, set[str]] = {}
+    for e in evals:
+        runs.setdefault(e.method, set()).add(e.variant)
+    methods = [f"{paper.method_name(m)} ({', '.join(sorted(r))})" if r != {m} else paper.method_name(m)
+               for m, r in sorted(runs.items(), key=lambda mr: (mr[0] != paper.paper_method, mr[0]))]
     rows = [
         ("Results folder", results.root.as_posix()),
         ("Data", _data_description(results)),
         ("Evaluations", f"{len(evals)} ({len({(e.source, e.target, e.variant) for e in evals})} cells × seeds {seeds or '–'})"),
         ("Trainings with a history", str(len(results.trainings))),
         ("Targets", ", ".join(sorted({e.target for e in evals})) or "–"),
-        ("Variants", ", ".join(sorted({e.variant for e in evals})) or "–"),
-        ("Model", f"{model.get('backbone', '–')} at {model.get('image_size', '–')} px, pretrained: {model.get('pretrained', '–')}"),
+        ("Methods (runs)", "; ".join(methods) or "–"),
+        (f"Model ({paper.method_name(paper.paper_method)})",
+         f"{model.get('backbone', '–')} at {model.get('image_size', '–')} px, pretrained: {model.get('pretrained', '–')}"),
         ("Training", f"{train.get('epochs', '–')} epochs, batch {train.get('batch_size', '–')}, lr {train.get('lr', '–')}"),
+        *summary_rows(results),
         ("Code", f"git {', '.join(sorted(software)) or 'unknown'}{' (uncommitted changes)' if dirty else ''}"),
         ("Inference time (all evaluations)", f"{inference:.1f} s"),
         ("Paper numbers", f"{paper.path.as_posix()} ({paper.citation()})"),
@@ -60,12 +72,15 @@ def _data_description(results: Results) -> str:
     return f"mixed: synthetic stand-ins (wmoe-clip synth) for {', '.join(names)}, real data elsewhere"
 
 
-def _figures(results: Results, variant: str) -> list[dict[str, str]]:
+def _figures(results: Results, paper: PaperResults) -> list[dict[str, str]]:
+    variant = paper.main_variant
     shown = {}
     for e in sorted(results.evaluations, key=lambda e: (e.variant != variant, e.source, e.target, e.variant, e.seed)):
         key = (e.source, e.target, e.variant)
         if key not in shown and e.figure_path is not None:
-            caption = f"{data_label(e.data['dataset']['display_name'], [e])} — trained on {e.source}, variant {e.variant}, seed {e.seed}"
+            model = (f"variant {e.variant}" if e.method == paper.paper_method else paper.method_name(e.method))
+            trained = "training-free" if e.source == UNTRAINED else f"trained on {e.source}"
+            caption = f"{data_label(e.data['dataset']['display_name'], [e])} — {trained}, {model}, seed {e.seed}"
             shown[key] = {"uri": file_data_uri(e.figure_path), "caption": caption}
     return list(shown.values())
 
@@ -101,7 +116,7 @@ def build_report(
         synthetic=results.synthetic,
         summary=_run_summary(results, paper),
         curves=data_uri(curves) if curves else None,
-        figures=_figures(results, paper.main_variant),
+        figures=_figures(results, paper),
     )
     paths = [out / "table1.tex", out / "table2.tex", out / "index.html"]
     texts = [render_latex(tables[0]), render_latex(tables[1]), html]

@@ -50,26 +50,36 @@ def _html_env() -> jinja2.Environment:
 
 
 def _header_spans(table: Table) -> list[list[dict[str, Any]]]:
-    """Header groups with their first/last column (1-based), for \\cmidrule and colspan."""
+    """Header groups with their first/last column (1-based), for \\cmidrule and colspan, and the HTML
+    style of their first column (its method tint on the last group row only, the rule on all)."""
     rows = []
-    for groups in table.header_groups:
+    for depth, groups in enumerate(table.header_groups, 1):
         col, row = 1, []
         for label, span in groups:
-            row.append({"label": label, "span": span, "first": col, "last": col + span - 1})
+            style = table.column_styles[col - 1] if table.column_styles else ""
+            if depth < len(table.header_groups):
+                style = "start" if "start" in style.split() else ""
+            row.append({"label": label, "span": span, "first": col, "last": col + span - 1, "style": style})
             col += span
         rows.append(row)
     return rows
 
 
+# Width of an "L" column: the longest plain dataset name ("DTD-Synthetic") fits on one line.
+WRAP_WIDTH = "2.2cm"
+
+
 def render_latex(table: Table) -> str:
+    colspec = table.align.replace("L", rf">{{\raggedright\arraybackslash}}p{{{WRAP_WIDTH}}}")
     text = _latex_env().get_template("table.tex.j2").render(
-        table=table, header_rows=_header_spans(table), synthetic_note=SYNTHETIC_NOTE
+        table=table, colspec=colspec, header_rows=_header_spans(table), synthetic_note=SYNTHETIC_NOTE
     )
     return text.lstrip() + "\n"
 
 
 def render_html(tables: list[Table], **context: Any) -> str:
-    tables_ctx = [{"table": t, "header_rows": _header_spans(t)} for t in tables]
+    tables_ctx = [{"table": t, "header_rows": _header_spans(t), "styles": t.column_styles or [""] * len(t.columns)}
+                  for t in tables]
     return _html_env().get_template("report.html.j2").render(
         tables=tables_ctx, synthetic_note=SYNTHETIC_NOTE, **context
     )

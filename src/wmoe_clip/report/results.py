@@ -1,7 +1,8 @@
 """Read a results folder: evaluation JSONs (format ``wmoe-clip/eval``) and training histories.
 
-The layout is ARCHITECTURE.md's ``eval/{source}/{target}/{variant}/seed{seed}.json`` and
-``train/{source}/{variant}/seed{seed}/history.json``; anything else under the folder is ignored, so
+The layout is ARCHITECTURE.md's ``eval/{source}/{target}/{run}/seed{seed}.json`` and
+``train/{source}/{run}/seed{seed}/history.json``, the run being a WMoE-CLIP variant or another method's
+name (a training-free method's source is ``none``); anything else under the folder is ignored, so
 a paper run and a demo run nested below it never mix. A file that is not a valid evaluation (NaN,
 means that disagree with their per-class values included) is an error naming it: a report must not
 silently drop or misreport a result. A folder without any evaluation is refused: a report of dashes
@@ -17,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..config import VARIANTS
 from ..data.registry import CUSTOM_DOMAIN
 from ..engine.results import FORMAT as EVAL_FORMAT
 from ..engine.results import FORMAT_VERSION as EVAL_VERSION
@@ -26,6 +28,12 @@ from ..io import read_json
 
 _SEED = re.compile(r"^seed(\d+)$")
 EVAL_PATTERN = "eval/*/*/*/seed*.json"
+# The method of files written before there were several; its runs are its Table 2 variants.
+DEFAULT_METHOD = "wmoe_clip"
+# Source segment of a method evaluated without training (the results layout's eval/none/...).
+UNTRAINED = "none"
+
+
 
 
 @dataclass
@@ -40,6 +48,13 @@ class Evaluation:
     @property
     def synthetic(self) -> bool:
         return bool(self.data.get("synthetic", False))
+
+    @property
+    def method(self) -> str:
+        """The method: the JSON's ``method``; in files from before that field, WMoE-CLIP for its Table 2
+        variants, else the run name, which is the method's own name for every other method (the
+        results layout of ARCHITECTURE.md)."""
+        return self.data.get("method") or (DEFAULT_METHOD if self.variant in VARIANTS else self.variant)
 
     @property
     def custom(self) -> bool:

@@ -1,5 +1,11 @@
 """Table 1 and Table 2: our numbers beside the paper's, as format-neutral tables of strings.
 
+Table 1 keeps the paper's columns and adds one group of columns per method run through this harness
+(WMoE-CLIP's main variant, then the baselines of issue 10), each compared with the published number of
+that same method: its column in the paper, or its reference (``references:`` of the paper file) for a
+method the paper does not report. A training-free method (source ``none``) stands in every "Trained
+on" block of a dataset. Table 2 is WMoE-CLIP's ablation alone.
+
 Values are percentages with one decimal as in the paper. "Ours" is the mean over seeds, with
 ± the sample standard deviation when there are several; Δ = ours − paper; image AUROC carries a
 stratified bootstrap 95% CI (stats.py). A cell without a result is "–" and the table says why.
@@ -17,8 +23,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ..data import registry
-from .paper import PaperResults
-from .results import Evaluation, Results
+from .paper import PaperDataset, PaperResults
+from .results import UNTRAINED, Evaluation, Results
 from .stats import bootstrap_auroc_ci
 
 MISSING = "–"
@@ -43,7 +49,9 @@ class Table:
     title: str
     caption: str
     columns: list[str]
-    align: str  # one LaTeX alignment letter per column
+    # One alignment letter per column: l, c, r as in LaTeX, and L: left, wrapping onto a second line in
+    # LaTeX (a dataset name with its protocol variant and coverage must not push the table off the page).
+    align: str
     # Spanning header rows above the column names: (label, number of columns); "" leaves a gap.
     header_groups: list[list[tuple[str, int]]] = field(default_factory=list)
     rows: list[list[str]] = field(default_factory=list)
@@ -51,6 +59,9 @@ class Table:
     sections: dict[int, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     synthetic: bool = False
+    # HTML only, one entry per column: "start" opens a column group (a rule on its left); "m<i>" tints
+    # the columns of the i-th method run alike, its paper column and its own, so a reader pairs them.
+    column_styles: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -72,16 +83,16 @@ def fmt_ours(s: Summary | None) -> str:
     return pct(s.mean) if s.std is None else f"{pct(s.mean)} ± {100 * s.std:.1f}"
 
 
-def fmt_delta(s: Summary | None, paper: float) -> str:
+def fmt_delta(s: Summary | None, paper: float | None) -> str:
     # A true minus sign, as the paper typesets negative numbers.
-    return MISSING if s is None else f"{100 * s.mean - paper:+.1f}".replace("-", "−")
+    return MISSING if s is None or paper is None else f"{100 * s.mean - paper:+.1f}".replace("-", "−")
 
 
 def fmt_ci(ci: tuple[float, float] | None) -> str:
     return MISSING if ci is None else f"[{pct(ci[0])}, {pct(ci[1])}]"
 
 
-def ours_and_delta(s: Summary | None, paper: float, zero_shot: bool = True) -> list[str]:
+def ours_and_delta(s: Summary | None, paper: float | None, zero_shot: bool = True) -> list[str]:
     """The "Ours" and "Δ" cells; a result that is not zero-shot is marked and gets no Δ."""
     if s is not None and not zero_shot:
         return [f"{fmt_ours(s)} {NOT_ZERO_SHOT}", NOT_APPLICABLE]
@@ -179,21 +190,93 @@ def _common_notes(table: Table, paper: PaperResults, location: str, results: Res
         table.notes.append(NOT_ZERO_SHOT_NOTE)
 
 
+@dataclass(frozen=True)
+class RunGroup:
+    """One method run through this harness: a group of Table 1 columns beside the paper's."""
+
+    method: str
+    run: str  # its run name, the results layout's {variant} segment
+    label: str
+    main: bool  # the paper's method: carries the bootstrap CI
+    # "paper": the paper's Table 1 has its column; "reference": config references give its published
+    # numbers (a "Published" column); None: no published number recorded (ours only)
+    published: str | None
+
+    @property
+    def columns(self) -> list[str]:
+        if self.main:
+            return ["Ours", "Δ", "95% CI"]
+        return {"paper": ["Ours", "Δ"], "reference": ["Published", "Ours", "Δ"], None: ["Ours"]}[self.published]
+
+
+def run_groups(paper: PaperResults, results: Results) -> list[RunGroup]:
+    """The paper's method (always, so a missing result shows as "–"), then every other method with an
+    evaluation on a dataset of Table 1: the paper's columns' order first, then references, then by name."""
+    main = paper.paper_method
+    groups = [RunGroup(main, paper.main_variant, f"{paper.method_name(main)} ({paper.main_variant})", True, "paper")]
+    keys = {d.key for d in paper.datasets}
+    runs = {(e.method, e.variant) for e in results.evaluations if e.target in keys and e.method != main}
+    order = [m.key for m in paper.methods] + [r.key for r in paper.references]
+    for method, run in sorted(runs, key=lambda mr: (order.index(mr[0]) if mr[0] in order else len(order), mr)):
+        ref = paper.reference(method)
+        published = "paper" if any(m.key == method for m in paper.methods) else (
+            "reference" if ref is not None and ref.values else None)
+        label = paper.method_name(method) if run == method else f"{paper.method_name(method)} ({run})"
+        groups.append(RunGroup(method, run, label, False, published))
+    return groups
+
+
+def _group_cells(group: RunGroup, s: Summary | None, published: float | None, zero_shot: bool) -> list[str]:
+    if group.published is None:
+        return [ours_and_delta(s, None, zero_shot)[0]]
+    cells = ours_and_delta(s, published, zero_shot)
+    return ([MISSING if published is None else f"{published:.1f}"] if group.published == "reference" else []) + cells
+
+
+def _column_styles(paper: PaperResults, groups: list[RunGroup], n_paper: int) -> list[str]:
+    styles = ["", "", "", "start", *[""] * (n_paper - 1)]
+    paper_keys = [m.key for m in paper.methods]
+    for i, g in enumerate(groups):
+        tint = f"m{i}"
+        if g.method in paper_keys:
+            styles[3 + paper_keys.index(g.method)] += f" {tint}"
+        styles += [f"start {tint}", *[tint] * (len(g.columns) - 1)]
+    return [s.strip() for s in styles]
+
+
+def _blocks(sources: dict[RunGroup, list[str]]) -> list[str | None]:
+    """The "Trained on" blocks of a dataset: every training source of a trained method; the untrained
+    methods' ``none`` only when no trained method has a result; [None] when nothing has."""
+    every = set().union(*sources.values())
+    return sorted(every - {UNTRAINED}) or sorted(every) or [None]
+
+
+def _source_in_block(block: str | None, sources: list[str]) -> str | None:
+    """The source of a method's cell in a block: the block's own, or ``none`` for an untrained method."""
+    if block in sources:
+        return block
+    return UNTRAINED if UNTRAINED in sources else None
+
+
 def table1(paper: PaperResults, results: Results, resamples: int = 1000, seed: int = 0) -> Table:
     cells = _Cells(results, resamples, seed)
-    variant = paper.main_variant
+    groups = run_groups(paper, results)
     method_names = [m.name if m.key != paper.paper_method else f"{m.name} (paper)" for m in paper.methods]
-    columns = ["Dataset", "Metric", "Trained on", *method_names, "Ours", "Δ", "95% CI"]
+    run_columns = [c for g in groups for c in g.columns]
     table = Table(
         key="table1",
         title="Table 1 — zero-shot anomaly detection on 14 datasets",
         caption=paper.table1_caption,
-        columns=columns,
-        align="lll" + "r" * (len(method_names) + 2) + "c",
-        header_groups=[[("", 3), (f"Paper, {paper.table1_location}", len(method_names)), ("This run", 3)]],
+        columns=["Dataset", "Metric", "Trained on", *method_names, *run_columns],
+        align="Lll" + "r" * len(method_names) + "".join("c" if c == "95% CI" else "r" for c in run_columns),
+        header_groups=[
+            [("", 3), (f"Paper, {paper.table1_location}", len(method_names)), ("This run", len(run_columns))],
+            [("", 3 + len(method_names)), *((g.label, len(g.columns)) for g in groups)],
+        ],
     )
-    paper_index = [m.key for m in paper.methods].index(paper.paper_method)
-    missing, labelled = [], {}
+    table.column_styles = _column_styles(paper, groups, len(method_names))
+    missing: dict[RunGroup, list[PaperDataset]] = {g: [] for g in groups}
+    labelled: dict[str, tuple[str, list[Evaluation]]] = {}
     for level in ("image", "pixel"):
         for domain in dict.fromkeys(d.domain for d in paper.datasets):
             group = [d for d in paper.datasets if d.domain == domain and level in d.values]
@@ -202,47 +285,80 @@ def table1(paper: PaperResults, results: Results, resamples: int = 1000, seed: i
             names = ", ".join(METRIC_NAMES.get(m, m) for m in paper.metrics[level])
             table.sections[len(table.rows)] = f"{domain.capitalize()}, {LEVEL_NAMES[level]} ({names})"
             for d in group:
-                sources = cells.sources(d.key, variant) or [None]
-                if sources == [None]:
-                    missing.append(d)
-                for source in sources:
-                    label = d.display_name
-                    if source:
-                        evaluations = cells.evaluations(d.key, source, variant)
-                        label = data_label(d.display_name, evaluations)
+                sources = {g: cells.sources(d.key, g.run) for g in groups}
+                for g, found in sources.items():
+                    if not found and d not in missing[g]:
+                        missing[g].append(d)
+                for block in _blocks(sources):
+                    in_block = {g: _source_in_block(block, sources[g]) for g in groups}
+                    evaluations = [e for g, src in in_block.items() if src for e in cells.evaluations(d.key, src, g.run)]
+                    label = data_label(d.display_name, evaluations) if evaluations else d.display_name
+                    if evaluations:
                         labelled.setdefault(label, (d.key, evaluations))
                     for i, metric in enumerate(paper.metrics[level]):
-                        theirs = [d.values[level][m.key][i] for m in paper.methods]
-                        s = cells.get(source, d.key, variant, level, metric) if source else None
-                        ci = ""
-                        if level == "image" and metric == "auroc":
-                            ci = fmt_ci(cells.ci(source, d.key, variant)) if source else MISSING
-                        table.rows.append(
-                            [
-                                label if i == 0 else "",
-                                METRIC_NAMES.get(metric, metric),
-                                (source or MISSING) if i == 0 else "",
-                                *(f"{v:.1f}" for v in theirs),
-                                *ours_and_delta(s, theirs[paper_index], cells.zero_shot(source, d.key, variant)),
-                                ci,
-                            ]
-                        )
+                        row = [label if i == 0 else "", METRIC_NAMES.get(metric, metric),
+                               (block or MISSING) if i == 0 else "",
+                               *(f"{d.values[level][m.key][i]:.1f}" for m in paper.methods)]
+                        for g in groups:
+                            src = in_block[g]
+                            s = cells.get(src, d.key, g.run, level, metric) if src else None
+                            row += _group_cells(g, s, paper.published(g.method, d.key, level, metric),
+                                                cells.zero_shot(src, d.key, g.run))
+                            if g.main and level == "image" and metric == "auroc":
+                                row.append(fmt_ci(cells.ci(src, d.key, g.run)) if src else MISSING)
+                            elif g.main:
+                                row.append("")
+                        table.rows.append(row)
     _common_notes(table, paper, paper.table1_location, results)
-    table.notes.append(
-        f"Ours: the model with all three modules (variant “{variant}”), trained on the source named in "
-        "“Trained on” and evaluated zero-shot. PRO is the AnomalyCLIP-compatible AUPRO "
-        "(aupro_anomalyclip). 95% CI: stratified bootstrap over test images, image AUROC only."
-    )
+    _group_notes(table, paper, groups, results)
     for label, (key, evaluations) in labelled.items():
         _data_notes(table, key, label, evaluations)
-    for d in missing:
-        table.notes.append(f"{MISSING} {d.display_name}: no result in {results.root.as_posix()}/eval/*/{d.key}/{variant}/.")
+    for g, datasets in missing.items():
+        if datasets:
+            keys = ",".join(d.key for d in datasets)
+            targets = f"{{{keys}}}" if len(datasets) > 1 else keys  # shell brace expansion
+            table.notes.append(f"{MISSING} {g.label}: no result for {', '.join(d.display_name for d in datasets)} "
+                               f"(nothing in {results.root.as_posix()}/eval/*/{targets}/{g.run}/).")
     return table
+
+
+def _group_notes(table: Table, paper: PaperResults, groups: list[RunGroup], results: Results) -> None:
+    """What each group of "This run" is and what its Δ compares with."""
+    main = groups[0]
+    table.notes.append(
+        f"This run: one group of columns per method run through this harness. {main.label}: the model with "
+        f"all three modules (variant “{main.run}”), trained on the source named in “Trained on” and evaluated "
+        "zero-shot. PRO is the AnomalyCLIP-compatible AUPRO (aupro_anomalyclip). 95% CI: stratified bootstrap "
+        "over test images, image AUROC only."
+    )
+    others = groups[1:]
+    if any(g.published == "paper" for g in others):
+        names = ", ".join(g.label for g in others if g.published == "paper")
+        table.notes.append(f"{names}: Δ = ours − the paper's column of the same method.")
+    not_run = [m.name for m in paper.methods if m.key not in {g.method for g in groups}]
+    if not_run:
+        table.notes.append(f"Not run here, the paper's numbers only: {', '.join(not_run)}.")
+    for g in others:
+        ref = paper.reference(g.method)
+        if ref is not None:
+            delta = "; Δ = ours − published" if g.published else ""
+            table.notes.append(f"{g.label}: {ref.description}; no column in the paper's Table 1. Published "
+                               f"numbers: {ref.citation()}{delta}. {ref.note}")
+        elif g.published is None:
+            table.notes.append(f"{g.label}: no published numbers recorded (neither a column of the paper's "
+                               f"Table 1 nor a reference in {paper.path.as_posix()}); ours only.")
+    untrained = [g.label for g in groups
+                 if any(e.source == UNTRAINED for e in results.evaluations if e.variant == g.run)]
+    if untrained:
+        table.notes.append(f"{', '.join(untrained)}: training-free, evaluated without a training step (“Trained "
+                           f"on” {UNTRAINED}); the same numbers stand in every “Trained on” block of a dataset.")
 
 
 def table2(paper: PaperResults, results: Results, resamples: int = 1000, seed: int = 0) -> Table:
     cells = _Cells(results, resamples, seed)
-    names = {d.key: data_label(d.display_name, cells.evaluations(d.key)) for d in paper.datasets}
+    # Table 2 is the paper's method alone: the baselines' evaluations do not label its datasets.
+    ours = {d.key: [e for e in cells.evaluations(d.key) if e.method == paper.paper_method] for d in paper.datasets}
+    names = {d.key: data_label(d.display_name, ours[d.key]) for d in paper.datasets}
     per_dataset = ["Paper", "Ours", "Δ", "95% CI", "Paper", "Ours", "Δ"]
     columns = ["CTDS", "WCMA", "SA-MoE", *(per_dataset * len(paper.table2_datasets))]
     table = Table(
@@ -277,7 +393,7 @@ def table2(paper: PaperResults, results: Results, resamples: int = 1000, seed: i
     _common_notes(table, paper, paper.table2_location, results)
     table.notes.append("95% CI: stratified bootstrap over test images of the image AUROC.")
     for d in paper.table2_datasets:
-        _data_notes(table, d, names.get(d, d), cells.evaluations(d))
+        _data_notes(table, d, names.get(d, d), ours.get(d, []))
     table.notes += [f"Several sources for {m}." for m in multi]
     if missing:
         table.notes.append(f"{MISSING} no result for: {', '.join(missing)}.")
