@@ -198,20 +198,20 @@ def main() -> None:
     enc = encoder_rates(backbone, size, batches, repeats, device)
     best = max(enc, key=enc.get)
     enc_rate = enc.get(32, enc[best])
-    print("frozen encoder images/s by batch: " + ", ".join(f"{b}: {r:.1f}" for b, r in enc.items())
+    print("frozen encoder images/s by batch: " + ", ".join(f"{b}: {r:.3g}" for b, r in enc.items())
           + f"  (best: batch {best})")
     train_full = train_rate(cfg, "full", backbone, batch, repeats, device)
     train_base = train_rate(cfg, "base", backbone, batch, repeats, device)
-    print(f"training on cached features, images/s (batch {batch}): full {train_full:.1f}, base {train_base:.1f}")
+    print(f"training on cached features, images/s (batch {batch}): full {train_full:.3g}, base {train_base:.3g}")
     shared, separate, heads = eval_rates(cfg, backbone, batch, repeats, device)
-    print(f"evaluation of 5 checkpoints, target images/s (batch {batch}): one shared encoder pass {shared:.1f}, "
-          f"5 separate passes {separate:.1f} (x{shared / separate:.2f}); scoring alone {heads:.1f} "
+    print(f"evaluation of 5 checkpoints, target images/s (batch {batch}): one shared encoder pass {shared:.3g}, "
+          f"5 separate passes {separate:.3g} (x{shared / separate:.2f}); scoring alone {heads:.3g} "
           "checkpoint-images/s")
     if device.type == "cuda":
         print(f"peak accelerator memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
     workers = os.cpu_count() or 1
     load = loader_rate(size, 8 if args.quick else 96, workers)
-    print(f"loader, 1024² JPEG -> {size} px, {workers} workers: {load:.1f} images/s")
+    print(f"loader, 1024² JPEG -> {size} px, {workers} workers: {load:.3g} images/s")
 
     epochs = load_config(args.config).train.epochs
     p = protocol(Path(args.workflow_config), epochs)
