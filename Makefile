@@ -21,14 +21,14 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# The demo runs on CPU: one thread per job and no GPU limit, so jobs run side by side on every core.
+# The demo runs on CPU: one thread per job and no GPU limit, so jobs run side by side on every core
+# (`evaluate` names every evaluate job of the workflow, one per target and backbone configuration).
 DEMO_FLAGS := --cores all --configfile config/demo.yaml --set-threads train=1 evaluate=1 \
 	--set-resources train:gpu=0 evaluate:gpu=0
 
-# The demo's feature cache (config/demo.yaml turns it on) stays with its other outputs.
+# The workflow keeps the demo's feature cache (config/demo.yaml turns it on) with its other outputs.
 demo: $(STAMP)
-	PATH=$(abspath $(BIN)):$$PATH WMOE_CLIP_CACHE_DIR=$(abspath resources/demo/feature-cache) \
-		$(BIN)/snakemake $(DEMO_FLAGS)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake $(DEMO_FLAGS)
 	@echo "Demo report: reports/demo/index.html"
 
 clean:

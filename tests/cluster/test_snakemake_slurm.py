@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from conftest import slurm_history
-from snakemake_util import REPO, job_counts, slurm_profile, snakemake
+from snakemake_util import REPO, by_kind, job_counts, rule_kind, slurm_profile, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -56,8 +56,9 @@ def _run(config: Path, partition: str) -> str:
 
 
 def _jobs(log: str) -> tuple[list[str], list[str]]:
-    """(rules of the jobs run as cluster jobs, rules of the jobs run locally), one entry per job."""
-    headers = HEADER.findall(log)
+    """(rules of the jobs run as cluster jobs, rules of the jobs run locally), one entry per job, every
+    evaluate job as `evaluate`."""
+    headers = [(kind, rule_kind(r)) for kind, r in HEADER.findall(log)]
     return [r for kind, r in headers if kind == "rule"], [r for kind, r in headers if kind == "localrule"]
 
 
@@ -79,7 +80,7 @@ def _check_submissions(log: str, cluster_rules: dict[str, int], group: int) -> l
 
 def test_workflow_runs_through_the_slurm_profile_with_site_values_only(slurm_partition, tmp_path):
     config = _config(tmp_path)
-    counts = job_counts("--configfile", str(config))
+    counts = by_kind(job_counts("--configfile", str(config)))
     # The rules the profile sizes are the cluster's; every other job runs on the login node.
     sized = set(slurm_profile(**SITE)["set-resources"])
     group = slurm_profile(**SITE)["group-components"]["evaluate"]

@@ -49,14 +49,14 @@ SUBSET_SETUP = """\
 datasets: [visa, mvtec]
 sources: [visa]
 variants: [full]
-main_cells: [{source: visa, target: mvtec}]
+main_cells: [{source: visa, target: mvtec, options: {}}]
 ablation_cells: []
 ablation_variants: []
 paths: {resources: resources/demo, results: results/demo, reports: reports/demo}
 data: {source: synth, args: {size: 2, seed: 0}}
 prepare: {strict: false}
 weights: []
-main_targets: [mvtec]
+main_targets: [{name: mvtec, options: {}}]
 run_config:
   set:
     train: {epochs: 1, num_workers: 0}

@@ -46,6 +46,23 @@ def job_counts(*args: str, cwd: Path = REPO) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M) if m.group(1) != "total"}
 
 
+# The evaluate jobs: one rule per target and encoder pass (workflow/rules/evaluate.smk).
+EVALUATE_RULE = re.compile(r"^evaluate_(\w+)_([0-9a-f]{12})$")
+
+
+def rule_kind(rule: str) -> str:
+    """`evaluate` for an evaluate job's rule, the rule's name otherwise."""
+    return "evaluate" if EVALUATE_RULE.match(rule) else rule
+
+
+def by_kind(counts: dict[str, int]) -> dict[str, int]:
+    """Job counts with every evaluate_{target}_{digest} rule counted as `evaluate`."""
+    out: dict[str, int] = {}
+    for rule, n in counts.items():
+        out[rule_kind(rule)] = out.get(rule_kind(rule), 0) + n
+    return out
+
+
 def slurm_profile(**site: str) -> dict:
     """profiles/slurm/config.yaml as Snakemake renders it (YTE) with these WMOE_SLURM_<NAME> values
     and no others from the environment."""

@@ -1,6 +1,11 @@
 """dvc.yaml and the Snakemake DAG name the same outputs and run the same commands, for the paper and
 the demo alike (each DVC setup of config/dvc/ against the workflow config it mirrors), so the two
-descriptions cannot drift."""
+descriptions cannot drift.
+
+Evaluation is the one place where they differ in form: Snakemake runs one job per (target, encoder
+pass) that scores all its models, while DVC, whose templating cannot give a stage a computed list of
+outputs, has a stage per model; each DVC stage runs its model with exactly the options of the Snakemake
+job that holds it."""
 
 from __future__ import annotations
 
@@ -24,10 +29,12 @@ SETUPS = {"paper": "config/config.yaml", "demo": "config/demo.yaml"}
 # already sit in the folder before the job runs).
 RAW_RECORD = re.compile(r"^(\S+/raw/\w+)/download\.json$")
 # DVC's `raw` stage runs whichever command the data source names; Snakemake has a rule for each, and
-# one `train` and one `evaluate` rule where DVC has a stage per table and per kind of method.
-DVC_GROUPS = {"raw": ("download", "synth"), "evaluate_main": ("evaluate",), "evaluate_ablation": ("evaluate",),
-              "evaluate_custom": ("evaluate",), "evaluate_baseline": ("evaluate",),
-              "evaluate_untrained": ("evaluate",), "train_baseline": ("train",)}
+# one `train` rule where DVC has a stage per kind of method. Evaluation: Snakemake's evaluate_{target}_{digest}
+# rules and DVC's evaluate_* stages, each side as a whole.
+DVC_GROUPS = {"raw": ("download", "synth"), "train_baseline": ("train",)}
+EVALUATE = re.compile(r"^evaluate_")
+# The options of one model in an evaluate command; --checkpoint or --config starts a model.
+MODEL_STARTS = ("--checkpoint", "--config")
 # The placeholder for a cluster launcher in DVC's GPU stages; empty unless set (README, "Cluster").
 LAUNCHER = "$WMOE_DVC_LAUNCHER"
 
@@ -45,7 +52,7 @@ def dvc_outputs(stages) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     for stage in stages:
         group = stage.name.split("@")[0]
-        out.setdefault(group, set()).update(o.def_path for o in stage.outs)
+        out.setdefault("evaluate" if EVALUATE.match(group) else group, set()).update(o.def_path for o in stage.outs)
     for group, rules in DVC_GROUPS.items():
         if group in out:
             out.setdefault("|".join(rules), set()).update(out.pop(group))
@@ -55,6 +62,8 @@ def dvc_outputs(stages) -> dict[str, set[str]]:
 def snakemake_outputs(args) -> dict[str, set[str]]:
     rules = outputs_by_rule(*args)
     rules.pop("default", None)
+    for name in [r for r in rules if EVALUATE.match(r)]:
+        rules.setdefault("evaluate", set()).update(rules.pop(name))
     for group, names in DVC_GROUPS.items():
         merged = set().union(*(rules.pop(name, set()) for name in names))
         if merged:
@@ -78,6 +87,15 @@ def is_run_config(words: tuple[str, ...]) -> bool:
     return words[:2] == ("wmoe-clip", "run-config")
 
 
+def per_model(words: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """An evaluate command as one command per model: its options before the first model, then that
+    model's; any other command as itself."""
+    if "evaluate" not in words or not any(w in MODEL_STARTS for w in words):
+        return [words]
+    starts = [i for i, w in enumerate(words) if w in MODEL_STARTS] + [len(words)]
+    return [words[: starts[0]] + words[a:b] for a, b in zip(starts, starts[1:])]
+
+
 def test_dvc_and_snakemake_name_the_same_outputs_stage_by_stage(setup):
     args, stages, _ = setup
     assert dvc_outputs(stages) == snakemake_outputs(args)
@@ -89,10 +107,11 @@ def test_paper_setup_has_the_whole_protocol():
 
 
 def test_dvc_and_snakemake_run_the_same_commands(setup):
-    # Word for word, but for the run configs (next test).
+    # Word for word, an evaluate job's command taken model by model, but for the run configs (next test).
     args, stages, params = setup
-    smk = sorted(argv(c) for c in shell_commands(*args))
+    smk = sorted(c for command in shell_commands(*args) for c in per_model(argv(command)))
     dvc = sorted(argv(stage.cmd) for stage in stages)
+    assert all(len(per_model(c)) == 1 for c in dvc)
     assert len(smk) == len(dvc) and len(smk) >= 14 + 14 + 1 + 1 + 10 + 22 + 1
     assert sum(map(is_run_config, smk)) == sum(map(is_run_config, dvc)) == len(params["run_configs"])
     smk, dvc = [c for c in smk if not is_run_config(c)], [c for c in dvc if not is_run_config(c)]

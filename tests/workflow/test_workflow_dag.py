@@ -11,7 +11,8 @@ import yaml
 
 from wmoe_clip.cli import main
 
-from snakemake_util import REPO, job_counts, outputs_by_rule, shell_commands, slurm_profile, snakemake
+from snakemake_util import (EVALUATE_RULE, REPO, by_kind, job_counts, outputs_by_rule, rule_kind, shell_commands,
+                             slurm_profile, snakemake)
 
 DATASETS = ["mvtec", "visa", "btad", "ksdd2", "dagm", "dtd", "headct", "brainmri", "br35h", "isic",
             "colondb", "clinicdb", "endo", "kvasir"]
@@ -26,20 +27,31 @@ EXPECTED_EVAL = (
     | {("mvtec", "visa", v) for v in VARIANTS}
 )
 TRAIN = re.compile(r"^results/train/(\w+)/(\w+)/seed(\d+)/model\.pt$")
-EVAL = re.compile(r"^results/eval/(\w+)/(\w+)/(\w+)/seed(\d+)\.json$")
+EVAL = re.compile(r"^results/(?:demo/)?eval/(\w+)/(\w+)/(\w+)/seed(\d+)\.json$")
+
+
+BASELINES = ("--config", "methods={main: wmoe_clip, baselines: [clip, anomalyclip], configs: {anomalyclip: {base: anomalyclip}}}")
 
 
 def test_expected_protocol_size():
     assert len(EXPECTED_TRAIN) == 10 and len(EXPECTED_EVAL) == 22
 
 
+def evaluate_jobs(*args: str) -> dict[str, set[tuple[str, ...]]]:
+    """evaluate rule -> the (source, target, run, seed) of its models' JSONs."""
+    return {rule: {EVAL.match(p).groups() for p in paths if p.endswith(".json")}
+            for rule, paths in outputs_by_rule(*args).items() if EVALUATE_RULE.match(rule)}
+
+
 def test_paper_dry_run_lists_exactly_the_protocol():
-    counts = job_counts()
+    counts = by_kind(job_counts())
+    # One evaluate job per target: the paper's 22 evaluations share one backbone configuration.
     assert counts == {
         "download": 14, "prepare": 14, "download_weights": 1, "tracking_init": 1, "run_config": 1,
-        "train": 10, "evaluate": 22, "report": 1, "default": 1,
+        "train": 10, "evaluate": 14, "report": 1, "default": 1,
     }
     rules = outputs_by_rule()
+    rules["evaluate"] = set().union(*(rules.pop(r) for r in list(rules) if EVALUATE_RULE.match(r)))
     trained = {TRAIN.match(p).groups() for p in rules["train"] if p.endswith("model.pt")}
     assert trained == {(s, v, "0") for s, v in EXPECTED_TRAIN}
     evaluated = {EVAL.match(p).groups() for p in rules["evaluate"] if p.endswith(".json")}
@@ -54,14 +66,50 @@ def test_plain_dry_run_has_work_to_do():
     assert "Nothing to be done" not in out and "report" in out
 
 
+def test_evaluate_jobs_group_each_target_by_backbone_configuration():
+    # Paper: one job per target with all its models (the five variants on the ablation targets).
+    jobs = evaluate_jobs()
+    targets = {EVALUATE_RULE.match(r).group(1): models for r, models in jobs.items()}
+    assert len(jobs) == len(targets) == 14
+    assert targets == {t: {(s, t, v, "0") for s, tt, v in EXPECTED_EVAL if tt == t} for t in DATASETS}
+    # With both baselines: CLIP shares WMoE-CLIP's backbone configuration (its run config is
+    # model_config with method clip), AnomalyCLIP's own (compat numerics, layer 24) is a second pass.
+    jobs = evaluate_jobs(*BASELINES)
+    assert len(jobs) == 2 * 14
+    for rule, models in jobs.items():
+        runs = {v for _, _, v, _ in models}
+        assert runs == {"anomalyclip"} or "anomalyclip" not in runs and "clip" in runs, (rule, runs)
+    # The demo: one pass per target for every method (AnomalyCLIP on the main model's backbone
+    # configuration), the custom target included.
+    jobs = evaluate_jobs("--configfile", "config/demo.yaml")
+    assert len(jobs) == 15 and len({EVALUATE_RULE.match(r).group(2) for r in jobs}) == 1
+    assert sum(map(len, jobs.values())) == 22 + 10 + 14 + 14
+
+
+def test_evaluate_job_reads_the_feature_cache_of_a_source_trained_with_it():
+    # The paper's trainings cache their features (vit_l14_336): the evaluations of VisA and MVTec read
+    # them; other targets are encoded once in their job and not written to the cache. AnomalyCLIP's
+    # shipped config does not cache, so its own jobs do not either.
+    commands = [c for c in shell_commands(*BASELINES) if " wmoe-clip evaluate " in c]
+    for command in commands:
+        words = shlex.split(command)
+        cached = words[words.index("--target") + 1] in ("visa", "mvtec") and "anomalyclip/" not in command
+        assert ("--feature-cache" in words) == cached, command
+        assert words[words.index("--cache-dir") + 1] == "resources/feature-cache"
+    trains = [shlex.split(c) for c in shell_commands() if " wmoe-clip train " in c]
+    assert trains and all(w[w.index("--cache-dir") + 1] == "resources/feature-cache" for w in trains)
+
+
 def test_demo_dag_is_the_same_over_synthetic_data():
-    counts = job_counts("--configfile", "config/demo.yaml")
-    # The demo adds one custom target, a synthetic folder: every trained model is evaluated on it too.
+    counts = by_kind(job_counts("--configfile", "config/demo.yaml"))
+    # The demo adds one custom target, a synthetic folder: every trained model is evaluated on it too,
+    # and both baselines; every model of a target in one job.
     assert counts == {
-        "synth": 14, "synth_custom": 1, "prepare": 14, "prepare_custom": 1, "tracking_init": 1, "run_config": 1,
-        "train": 10, "evaluate": 22 + 10, "report": 1, "default": 1,
+        "synth": 14, "synth_custom": 1, "prepare": 14, "prepare_custom": 1, "tracking_init": 1, "run_config": 3,
+        "train": 12, "evaluate": 15, "report": 1, "default": 1,
     }
     rules = outputs_by_rule("--configfile", "config/demo.yaml")
+    rules["evaluate"] = set().union(*(rules.pop(r) for r in list(rules) if EVALUATE_RULE.match(r)))
     assert all(p.startswith("results/demo/") for p in rules["train"] | rules["evaluate"])
     assert rules["synth_custom"] == {"resources/demo/raw/custom/parts"}
     on_parts = {p for p in rules["evaluate"] if p.endswith(".json") and "/parts/" in p}
@@ -70,8 +118,10 @@ def test_demo_dag_is_the_same_over_synthetic_data():
 
 
 def test_seeds_multiply_trainings_and_evaluations():
-    counts = job_counts("--config", "seeds=[0,1,2]")
-    assert (counts["train"], counts["evaluate"], counts["prepare"]) == (30, 66, 14)
+    counts = by_kind(job_counts("--config", "seeds=[0,1,2]"))
+    assert (counts["train"], counts["evaluate"], counts["prepare"]) == (30, 14, 14)
+    jobs = evaluate_jobs("--config", "seeds=[0,1,2]")
+    assert sum(map(len, jobs.values())) == 66
 
 
 def test_paper_run_config_job_trains_from_the_downloaded_weights(tmp_path):
@@ -96,11 +146,11 @@ def test_minimal_config_gets_the_schema_defaults(tmp_path):
     minimal = tmp_path / "minimal.yaml"
     minimal.write_text(yaml.safe_dump({"run": "minimal", "sources": ["visa"], "targets": {"visa": ["mvtec"]}}))
     args = ("--snakefile", str(REPO / "Snakefile"), "--configfile", str(minimal))
-    counts = job_counts(*args, cwd=tmp_path)
+    counts = by_kind(job_counts(*args, cwd=tmp_path))
     assert counts == {"download": 2, "prepare": 2, "download_weights": 1, "tracking_init": 1, "run_config": 1,
                       "train": 1, "evaluate": 1, "report": 1, "default": 1}
     rules = outputs_by_rule(*args, cwd=tmp_path)
-    assert rules["evaluate"] == {"results/eval/visa/mvtec/full/seed0.json", "results/eval/visa/mvtec/full/seed0.png"}
+    assert [rules[r] for r in rules if EVALUATE_RULE.match(r)][0] == {"results/eval/visa/mvtec/full/seed0.json", "results/eval/visa/mvtec/full/seed0.png"}
     assert rules["report"] == {f"reports/paper/{f}" for f in ("index.html", "table1.tex", "table2.tex")}
     assert rules["tracking_init"] == {"results/tracking/initialised.json"}
 
@@ -120,11 +170,13 @@ def test_lint_is_clean(args):
 
 
 def test_profiles_name_only_real_rules_and_standard_resources():
-    rules = set(job_counts()) | {"synth"}
+    # `evaluate` names every evaluate job (their rules are generated, one per target and backbone).
+    rules = set(map(rule_kind, job_counts())) | {"synth"}
     slurm = slurm_profile(GPU_MODEL="a100", PARTITION="gpu", ACCOUNT="lab")
     assert slurm["executor"] == "slurm"
     assert set(slurm["set-resources"]) <= rules and set(slurm["set-threads"]) <= rules
-    standard = {"gpu", "gpu_model", "mem_mb", "runtime", "cpus_per_task", "slurm_partition", "slurm_account"}
+    # slot: the one-at-a-time token of a submission (profiles/slurm/config.yaml).
+    standard = {"gpu", "gpu_model", "mem_mb", "runtime", "cpus_per_task", "slurm_partition", "slurm_account", "slot"}
     for resources in [slurm["default-resources"], *slurm["set-resources"].values()]:
         assert set(resources) <= standard
     default = yaml.safe_load((REPO / "profiles" / "default" / "config.yaml").read_text())
@@ -163,10 +215,11 @@ def test_slurm_profile_names_a_bad_site_value():
 
 def test_slurm_profile_is_valid_and_a_group_shares_one_gpu():
     slurm = slurm_profile()
-    # Grouped evaluations get no device of their own: one GPU per submission, not one per job, and
-    # the limit is per submission ("local"), so it does not serialise the cluster.
-    assert slurm["group-components"] and slurm["resources"] == {"gpu": 1}
-    assert slurm["set-resource-scopes"] == {"gpu": "local"}
+    # Grouped evaluate jobs get no device of their own: they hold the one slot of their submission in
+    # turn, and the limit is per submission ("local"), so it does not serialise the cluster. By
+    # default a submission carries one evaluate job (each already scores all models of its target).
+    assert slurm["group-components"] == {"evaluate": 1} and slurm["resources"] == {"slot": 1}
+    assert slurm["set-resource-scopes"] == {"slot": "local"}
     # Every key is a valid flag of the documented invocation, the executor plugin included.
     out = snakemake("--dry-run", "--profile", "profiles/slurm", "--workflow-profile", "none").stdout
     assert "Group job evaluate" in out and "train" in out

@@ -8,6 +8,7 @@ from snakemake.utils import validate
 
 from wmoe_clip.config import ConfigError, config_with_overrides
 from wmoe_clip.model import registry
+from wmoe_clip.model.encoder_pass import backbone_digest
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -35,15 +36,6 @@ def method_overrides(method):
     own = {} if method == MAIN_METHOD else METHOD_CONFIGS.get(method, {}).get("set") or {}
     return {"method": method, **own, **config["overrides"]}
 
-
-# Each method's run config with the overrides, checked by the library now, while the DAG is built: a
-# bad value (train.epochs: 0, a typo) fails before any job runs rather than in the run_config job.
-for _method in [MAIN_METHOD, *BASELINES]:
-    try:
-        config_with_overrides(method_base(_method), method_overrides(_method),
-                              f"workflow config `overrides` on the {_method} run config")
-    except ConfigError as exc:
-        raise WorkflowError(str(exc)) from None
 
 PATHS = config["paths"]
 RES = PATHS["resources"]
@@ -106,24 +98,118 @@ EVAL_JSON = f"{OUT}/eval/{{source}}/{{target}}/{{variant}}/seed{{seed}}.json"
 EVAL_FIGURE = f"{OUT}/eval/{{source}}/{{target}}/{{variant}}/seed{{seed}}.png"
 REPORT_FILES = [f"{REPORTS}/{name}" for name in ("index.html", "table1.tex", "table2.tex")]
 
+FEATURE_CACHE = f"{RES}/feature-cache"
+
 TRACKING_URI = config["mlflow"]["tracking_uri"] or "sqlite:///" + os.path.abspath("mlflow.db")
 
 
+def run_config_overrides(method):
+    """What the method's run_config job sets on its base: its overrides, then the downloaded weights."""
+    sets = method_overrides(method)
+    if config["weights"]["download"]:
+        sets["model.pretrained"] = WEIGHTS
+    return sets
+
+
+def _run_configs():
+    """Each method's run config as its run_config job will write it, checked by the library now, while
+    the DAG is built: a bad value (train.epochs: 0, a typo) fails before any job runs."""
+    configs = {}
+    for method in [MAIN_METHOD, *BASELINES]:
+        try:
+            configs[method] = config_with_overrides(method_base(method), run_config_overrides(method),
+                                                    f"workflow config `overrides` on the {method} run config")
+        except ConfigError as exc:
+            raise WorkflowError(str(exc)) from None
+    return configs
+
+
+RUN_CONFIGS = _run_configs()
+# (source, target, run, seed) of every evaluation; a method that does not train has no seeds: seed0.
+EVALUATIONS = [(s, t, v, seed) for s, t, v in EVAL_CELLS + CUSTOM_CELLS + BASELINE_EVAL_CELLS for seed in SEEDS]
+EVALUATIONS += [(s, t, v, 0) for s, t, v in UNTRAINED_CELLS]
+
+
 def all_eval_jsons():
-    trained = [
-        EVAL_JSON.format(source=s, target=t, variant=v, seed=seed)
-        for s, t, v in EVAL_CELLS + CUSTOM_CELLS + BASELINE_EVAL_CELLS
-        for seed in SEEDS
-    ]
-    # A method that does not train has no seeds: seed0.
-    return trained + [EVAL_JSON.format(source=s, target=t, variant=v, seed=0) for s, t, v in UNTRAINED_CELLS]
+    return [EVAL_JSON.format(source=s, target=t, variant=v, seed=seed) for s, t, v, seed in EVALUATIONS]
 
 
-def target_data(wildcards):
+def _evaluate_jobs():
+    """One evaluate job per (target, encoder pass): every model evaluated on the target whose run config
+    has that backbone_digest, scored from one pass of the target's images through the frozen encoder.
+
+    A job reads (or builds) the target's feature cache when a training of its backbone configuration on
+    that target caches its features: the training has encoded those very images already.
+    """
+    jobs = {}
+    for s, t, v, seed in EVALUATIONS:
+        digest = backbone_digest(RUN_CONFIGS[RUN_METHOD[v]])
+        job = jobs.setdefault(f"evaluate_{t}_{digest}", {"target": t, "backbone": digest, "models": []})
+        job["models"].append((s, v, seed))
+    for job in jobs.values():
+        job["feature_cache"] = any(
+            s == job["target"] and cfg.train.feature_cache and backbone_digest(cfg) == job["backbone"]
+            for s, v in TRAIN_CELLS + BASELINE_TRAIN_CELLS
+            for cfg in [RUN_CONFIGS[RUN_METHOD[v]]]
+        )
+    return jobs
+
+
+EVALUATE_JOBS = _evaluate_jobs()
+
+
+def evaluate_job_inputs(job):
+    """Each model's checkpoint and training record, or run config for a method that does not train."""
+    inputs = []
+    for s, v, seed in job["models"]:
+        if s == NONE:
+            inputs.append(RUN_CONFIG.format(method=v))
+        else:
+            # run.json is read by evaluate (--train-run default): it links the evaluation to its training run.
+            train_dir = TRAIN_DIR.format(source=s, variant=v, seed=seed)
+            inputs += [f"{train_dir}/model.pt", f"{train_dir}/run.json"]
+    return inputs
+
+
+def evaluate_job_outputs(job):
+    return [path.format(source=s, target=job["target"], variant=v, seed=seed)
+            for s, v, seed in job["models"] for path in (EVAL_JSON, EVAL_FIGURE)]
+
+
+def evaluate_job_models(job):
+    """The command line's models, each `--checkpoint FILE` or `--config RUN_CONFIG` with its outputs."""
+    words = []
+    for s, v, seed in job["models"]:
+        cell = dict(source=s, target=job["target"], variant=v, seed=seed)
+        model = (f"--config {RUN_CONFIG.format(method=v)}" if s == NONE
+                 else f"--checkpoint {TRAIN_DIR.format(**cell)}/model.pt")
+        words.append(f"{model} --out {EVAL_JSON.format(**cell)} --figure {EVAL_FIGURE.format(**cell)}")
+    return " ".join(words)
+
+
+def evaluate_job_options(job):
+    """The job's options besides its models: the feature cache, where the target's is shared."""
+    cache = "--feature-cache " if job["feature_cache"] else ""
+    return f"{cache}--cache-dir {FEATURE_CACHE}"
+
+
+def apply_evaluate_settings(name):
+    """`--set-threads evaluate=N` and `--set-resources evaluate:KEY=VALUE` (the profiles, `make demo`)
+    apply to every evaluate job, on top of its own threads and resources, as Snakemake applies them to
+    the single rule of that name."""
+    settings = workflow.resource_settings
+    resources = workflow.get_rule(name).resources
+    if "evaluate" in settings.overwrite_threads:
+        resources["_cores"] = settings.overwrite_threads["evaluate"]
+    if "evaluate" in settings.overwrite_resources:
+        resources.update(settings.overwrite_resources["evaluate"])
+
+
+def target_data(target):
     """The prepared manifest of an evaluation's target: a registry dataset or a custom target."""
-    if wildcards.target in CUSTOM:
-        return CUSTOM_PREPARED.format(custom=wildcards.target)
-    return PREPARED.format(dataset=wildcards.target)
+    if target in CUSTOM:
+        return CUSTOM_PREPARED.format(custom=target)
+    return PREPARED.format(dataset=target)
 
 
 def custom_source(wildcards):
@@ -147,20 +233,6 @@ def train_run_config(wildcards):
 def variant_option(wildcards):
     """`--variant NAME` for a method with variants (the run name is the variant); nothing otherwise."""
     return f"--variant {wildcards.variant}" if registry.get(RUN_METHOD[wildcards.variant]).variants else ""
-
-
-def evaluate_inputs(wildcards):
-    """A trained model and its record, or the run config of a method that does not train (source `none`)."""
-    inputs = {"data": target_data(wildcards), "tracking": tracking_inputs(wildcards)}
-    if wildcards.source == NONE:
-        return {"run_config": RUN_CONFIG.format(method=wildcards.variant), **inputs}
-    train_dir = TRAIN_DIR.format(**wildcards)
-    # run.json is read by evaluate (--train-run default): it links the evaluation to its training run.
-    return {"model": f"{train_dir}/model.pt", "run": f"{train_dir}/run.json", **inputs}
-
-
-def model_option(wildcards, input):
-    return f"--config {input.run_config}" if wildcards.source == NONE else f"--checkpoint {input.model}"
 
 
 def tracking_inputs(wildcards):
@@ -190,9 +262,7 @@ def run_config_base(wildcards):
 def run_config_sets(wildcards):
     """`--set` options for `wmoe-clip run-config`: the method and its own settings, the config's
     overrides, then the weights file."""
-    sets = method_overrides(wildcards.method)
-    if config["weights"]["download"]:
-        sets["model.pretrained"] = WEIGHTS
+    sets = run_config_overrides(wildcards.method)
     # Values go through YAML on the other side: JSON spells null, booleans and lists the same way.
     text = {k: v if isinstance(v, str) else json.dumps(v) for k, v in sets.items()}
     return " ".join(f"--set '{key}={value}'" for key, value in text.items())
@@ -206,7 +276,6 @@ wildcard_constraints:
     dataset="|".join(DATASETS),
     custom="|".join(CUSTOM),
     source="|".join([*config["sources"], NONE]),
-    target="|".join([*DATASETS, *CUSTOM]),
     variant="|".join([*VARIANTS, *BASELINES]),
     method="|".join([MAIN_METHOD, *BASELINES]),
     seed=r"\d+",

@@ -31,6 +31,9 @@ rule train:
         data=lambda wildcards, input: os.path.dirname(input.data),
         out=lambda wildcards, output: os.path.dirname(output.model),
         variant=variant_option,
+        # One place for the feature cache of every train and evaluate job (the evaluations of a training
+        # source read what its training built).
+        cache=FEATURE_CACHE,
         env=tracking_env(),
         tracking=tracking_flag(),
     log:
@@ -45,4 +48,4 @@ rule train:
     shell:
         "{params.env} wmoe-clip train --config {input.run_config} --source {wildcards.source}"
         " --data {params.data} {params.variant} --seed {wildcards.seed}"
-        " --out {params.out} {params.tracking} > {log} 2>&1"
+        " --out {params.out} --cache-dir {params.cache} {params.tracking} > {log} 2>&1"

@@ -245,7 +245,7 @@ def _dataset_fingerprint(dataset) -> str:
 
 
 def cache_key(cfg: RunConfig, dataset) -> dict[str, Any]:
-    from ..model.backbone import backbone_configuration
+    from ..model.encoder_pass import backbone_configuration
 
     return {
         "cache_version": CACHE_VERSION,

@@ -36,36 +36,12 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..errors import WMoEError
+from .encoder_pass import backbone_configuration
 from .tiny import TINY_BACKBONES, register_tiny_backbone
 
 CACHE_ENV = "WMOE_CLIP_CACHE"
 # Autocast dtype of the frozen encoders per model.precision; None runs them in float32.
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
-
-
-def weights_identity(pretrained: str | None) -> Any:
-    """``model.pretrained`` as something that changes when the weights do: a file's path, size and mtime."""
-    if pretrained is None or not Path(pretrained).is_file():
-        return pretrained
-    st = Path(pretrained).stat()
-    return {"path": str(Path(pretrained).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
-def backbone_configuration(cfg: ModelConfig) -> dict[str, Any]:
-    """Everything the frozen image encoder's outputs depend on: models whose configurations are equal can
-    share one ``FrozenCLIP`` and one feature cache."""
-    return {
-        "backbone": cfg.backbone,
-        "pretrained": weights_identity(cfg.pretrained),
-        "backbone_seed": cfg.backbone_seed if cfg.pretrained is None else None,
-        "image_size": cfg.image_size,
-        "feature_layers": list(cfg.feature_layers),
-        "vv_attention": cfg.vv_attention,
-        "vv_start_layer": cfg.vv_start_layer,
-        "global_token_ln_post": cfg.global_token_ln_post,
-        "pos_embed_interpolation": cfg.pos_embed_interpolation,
-        "precision": cfg.precision,
-    }
 
 
 def create_clip(cfg: ModelConfig) -> nn.Module:

@@ -24,7 +24,8 @@ from torch import nn
 
 from ..config import RunConfig
 from ..errors import WMoEError
-from .backbone import FrozenCLIP, backbone_configuration
+from .backbone import FrozenCLIP
+from .encoder_pass import backbone_configuration
 
 
 class ImageFeatures(NamedTuple):
