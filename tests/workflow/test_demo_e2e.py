@@ -22,7 +22,7 @@ def _config(tmp: Path) -> Path:
         run="e2e",
         paths={k: str(tmp / k) for k in ("resources", "results", "reports", "logs")},
         synth_size=4,
-        overrides={"train.epochs": 1},
+        overrides={**demo["overrides"], "train.epochs": 1},
         targets={"visa": ["mvtec", "headct", "isic"], "mvtec": ["visa"]},
         variants=["base", "full"],
         custom_targets={"parts": str(tmp / "resources" / "raw" / "custom" / "parts")},
@@ -45,18 +45,36 @@ def test_demo_dag_end_to_end(tmp_path):
     _run(config)
     reports, results = tmp_path / "reports", tmp_path / "results"
     assert sorted(p.name for p in reports.iterdir()) == ["index.html", "table1.tex", "table2.tex"]
-    evals = sorted(p.relative_to(results / "eval").as_posix() for p in results.glob("eval/*/*/*/seed0.json"))
-    # The custom target (a synthetic folder) is evaluated with every trained model.
-    assert evals == ["mvtec/parts/base/seed0.json", "mvtec/parts/full/seed0.json",
-                     "mvtec/visa/base/seed0.json", "mvtec/visa/full/seed0.json", "visa/headct/full/seed0.json",
-                     "visa/isic/full/seed0.json", "visa/mvtec/base/seed0.json", "visa/mvtec/full/seed0.json",
-                     "visa/parts/base/seed0.json", "visa/parts/full/seed0.json"]
+    evals = sorted(p.relative_to(results / "eval").as_posix()[: -len("/seed0.json")]
+                   for p in results.glob("eval/*/*/*/seed0.json"))
+    # Table 1 and 2 cells, the custom target (a synthetic folder) with every trained WMoE-CLIP model, and
+    # both baselines on the Table 1 cells: AnomalyCLIP trained on each source, CLIP without training.
+    assert evals == ["mvtec/parts/base", "mvtec/parts/full", "mvtec/visa/anomalyclip", "mvtec/visa/base",
+                     "mvtec/visa/full", "none/headct/clip", "none/isic/clip", "none/mvtec/clip", "none/visa/clip",
+                     "visa/headct/anomalyclip", "visa/headct/full", "visa/isic/anomalyclip", "visa/isic/full",
+                     "visa/mvtec/anomalyclip", "visa/mvtec/base", "visa/mvtec/full", "visa/parts/base",
+                     "visa/parts/full"]
+    docs = [json.loads(p.read_text()) for p in results.glob("eval/*/*/*/seed0.json")]
+    runs = [json.loads(p.read_text()) for p in results.glob("train/*/*/seed0/run.json")]
+    # Every image through the frozen encoder once: the trainings' feature caches (built once per source,
+    # read by the other trainings and by the evaluations of the sources) and one shared pass per target.
+    # Distinct test images, counted from the prepared data (5 datasets: 2 sources, 3 other targets).
+    distinct = sum(len(records) for d in ("visa", "mvtec", "headct", "isic", "custom/parts")
+                   for records in json.loads((tmp_path / f"resources/prepared/{d}/meta.json").read_text())["test"].values())
+    passes = {(d["encoder"]["job"], d["encoder"]["backbone"]): d["encoder"]["images"] for d in docs}
+    assert len(passes) == 5  # one evaluate job per target (one backbone configuration in the demo)
+    assert sum(passes.values()) + sum(r["encoder_images"] for r in runs) == distinct
+    assert sorted(d["encoder"]["shared_by"] for d in {d["encoder"]["job"]: d for d in docs}.values()) == [3, 3, 4, 4, 4]
     doc = json.loads((results / "eval/visa/mvtec/full/seed0.json").read_text())
     assert doc["format"] == "wmoe-clip/eval" and doc["synthetic"] is True
     html = (reports / "index.html").read_text()
     assert html.count("Synthetic data:</strong> the numbers in this table") == 3  # Table 1, 2, custom
     assert 'id="custom"' in html and html.count("<tr><td>parts</td>") == 4
-    assert 'alt="training curves"' in html and html.count('src="data:image/') == 11  # curves + 10 figures
+    assert 'alt="training curves"' in html and html.count('src="data:image/') == 19  # curves + 18 figures
+    # Table 1 measures the baselines beside the paper's numbers for them.
+    for group in ('m1">AnomalyCLIP</th>', 'm2">CLIP</th>'):
+        assert group in html
+    assert f"for {distinct} distinct test images (ratio 1.00)" in html
     table1 = (reports / "table1.tex").read_text()
     mvtec_auroc = next(line for line in table1.splitlines() if line.startswith("MVTec-AD & AUROC"))
     assert f"{100 * doc['mean']['image']['auroc']['value']:.1f}" in mvtec_auroc

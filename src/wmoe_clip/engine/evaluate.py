@@ -22,7 +22,6 @@ trained on the target itself is refused — the cell would not be zero-shot — 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import itertools
 import json
 import time
@@ -39,6 +38,7 @@ from ..data.meta import dataset_spec, is_synthetic, load_meta
 from ..errors import WMoEError
 from ..io import check_writable
 from ..model import registry
+from ..model.encoder_pass import backbone_digest
 from . import runtime
 from .feature_cache import ImageSource, open_cache
 from .figures import Sample, denormalise, sample_grid, select_samples
@@ -159,20 +159,6 @@ class ModelRequest:
     train_run: Path | None = None
     source: str | None = None
     allow_same_source: bool = False
-
-
-def encoder_pass_key(cfg) -> dict[str, Any]:
-    """What models must share to be scored from one pass of the frozen encoder: its configuration (the
-    model part of the feature-cache key), the mask convention, and the batches and device of the pass, so
-    that every model sees exactly the features and batches it would see alone."""
-    from ..model.backbone import backbone_configuration
-
-    return {**backbone_configuration(cfg.model), "mask_interpolation": cfg.data.mask_interpolation,
-            "batch_size": cfg.eval.batch_size, "device": cfg.eval.device}
-
-
-def _digest(key: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 
 class _ModelRun:
@@ -311,9 +297,9 @@ def evaluate_models(
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """Evaluate every model of ``requests`` on ``target``; one JSON (and figure, MLflow run) per model,
-    each exactly what evaluating that model alone writes. Models whose :func:`encoder_pass_key` is equal
-    share one frozen backbone and one pass of the target's images through it; ``trackers`` holds one
-    tracker per request (default: none)."""
+    each exactly what evaluating that model alone writes. Models with equal encoder pass keys
+    (``model.encoder_pass``) share one frozen backbone and one pass of the target's images through it;
+    ``trackers`` holds one tracker per request (default: none)."""
     from ..data.dataset import AnomalyDataset
     from ..model.backbone import FrozenCLIP
 
@@ -331,7 +317,8 @@ def evaluate_models(
     runs = [_ModelRun(r, target, t) for r, t in zip(requests, trackers)]
     groups: dict[str, list[_ModelRun]] = {}
     for m in runs:
-        groups.setdefault(_digest(encoder_pass_key(m.cfg)), []).append(m)
+        # The workflow names its evaluate jobs by the same digest.
+        groups.setdefault(backbone_digest(m.cfg), []).append(m)
 
     job = str(uuid.uuid4())
     docs: dict[int, dict[str, Any]] = {}
