@@ -27,9 +27,7 @@ import contextlib
 import dataclasses
 import io
 import os
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -45,23 +43,9 @@ from wmoe_clip.model.backbone import FrozenCLIP
 from wmoe_clip.model.base import ImageFeatures
 
 from loader import make_dataset, one_pass  # noqa: E402  (benchmarks/ is run as a script folder)
+from train_step import timed  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def timed(fn, repeats: int, device: torch.device) -> float:
-    """Median wall time of ``fn`` (after one warm-up call) in seconds."""
-    times = []
-    for i in range(repeats + 1):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def images(batch: int, size: int, device: torch.device) -> torch.Tensor:
@@ -74,7 +58,7 @@ def encoder_rates(backbone, size, batches, repeats, device) -> dict[int, float]:
         x = images(b, size, device)
         try:
             with torch.no_grad():
-                rates[b] = b / timed(lambda: backbone.encode_image(x), repeats, device)
+                rates[b] = b / timed(lambda: backbone.encode_image(x), repeats, 1, device)
         except torch.OutOfMemoryError:
             break
         finally:
@@ -107,7 +91,7 @@ def train_rate(cfg, variant, backbone, batch, repeats, device) -> float:
         total.backward()
         opt.step()
 
-    return batch / timed(step, repeats, device)
+    return batch / timed(step, repeats, 1, device)
 
 
 def eval_rates(cfg, backbone, batch, repeats, device) -> tuple[float, float, float]:
@@ -135,9 +119,9 @@ def eval_rates(cfg, backbone, batch, repeats, device) -> tuple[float, float, flo
 
     with torch.no_grad():
         feats = encode()
-        shared = timed(shared_pass, repeats, device)
-        separate = timed(separate_passes, repeats, device)
-        heads = timed(lambda: [score(m, feats) for m in models], repeats, device)
+        shared = timed(shared_pass, repeats, 1, device)
+        separate = timed(separate_passes, repeats, 1, device)
+        heads = timed(lambda: [score(m, feats) for m in models], repeats, 1, device)
     return batch / shared, batch / separate, len(models) * batch / heads
 
 
