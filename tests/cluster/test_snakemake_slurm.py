@@ -96,12 +96,13 @@ def test_workflow_runs_through_the_slurm_profile_with_site_values_only(slurm_par
     reports = tmp_path / "reports"
     assert sorted(p.name for p in reports.iterdir()) == ["index.html", "table1.tex", "table2.tex"]
 
-    # One training setting changed: run config, trainings, evaluations and report run again and
+    # One training setting changed: run configs, trainings, evaluations and report run again and
     # succeed (no training state left behind trips them); the data jobs do not.
     config = _config(tmp_path, lr=0.002)
     log = _run(config, slurm_partition)
     remote, local = _jobs(log)
-    assert sorted(local) == ["default", "report", "run_config"]
+    # Every method's run config carries the workflow's overrides, so each is rewritten.
+    assert sorted(local) == sorted(["default", "report"] + ["run_config"] * counts["run_config"])
     assert sorted(remote) == sorted(r for r, n in counts.items() if r in sized for _ in range(n))
     _check_submissions(log, {r: counts[r] for r in sized}, group)
     for source in ("visa", "mvtec"):
