@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import io
 import os
 import tempfile
@@ -43,7 +42,7 @@ from wmoe_clip.model.backbone import FrozenCLIP
 from wmoe_clip.model.base import ImageFeatures
 
 from loader import make_dataset, one_pass  # noqa: E402  (benchmarks/ is run as a script folder)
-from train_step import timed  # noqa: E402
+from train_step import random_targets, random_weights, timed  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,9 +80,7 @@ def train_rate(cfg, variant, backbone, batch, repeats, device) -> float:
     opt = torch.optim.Adam(model.learnable_parameters(), lr=1e-3, betas=(0.5, 0.999))
     size = cfg.model.image_size
     feats = cached_features(backbone, batch, size, device)
-    labels = (torch.arange(batch, device=device) % 2).long()
-    masks = torch.zeros(batch, size, size, device=device)
-    masks[1::2, size // 4: size // 2, size // 4: size // 2] = 1
+    labels, masks = random_targets(batch, size, device)
 
     def step():
         total = model.loss(model.forward_features(feats), labels, masks)["total"]
@@ -165,9 +162,7 @@ def main() -> None:
     args = ap.parse_args()
 
     device = runtime.select_device(args.device)
-    cfg = load_config(args.config, "full")
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained=None,
-                                                             precision=args.precision or cfg.model.precision))
+    cfg = random_weights(load_config(args.config, "full"), args.precision)
     size = cfg.model.image_size
     repeats = 1 if args.quick else 5
     batches = [2, 4] if args.quick else [8, 16, 32, 64, 128, 256]
@@ -181,7 +176,6 @@ def main() -> None:
           f"{runtime.device_description(device)}, random weights")
     enc = encoder_rates(backbone, size, batches, repeats, device)
     best = max(enc, key=enc.get)
-    enc_rate = enc.get(32, enc[best])
     print("frozen encoder images/s by batch: " + ", ".join(f"{b}: {r:.3g}" for b, r in enc.items())
           + f"  (best: batch {best})")
     train_full = train_rate(cfg, "full", backbone, batch, repeats, device)

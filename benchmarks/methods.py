@@ -17,37 +17,29 @@ import dataclasses
 
 import torch
 
-from wmoe_clip.config import PRECISIONS, load_config
+from wmoe_clip.config import load_config
 from wmoe_clip.engine import runtime
 from wmoe_clip.model import build_model
 from wmoe_clip.model.backbone import FrozenCLIP
 from wmoe_clip.model.registry import METHODS
 
-from train_step import timed  # noqa: E402  (benchmarks/ is run as a script folder)
+# benchmarks/ is run as a script folder
+from train_step import add_timing_args, default_batch, random_targets, random_weights, timed  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default="tiny")
-    ap.add_argument("--batch", type=int, default=None, help="default: 8 (tiny), 2 on CPU / 8 on CUDA (others)")
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--precision", choices=PRECISIONS, default=None, help="default: the config's model.precision")
+    add_timing_args(ap, cuda_batch=8)
     args = ap.parse_args()
 
     device = runtime.select_device(args.device)
-    base = load_config(args.config, "full")
-    base = dataclasses.replace(base, model=dataclasses.replace(base.model, pretrained=None,
-                                                               precision=args.precision or base.model.precision))
-    batch = args.batch or (8 if args.config.startswith("tiny") else (8 if device.type == "cuda" else 2))
+    base = random_weights(load_config(args.config, "full"), args.precision)
+    batch = default_batch(args, device, cuda_batch=8)
     s = base.model.image_size
     torch.manual_seed(0)
     backbone = FrozenCLIP(base.model).to(device)
     images = torch.randn(batch, 3, s, s, device=device)
-    labels = (torch.arange(batch, device=device) % 2).float()
-    masks = torch.zeros(batch, s, s, device=device)
-    masks[1::2, s // 4: s // 2, s // 4: s // 2] = 1
+    labels, masks = random_targets(batch, s, device)
     classes = ["bottle"] * batch
 
     with torch.no_grad():

@@ -38,30 +38,51 @@ def timed(fn, repeats: int, warmup: int, device: torch.device) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def random_weights(cfg, precision: str | None = None):
+    """``cfg`` with random weights (timings do not depend on them) and its frozen encoders at ``precision``
+    (default: the config's ``model.precision``)."""
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained=None,
+                                                              precision=precision or cfg.model.precision))
+
+
+def add_timing_args(ap: argparse.ArgumentParser, cuda_batch: int) -> None:
+    """The options every step-timing benchmark takes; ``--batch`` defaults to :func:`default_batch`."""
     ap.add_argument("--config", default="tiny")
-    ap.add_argument("--variant", default="full")
-    ap.add_argument("--batch", type=int, default=None, help="default: 8 (tiny), 2 on CPU / 32 on CUDA (others)")
+    ap.add_argument("--batch", type=int, default=None,
+                    help=f"default: 8 (tiny configs), 2 on CPU / {cuda_batch} on CUDA (others)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", choices=PRECISIONS, default=None, help="default: the config's model.precision")
+
+
+def default_batch(args: argparse.Namespace, device: torch.device, cuda_batch: int) -> int:
+    return args.batch or (8 if args.config.startswith("tiny") else (cuda_batch if device.type == "cuda" else 2))
+
+
+def random_targets(batch: int, size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labels alternating normal/anomalous, and a square defect in the mask of every anomalous image."""
+    labels = torch.arange(batch, device=device) % 2
+    masks = torch.zeros(batch, size, size, device=device)
+    masks[1::2, size // 4: size // 2, size // 4: size // 2] = 1
+    return labels, masks
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_timing_args(ap, cuda_batch=32)
+    ap.add_argument("--variant", default="full")
     args = ap.parse_args()
 
     device = runtime.select_device(args.device)
-    cfg = load_config(args.config, args.variant)
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained=None,
-                                                             precision=args.precision or cfg.model.precision))
-    batch = args.batch or (8 if args.config == "tiny" else (32 if device.type == "cuda" else 2))
+    cfg = random_weights(load_config(args.config, args.variant), args.precision)
+    batch = default_batch(args, device, cuda_batch=32)
     torch.manual_seed(0)
     model = build_model(cfg).to(device).train()
     opt = torch.optim.Adam(model.learnable_parameters(), lr=1e-3, betas=(0.5, 0.999))
     s = cfg.model.image_size
     images = torch.randn(batch, 3, s, s, device=device)
-    labels = (torch.arange(batch, device=device) % 2).float()
-    masks = torch.zeros(batch, s, s, device=device)
-    masks[1::2, s // 4: s // 2, s // 4: s // 2] = 1
+    labels, masks = random_targets(batch, s, device)
 
     def step():
         out = model(images)

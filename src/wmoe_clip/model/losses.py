@@ -25,6 +25,15 @@ def dice_loss(prob: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> 
     return 1 - dice.mean()
 
 
+def loss_targets(global_score: torch.Tensor, layer_maps: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor,
+                 label_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """``labels`` as ``label_dtype`` beside the global score, ``masks`` as float32 (B,H,W) beside the maps
+    (a loader's (B,1,H,W) masks lose their channel)."""
+    labels = labels.to(global_score.device, label_dtype)
+    masks = masks.to(layer_maps.device, torch.float32)
+    return labels, masks[:, 0] if masks.dim() == 4 else masks
+
+
 def local_loss(layer_maps: torch.Tensor, masks: torch.Tensor, gamma: float,
                focal_fn: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor] = focal_loss,
                ) -> tuple[torch.Tensor, torch.Tensor]:

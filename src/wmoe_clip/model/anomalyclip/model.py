@@ -27,7 +27,7 @@ from ...config import RunConfig
 from ...errors import WMoEError
 from ..backbone import FrozenCLIP, autocast_disabled
 from ..base import FrozenBackboneModel, ImageFeatures, ModelOutput
-from ..losses import local_loss
+from ..losses import local_loss, loss_targets
 from .losses import FOCAL_GAMMA, smoothed_focal_loss
 from .prompts import AnomalyCLIPPrompts
 
@@ -74,10 +74,7 @@ class AnomalyCLIP(FrozenBackboneModel):
     def loss(self, out: ModelOutput, labels: torch.Tensor, masks: torch.Tensor) -> dict[str, torch.Tensor]:
         """``global`` (CE of the global token), ``focal`` and ``dice`` (summed over layers) and ``total``."""
         with autocast_disabled(out.layer_maps.device):
-            labels = labels.to(out.global_score.device, torch.long)
-            masks = masks.to(out.layer_maps.device, torch.float32)
-            if masks.dim() == 4:
-                masks = masks[:, 0]
+            labels, masks = loss_targets(out.global_score, out.layer_maps, labels, masks, torch.long)
             terms = {"global": F.cross_entropy(out.aux["global_logits"].float(), labels)}
             terms["focal"], terms["dice"] = local_loss(out.layer_maps.float(), masks, FOCAL_GAMMA, smoothed_focal_loss)
             terms["total"] = terms["global"] + self.cfg.model.anomalyclip.local_weight * (terms["focal"] + terms["dice"])

@@ -120,10 +120,7 @@ class WMoECLIP(FrozenBackboneModel):
         """Every loss term and ``total``; a disabled module has no terms (``kl``, ``rec``, ``load_balance``)."""
         w = self.cfg.loss
         with autocast_disabled(out.anomaly_map.device):
-            labels = labels.to(out.global_score.device, torch.float32)
-            masks = masks.to(out.layer_maps.device, torch.float32)
-            if masks.dim() == 4:
-                masks = masks[:, 0]
+            labels, masks = shared_losses.loss_targets(out.global_score, out.layer_maps, labels, masks, torch.float32)
             terms = {"global": F.binary_cross_entropy_with_logits(out.aux["global_logit"].float(), labels)}
             terms["focal"], terms["dice"] = shared_losses.local_loss(out.layer_maps.float(), masks, w.focal_gamma)
             total = w.global_weight * terms["global"] + w.local_weight * (terms["focal"] + terms["dice"])
