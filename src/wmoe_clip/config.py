@@ -182,7 +182,7 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    # "bilinear" (then > 0.5, convention A of DATASETS.md) or "nearest" (convention B).
+    # "bilinear" (then > 0.5, convention A of docs/DATASETS.md §4.2) or "nearest" (convention B).
     mask_interpolation: str = "bilinear"
 
 

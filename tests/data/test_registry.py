@@ -1,4 +1,4 @@
-"""The dataset registry against DATASETS.md §1 (counts, capabilities) and the Table 1 names."""
+"""The dataset registry against docs/DATASETS.md §1 (counts, capabilities) and the Table 1 names."""
 
 import dataclasses
 import re
@@ -9,7 +9,7 @@ from wmoe_clip.data import converters, registry
 from wmoe_clip.data.synth.layouts import WRITERS
 from wmoe_clip.errors import WMoEError
 
-# DATASETS.md §1 overview, typed in independently: key -> (display name, domain, classes, normal, anomalous).
+# docs/DATASETS.md §1 overview, typed in independently: key -> (display name, domain, classes, normal, anomalous).
 DOC_TABLE = {
     "mvtec": ("MVTec-AD", "industrial", 15, 467, 1258),
     "visa": ("VisA", "industrial", 12, 962, 1200),
@@ -102,7 +102,7 @@ def test_every_key_and_variant_has_a_converter_and_a_synth_writer(key):
         assert (key, variant) in WRITERS
 
 
-# DATASETS.md §5.4/§5.5 and the sources in docs/REPRODUCTION.md, typed in independently.
+# docs/DATASETS.md §5.4/§5.5 and the sources in docs/REPRODUCTION.md, typed in independently.
 VARIANT_TABLE = {
     ("ksdd2", "bayes-pfl"): ({"Metal": (356, 356)}, None),
     ("ksdd2", "official"): ({"Metal": (894, 110)}, None),

@@ -46,7 +46,7 @@ def labels():
 
 
 def _closed_form_counts(model):
-    """Parameters of each learnable module from METHOD.md's shapes (weights and biases of each map)."""
+    """Parameters of each learnable module from docs/METHOD.md's shapes (weights and biases of each map)."""
     m = model.cfg.model
     d, w, L = model.backbone.embed_dim, model.backbone.text_width, len(m.feature_layers)
     lat, hid = m.ctds.latent_dim, m.ctds.decoder_hidden
@@ -61,5 +61,5 @@ def _closed_form_counts(model):
 
 @pytest.fixture(scope="session")
 def closed_form_counts():
-    """Learnable parameters per module computed from the shapes METHOD.md gives, not from the model."""
+    """Learnable parameters per module computed from the shapes docs/METHOD.md gives, not from the model."""
     return _closed_form_counts

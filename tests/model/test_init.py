@@ -1,4 +1,4 @@
-"""METHOD §6: with ``model.init: zero_residual`` every variant starts as CLIP (the ``base`` variant)
+"""docs/METHOD.md §6: with ``model.init: zero_residual`` every variant starts as CLIP (the ``base`` variant)
 and still learns everywhere; ``model.init: default`` is PyTorch's initialisation, as before."""
 
 import dataclasses

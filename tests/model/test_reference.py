@@ -1,7 +1,7 @@
-"""The whole model against METHOD.md written out by hand: CTDS, WCMA steps 1–5, SA-MoE, scores, losses.
+"""The whole model against docs/METHOD.md written out by hand: CTDS, WCMA steps 1–5, SA-MoE, scores, losses.
 
 The reference below reads the learnable weights but none of the model's own forward code: it applies
-the equations of METHOD.md with plain tensor algebra (the Haar DWT straight from pytorch_wavelets in the
+the equations of docs/METHOD.md with plain tensor algebra (the Haar DWT straight from pytorch_wavelets in the
 configured border mode, the text encoder through the backbone, which test_model.py checks against
 open_clip).
 """

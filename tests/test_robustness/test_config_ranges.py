@@ -1,4 +1,4 @@
-"""Run-config ranges, at every entry point, before any computation (issue 11, cases 2 and 3)."""
+"""Run-config ranges, at every entry point, before any computation."""
 
 from __future__ import annotations
 

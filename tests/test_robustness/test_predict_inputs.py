@@ -1,4 +1,4 @@
-"""predict: one bad, huge or strange input never stops the others (issue 11, case 8)."""
+"""predict: one bad, huge or strange input never stops the others."""
 
 from __future__ import annotations
 

@@ -130,7 +130,7 @@ def test_clip_reference_names_its_source_and_types_no_unverified_number(recorded
     clip = recorded["references"]["clip"]
     assert clip["source"]["arxiv"] == "2310.18961" and clip["source"]["location"] == "Table 1, row CLIP"
     assert clip["datasets"] == {}
-    # Where AnomalyCLIP's protocol is not ours (DATASETS.md §5.4, §5.5), the note says so.
+    # Where AnomalyCLIP's protocol is not ours (docs/DATASETS.md §5.4, §5.5), the note says so.
     assert "KSDD2" in clip["note"] and "DAGM" in clip["note"]
     ref = load_paper_results(paper_path).reference("clip")
     assert ref.name == "CLIP" and ref.values == {}

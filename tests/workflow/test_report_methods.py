@@ -1,4 +1,4 @@
-"""Table 1 with the baselines of issue 10: for every method run, "ours" beside the paper's number of that
+"""Table 1 with the baselines of `methods:`: for every method run, "ours" beside the paper's number of that
 method with Δ, in its own group of columns; methods not run keep the paper's numbers only; ``clip``, which
 has no column in the paper, is compared with its published reference when one is recorded."""
 

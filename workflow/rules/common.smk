@@ -236,7 +236,7 @@ def variant_option(wildcards):
 
 
 def tracking_inputs(wildcards):
-    """Tracked jobs wait for the one job that creates the MLflow store (PIPELINE.md §3.2)."""
+    """Tracked jobs wait for the one job that creates the MLflow store (docs/PIPELINE.md §3.2)."""
     return [TRACKING_DONE] if config["mlflow"]["enabled"] else []
 
 

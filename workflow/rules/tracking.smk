@@ -1,5 +1,5 @@
 # The MLflow store is created once, before any tracked job. Jobs also create a missing store safely
-# themselves (a lock beside the SQLite file, PIPELINE.md §3.2's race), so this only saves them the wait.
+# themselves (a lock beside the SQLite file, docs/PIPELINE.md §3.2's race), so this only saves them the wait.
 
 
 rule tracking_init:

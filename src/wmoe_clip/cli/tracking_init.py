@@ -1,7 +1,7 @@
 """``wmoe-clip tracking-init``: create the MLflow store and experiment ahead of the jobs.
 
 Jobs create a missing store themselves, safely under a lock beside the SQLite file, so this is an
-optimisation (PIPELINE.md §3.2's race cannot lose runs); the workflow runs it first and makes every
+optimisation (docs/PIPELINE.md §3.2's race cannot lose runs); the workflow runs it first and makes every
 tracked job depend on its marker.
 """
 

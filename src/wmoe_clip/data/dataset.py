@@ -1,4 +1,4 @@
-"""The torch ``Dataset`` over a prepared ``meta.json`` (DATASETS.md §3, §4).
+"""The torch ``Dataset`` over a prepared ``meta.json`` (docs/DATASETS.md §3, §4).
 
 Image: decoded by PIL, converted to RGB (grey → 3 equal channels, alpha dropped, palette applied,
 16-bit scaled to 8-bit by full range), squashed to S×S with bicubic resampling, normalised with the

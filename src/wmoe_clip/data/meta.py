@@ -1,7 +1,7 @@
 """The ``meta.json`` manifest: schema, validation, reading and writing.
 
 A prepared dataset directory holds ``meta.json`` in the AnomalyCLIP schema with the project's
-additions (docs/ARCHITECTURE.md, DATASETS.md §3)::
+additions (docs/ARCHITECTURE.md, docs/DATASETS.md §3)::
 
     {"root": <RAW_DIR relative to the prepared dir>, "dataset": <key>, "variant": <protocol variant | null>,
      "mask_threshold": <int>, "train": {cls: [record, ...]}, "test": {cls: [record, ...]},

@@ -1,11 +1,11 @@
-"""MLflow tracking that never fails a job (PIPELINE.md §3).
+"""MLflow tracking that never fails a job (docs/PIPELINE.md §3).
 
 * Store: ``MLFLOW_TRACKING_URI`` if set (e.g. a tracking server on a cluster), else a SQLite file
   ``mlflow.db`` in the working directory, as an absolute URI so jobs started elsewhere share it.
 * Experiment: ``MLFLOW_EXPERIMENT_NAME``, default ``wmoe-clip``. The first use by a process creates
   the store's schema and the experiment if missing, holding an exclusive lock on ``mlflow.db.lock``
   beside a SQLite file, so any number of jobs started at once on a fresh store all get their runs
-  (PIPELINE.md §3.2's race). ``wmoe-clip tracking-init`` does the same ahead of time: an optimisation.
+  (docs/PIPELINE.md §3.2's race). ``wmoe-clip tracking-init`` does the same ahead of time: an optimisation.
 * One run per training and per evaluation (:meth:`Tracker.run`), closed FINISHED, or FAILED on an error
   and KILLED on an interruption; an evaluation run carries its training run as parent, and a resumed
   training reopens the run of its interrupted part.

@@ -1,4 +1,4 @@
-"""Training (METHOD.md §5) of any method that trains: the source dataset's test split, Adam, the last
+"""Training (docs/METHOD.md §5) of any method that trains: the source dataset's test split, Adam, the last
 epoch is the model. The method (``cfg.method``, ``wmoe_clip.model.registry``) gives the model, its loss
 and its diagnostics; nothing here depends on which one it is.
 

@@ -21,7 +21,7 @@ Usage (evaluation streams one class after the other)::
   working memory, see `pixel.py`) and drops both buffers; image labels and scores (small) are kept.
 - Results: metric values are Python floats in [0, 1], or None where the metric does not apply (one label
   only); levels switched off are absent. `mean()` is the plain mean over the classes where a metric
-  applies, with the number of those classes (METRICS.md §1.1, §1.3); value None when no class applies.
+  applies, with the number of those classes (docs/METRICS.md §1.1, §1.3); value None when no class applies.
 """
 
 from __future__ import annotations

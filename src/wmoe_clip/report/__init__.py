@@ -3,8 +3,8 @@
 ``build_report(results_dir, out_dir)`` writes ``index.html`` (one self-contained page: tables,
 the section of users' own datasets when there are evaluations on them, embedded figures, training
 curves, run summary with the encoder passes), ``table1.tex`` and ``table2.tex`` (standalone booktabs
-documents). Table 1 has a group of columns for every method run (WMoE-CLIP and the baselines of
-issue 10) beside the paper's columns; Table 2 is WMoE-CLIP's ablation alone. Everything
+documents). Table 1 has a group of columns for every method run (WMoE-CLIP and the baselines run
+beside it) beside the paper's columns; Table 2 is WMoE-CLIP's ablation alone. Everything
 is read from the results folder and the paper's numbers (``config/paper_results.yaml``); a missing
 result is a "–" with a note, never a crash.
 """

@@ -1,4 +1,4 @@
-"""Encoder passes of a protocol: images through the frozen encoder against distinct test images (issue 13).
+"""Encoder passes of a protocol: images through the frozen encoder against distinct test images.
 
 The frozen encoder is nearly all of the compute, so the run summary says how often the protocol sent
 each test image through it. The counts come from the files alone:

@@ -1,7 +1,7 @@
 """Table 1 and Table 2: our numbers beside the paper's, as format-neutral tables of strings.
 
 Table 1 keeps the paper's columns and adds one group of columns per method run through this harness
-(WMoE-CLIP's main variant, then the baselines of issue 10), each compared with the published number of
+(WMoE-CLIP's main variant, then the baselines of `methods:`), each compared with the published number of
 that same method: its column in the paper, or its reference (``references:`` of the paper file) for a
 method the paper does not report. A training-free method (source ``none``) stands in every "Trained
 on" block of a dataset. Table 2 is WMoE-CLIP's ablation alone.

@@ -1,6 +1,6 @@
 """DTD-Synthetic: ``<cls>/{train/good,test/{good,bad}}``, masks in ``<cls>/ground_truth/bad/``.
 
-The mask naming is uncertain in the sources (DATASETS.md §5.6), so a mask may be named after the
+The mask naming is uncertain in the sources (docs/DATASETS.md §5.6), so a mask may be named after the
 image's stem with or without ``_mask``; each is still paired by name.
 """
 

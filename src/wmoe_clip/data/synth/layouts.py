@@ -1,6 +1,6 @@
 """Writers of each dataset's native layout: folder names, file formats, CSV splits, mask naming.
 
-Each writer fills a RAW_DIR exactly as the official archive would extract (DATASETS.md §5), with
+Each writer fills a RAW_DIR exactly as the official archive would extract (docs/DATASETS.md §5), with
 synthetic images from ``Writer.sample``; ``prepare`` then reads it without knowing it is synthetic.
 A writer also records the ground truth (which image is anomalous, which mask is its own) so tests
 can check ``prepare`` against what was actually written. ``WRITERS`` is keyed by (dataset, protocol

@@ -3,13 +3,13 @@
 ``model(images) == model.forward_features(model.encode_image(images))``. ``encode_image`` is the
 frozen, gradient-free part, so its output can be cached (fp16 is fine) and fed back.
 
-Design details beyond METHOD.md (see docs/REPRODUCTION.md):
+Design details beyond docs/METHOD.md (see docs/REPRODUCTION.md):
 - ``g`` and the patch tokens are L2-normalised before CTDS, WCMA and SA-MoE: CLIP's image–text
   geometry is cosine, and the frozen layers 6–24 differ in token norm by large factors.
 - The frozen encoders run at ``model.precision`` (:meth:`FrozenCLIP.autocast`); the learnable modules,
   maps, scores and losses run in float32 with autocast off, whatever the caller's precision.
 - With ``model.init: zero_residual`` the last layer of each residual branch starts at zero, so every
-  Table 2 variant computes the ``base`` maps and scores at initialisation (METHOD §6).
+  Table 2 variant computes the ``base`` maps and scores at initialisation (docs/METHOD.md §6).
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ class WMoECLIP(FrozenBackboneModel):
         return ModelOutput(layer_maps, anomaly_map, global_score, image_score, aux)
 
     def eval_image_score(self, global_score: torch.Tensor, smoothed_map: torch.Tensor) -> torch.Tensor:
-        """``α·s_g + (1 − α)·max(M)`` with ``M`` the smoothed map (METHOD.md §4), so one noisy pixel cannot
+        """``α·s_g + (1 − α)·max(M)`` with ``M`` the smoothed map (docs/METHOD.md §4), so one noisy pixel cannot
         decide an image."""
         alpha = self.cfg.model.alpha
         return alpha * global_score.float() + (1 - alpha) * smoothed_map.flatten(1).amax(dim=1)
