@@ -242,12 +242,16 @@ def get(key: str, protocol: str | None = None) -> DatasetSpec:
     return protocols[protocol]
 
 
-def check_custom_name(name: str) -> str:
-    """``name`` if it can name a user's dataset: lower-case ``[a-z][a-z0-9_]*`` and no registry key."""
+def check_custom_name(name: str, where: str = "--name") -> str:
+    """``name`` if it can name a user's dataset: lower-case ``[a-z][a-z0-9_]*`` and no registry key.
+
+    ``where`` names the setting in the one-line error (``--name``, or a workflow config key).
+    """
     if not CUSTOM_NAME.match(name):
-        raise WMoEError(f"dataset name {name!r}: use lower-case letters, digits and '_', starting with a letter")
+        raise WMoEError(f"{where}: dataset name {name!r}: use lower-case letters, digits and '_', "
+                        "starting with a letter")
     if name in keys():
-        raise WMoEError(f"dataset name {name!r} is a registry dataset; give your own dataset another --name")
+        raise WMoEError(f"{where}: dataset name {name!r} is a registry dataset; give your own dataset another name")
     return name
 
 
