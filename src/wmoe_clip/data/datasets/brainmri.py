@@ -1,6 +1,6 @@
 """BrainMRI (Kaggle): ``brain_tumor_dataset/{no,yes}/`` with mixed ``.jpg/.JPG/.jpeg/.png``.
 
-Variant: all files (98 / 155; AnomalyCLIP), every extension in any case. The Kaggle archive also
+Test set: all files (98 / 155; AnomalyCLIP), every extension in any case. The Kaggle archive also
 has copies of ``no/`` and ``yes/`` beside ``brain_tumor_dataset/``; the named folder is preferred.
 Image-only.
 """
