@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
+
+from ..data import registry
 
 
 def add_model_source(p: argparse.ArgumentParser) -> None:
@@ -15,8 +18,6 @@ def add_model_source(p: argparse.ArgumentParser) -> None:
 
 def registry_protocols() -> str:
     """The registry's datasets with several protocols and their names, e.g. ``ksdd2: bayes-pfl, official``."""
-    from ..data import registry
-
     return "; ".join(f"{s.key}: {', '.join(s.protocols)}" for s in registry.all() if s.protocols)
 
 
@@ -24,8 +25,6 @@ class _DeprecatedProtocol(argparse.Action):
     """``--variant``, the former name of ``--protocol``: still accepted, with a one-line note."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        import sys
-
         print(f"note: {option_string} is now --protocol (--variant names the model variants of train); "
               "it still works here", file=sys.stderr)
         setattr(namespace, self.dest, values)

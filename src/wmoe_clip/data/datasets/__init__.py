@@ -25,7 +25,6 @@ from types import ModuleType
 from ...errors import WMoEError
 from .. import registry
 from ..convert import Context, Layout, Splits
-from ..synth.writer import Shape, Writer
 
 
 @dataclass(frozen=True)
@@ -34,7 +33,9 @@ class Protocol:
 
     layout: Layout
     convert: Callable[[Context], Splits]
-    write: Callable[[Writer, int], None]
+    # write(writer: synth.writer.Writer, size: int): the stand-in in this protocol's layout. Only the
+    # dataset modules import the writer library (synth imports this package to find them).
+    write: Callable[..., None]
 
 
 def _path(key: str) -> str:
@@ -74,6 +75,6 @@ def protocols(key: str) -> dict[str | None, Protocol]:
     return found
 
 
-def shape(key: str) -> Shape:
-    """The image size of ``key``'s synthetic stand-in."""
+def shape(key: str):
+    """The image size of ``key``'s synthetic stand-in (its module's ``SHAPE``, a ``synth.writer.Shape``)."""
     return _attribute(key, module(key), "SHAPE")
