@@ -163,3 +163,16 @@ def test_custom_names_stay_apart_from_the_registry():
             registry.check_custom_name(bad)
     spec = registry.custom_spec("parts", "parts", False, True, ("a",), "mine")
     assert spec.custom and not registry.get("mvtec").custom
+
+
+@pytest.mark.parametrize("key", ["folder", "My-Set"])
+def test_a_registry_key_must_be_able_to_name_a_module(key, tmp_path, monkeypatch):
+    path = tmp_path / "registry.yaml"
+    path.write_text(f"{key}: {{}}\n")
+    monkeypatch.setattr(registry, "REGISTRY_FILE", path)
+    registry._load.cache_clear()
+    try:
+        with pytest.raises(WMoEError, match=f"dataset key '{key}': use lower-case letters"):
+            registry.keys()
+    finally:
+        registry._load.cache_clear()
