@@ -7,11 +7,17 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from wmoe_clip.config import ConfigError, config_with_overrides
+from wmoe_clip.data.registry import check_custom_name, check_keys
 from wmoe_clip.model import registry
 from wmoe_clip.model.encoder_pass import backbone_digest
 
 
 validate(config, schema="../schemas/config.schema.yaml")
+# Dataset names are the registry's keys (src/wmoe_clip/data/registry.yaml); the schema lists none.
+check_keys([*config["sources"], *(t for key in ("targets", "ablation_targets") for ts in config[key].values()
+                                  for t in ts)], "workflow config sources/targets/ablation_targets")
+for _name in config["custom_targets"]:
+    check_custom_name(_name, "workflow config custom_targets")
 
 # Methods: the main one (Table 1's "ours" and Table 2) and the baselines measured beside it. A baseline
 # that trains is trained on every source with Table 1 targets and evaluated on those targets; one that
