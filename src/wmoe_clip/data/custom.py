@@ -10,7 +10,8 @@ their image by name: the image's stem, with or without a ``_mask`` suffix, any i
 CSV: one row per image, ``path,label[,mask][,class]`` (a header naming these columns is optional),
 paths relative to the CSV's folder; ``label`` is 0/1 or normal/good vs anomaly/anomalous/abnormal/
 defect; an empty ``class`` is the dataset's name. Image files below the CSV's folder that no row
-names are listed as ignored.
+names are listed as ignored. The text is UTF-8 (a byte-order mark allowed) or UTF-16 with a
+byte-order mark; any other encoding is refused, naming the file.
 
 What applies is derived from what is there: pixel metrics iff some anomalous image has a mask, image
 metrics iff there are normal images (and anomalous ones). A class whose anomalous images have no
@@ -23,7 +24,9 @@ are problems (an error, or skipped with ``--skip-bad``); stray files and folders
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 from collections import defaultdict
 from pathlib import Path, PurePosixPath
 
@@ -84,9 +87,30 @@ def _inside(path: str) -> bool:
     return bool(path) and not p.is_absolute() and ".." not in p.parts
 
 
+CSV_ENCODINGS = "UTF-8 (with or without a byte-order mark) or UTF-16 with a byte-order mark"
+
+
+def _csv_text(csv_path: Path) -> str:
+    """The CSV's text: UTF-16 when it starts with a UTF-16 byte-order mark, else UTF-8 (a UTF-8 mark dropped).
+
+    No other encoding is guessed: a Latin-1 or cp1252 file would decode to *some* text and name
+    files that do not exist, so it is refused with the encodings that are read.
+    """
+    data = csv_path.read_bytes()
+    try:
+        if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            return data.decode("utf-16")
+        if b"\0" in data:
+            raise UnicodeDecodeError("utf-8", data, data.index(b"\0"), data.index(b"\0") + 1,
+                                     "a NUL byte: UTF-16 without a byte-order mark?")
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise WMoEError(f"{csv_path}: not a text encoding that is read (byte {exc.start}: {exc.reason}); "
+                        f"save the CSV as {CSV_ENCODINGS}") from None
+
+
 def _csv_rows(csv_path: Path) -> list[list[str]]:
-    with open(csv_path, newline="", encoding="utf-8-sig") as f:
-        rows = [r for r in csv.reader(f) if any(cell.strip() for cell in r)]
+    rows = [r for r in csv.reader(io.StringIO(_csv_text(csv_path), newline="")) if any(cell.strip() for cell in r)]
     if rows and [c.strip().lower() for c in rows[0]] == list(COLUMNS[: len(rows[0])]):
         return rows[1:]
     if rows and rows[0] and rows[0][0].strip().lower() == "path":
