@@ -72,3 +72,121 @@ def test_a_csv_in_another_encoding_is_one_line_naming_the_file_and_the_encodings
     assert f"{root / 'labels.csv'}: not a text encoding that is read (byte " in line and why in line
     assert "save the CSV as UTF-8 (with or without a byte-order mark) or UTF-16 with a byte-order mark" in line
     assert tree(tmp_path) == before
+
+
+# ------------------------------------------------------------------------------ EXIF orientation
+
+
+def _phone_photo(path, shown: tuple[int, int], box: tuple[int, int, int, int]) -> None:
+    """A JPEG whose EXIF orientation 6 says "rotate 90° clockwise to show": stored sideways, it shows
+    as ``shown`` (width, height) with a white ``box`` (x0, y0, x1, y1) on black."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    view = np.zeros((shown[1], shown[0], 3), dtype=np.uint8)
+    view[box[1]:box[3], box[0]:box[2]] = 255
+    # Orientation 6 is shown by rotating the stored pixels 90° clockwise: store them rotated back.
+    stored = Image.fromarray(np.rot90(view, k=1).copy())
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored.save(path, quality=95, exif=exif)
+
+
+def _phone_dataset(root, shown, box):
+    for i in range(2):
+        _image(root / "part" / "good" / f"ok{i}.png", i)
+    _phone_photo(root / "part" / "crack" / "photo.jpg", shown, box)
+    _mask(root / "part" / "ground_truth" / "crack" / "photo.png", box, shown)  # drawn as the photo shows
+
+
+@pytest.mark.parametrize("shown", [(24, 32), (32, 32)], ids=["portrait", "square"])
+def test_a_phone_photo_and_its_mask_drawn_as_it_appears_are_read_aligned(tmp_path, capsys, shown):
+    from wmoe_clip.data.dataset import AnomalyDataset
+
+    box = (2, 3, 12, 10)  # off-centre: any rotation moves it
+    _phone_dataset(tmp_path / "raw", shown, box)
+    before = tree(tmp_path / "raw")
+    rc, _, err = run_cli(capsys, "prepare", "folder", "--raw", tmp_path / "raw", "--out", tmp_path / "out")
+    assert rc == 0, err
+    assert "1 file(s) carry an EXIF orientation and are read rotated as a viewer shows them (part/crack/photo.jpg)" in err
+    report = json.loads((tmp_path / "out" / "prepare.json").read_text())
+    assert report["exif_oriented"] == ["part/crack/photo.jpg"]
+    dataset = AnomalyDataset(tmp_path / "out", "test", image_size=32)
+    index = next(i for i, r in enumerate(dataset.records) if r["anomaly"])
+    pixels, native = dataset.load_pixels(index)
+    assert native == shown
+    mask = dataset.load_mask(index, native).numpy()
+    grey = pixels.numpy().mean(axis=-1)
+    # The white box of the photo lies under the mask (squashing blurs only the box's border).
+    assert mask.sum() > 0 and grey[mask].mean() > 200 and grey[~mask].mean() < 40
+    assert tree(tmp_path / "raw") == before
+
+
+def test_predict_reads_a_phone_photo_as_it_appears_and_says_so(trained, tmp_path, capsys):
+    photo = tmp_path / "photo.jpg"
+    _phone_photo(photo, (24, 32), (2, 3, 12, 10))
+    before = tree(tmp_path)
+    rc, _, err = run_cli(capsys, "predict", "--checkpoint", trained("btad") / "model.pt", photo,
+                         "--out", tmp_path / "pred")
+    assert rc == 0, err
+    row = json.loads((tmp_path / "pred" / "scores.json").read_text())["images"][0]
+    assert row["decoded_size"] == "24x32" and row["note"] == "EXIF orientation 6 applied"
+    with Image.open(tmp_path / "pred" / row["heatmap"]) as heat:
+        assert heat.size == (24, 32)
+    assert {k: v for k, v in tree(tmp_path).items() if not k.startswith("pred")} == before
+
+
+# ---------------------------------------------------------------------------------- huge JPEGs
+
+
+def flat_jpeg(path, width: int, height: int) -> None:
+    """A baseline grey JPEG of width×height flat mid-grey pixels, written directly as bytes (about
+    0.75 byte per 8×8 block: a 20000² image is 4.7 MB and takes milliseconds, never held as pixels)."""
+    import io
+    import struct
+
+    buf = io.BytesIO()
+    Image.new("L", (8, 8), 128).save(buf, format="JPEG")  # baseline, the standard Huffman tables
+    data = buf.getvalue()
+    sos = data.index(b"\xff\xda")
+    head = bytearray(data[:sos + 2 + struct.unpack(">H", data[sos + 2:sos + 4])[0]])
+    sof = head.index(b"\xff\xc0")
+    struct.pack_into(">HH", head, sof + 5, height, width)
+    blocks = -(-width // 8) * -(-height // 8)
+    assert blocks % 4 == 0
+    # Each block: DC difference 0 (code 00) then end-of-block (code 1010); four blocks are 3 bytes.
+    path.write_bytes(bytes(head) + b"\x28\xa2\x8a" * (blocks // 4) + b"\xff\xd9")
+
+
+def test_the_flat_jpeg_maker_writes_what_it_says(tmp_path):
+    flat_jpeg(tmp_path / "f.jpg", 64, 48)
+    with Image.open(tmp_path / "f.jpg") as im:
+        assert im.size == (64, 48) and im.format == "JPEG"
+        assert np.array_equal(np.asarray(im), np.full((48, 64), 128, dtype=np.uint8))
+
+
+def test_predict_decodes_a_20000_square_jpeg_at_reduced_scale_under_max_pixels(trained, tmp_path, capsys):
+    huge = tmp_path / "huge.jpg"
+    flat_jpeg(huge, 20000, 20000)
+    before = tree(tmp_path)
+    rc, _, err = run_cli(capsys, "predict", "--checkpoint", trained("btad") / "model.pt", huge,
+                         "--out", tmp_path / "pred", "--max-pixels", "7000000")
+    assert rc == 0, err
+    row = json.loads((tmp_path / "pred" / "scores.json").read_text())["images"][0]
+    assert row["status"] == "scored"
+    # 20000/2 and 20000/4 squared are over 7 M pixels; 1/8 is the first scale that fits.
+    assert row["decoded_size"] == "2500x2500"
+    assert row["note"] == "20000x20000 is over --max-pixels 7000000: decoded at 1/8 scale"
+    assert {k: v for k, v in tree(tmp_path).items() if not k.startswith("pred")} == before
+
+
+def test_prepare_reads_a_20000_square_jpeg_at_reduced_scale(tmp_path, capsys):
+    root = tmp_path / "raw"
+    rows = csv_dataset(root)
+    flat_jpeg(root / "img" / "scan.jpg", 20000, 20000)
+    rows.append("img/scan.jpg,normal,,screw")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    before = tree(tmp_path)
+    rc, _, err = run_cli(capsys, "prepare", "folder", "--csv", root / "labels.csv", "--out", tmp_path / "out")
+    assert rc == 0, err
+    _, meta = load_meta(tmp_path / "out")
+    assert "img/scan.jpg" in {r["img_path"] for r in meta["test"]["screw"]}
+    assert {k: v for k, v in tree(tmp_path).items() if not k.startswith("out")} == before
