@@ -190,3 +190,63 @@ def test_prepare_reads_a_20000_square_jpeg_at_reduced_scale(tmp_path, capsys):
     _, meta = load_meta(tmp_path / "out")
     assert "img/scan.jpg" in {r["img_path"] for r in meta["test"]["screw"]}
     assert {k: v for k, v in tree(tmp_path).items() if not k.startswith("out")} == before
+
+
+# ------------------------------------------------------------------- class names, missing masks
+
+
+@pytest.mark.parametrize("cls", ["../../evil/x", "a/b", "..", "screw:v2"], ids=repr)
+def test_a_class_name_that_is_no_metric_name_is_refused_at_prepare(tmp_path, capsys, cls):
+    root = tmp_path / "raw"
+    rows = csv_dataset(root)
+    rows.append(f"img/teil_ok0.png,normal,,{cls}".replace("teil_ok0", "teil_ok9"))
+    _image(root / "img" / "teil_ok9.png", 9)
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    before = tree(tmp_path)
+    rc, _, err = run_cli(capsys, "prepare", "folder", "--csv", root / "labels.csv", "--out", tmp_path / "out")
+    line = assert_one_line_error(err, rc)
+    assert f"{root / 'labels.csv'}: class name {cls!r}: use letters, digits, '_', '-', '.' and spaces" in line
+    assert tree(tmp_path) == before
+
+
+def test_a_class_folder_name_with_odd_characters_is_refused(tmp_path, capsys):
+    raw = tmp_path / "raw"
+    for name in ("screw", "nut (old)"):
+        _image(raw / name / "good" / "ok.png", 0)
+        _image(raw / name / "crack" / "bad.png", 1)
+        _mask(raw / name / "ground_truth" / "crack" / "bad.png")
+    before = tree(tmp_path)
+    rc, _, err = run_cli(capsys, "prepare", "folder", "--raw", raw, "--out", tmp_path / "out")
+    assert "class name 'nut (old)'" in assert_one_line_error(err, rc)
+    assert tree(tmp_path) == before
+
+
+def test_masks_that_exist_are_kept_and_the_unmasked_images_are_counted(trained, tmp_path, capsys):
+    root = tmp_path / "raw"
+    rows = csv_dataset(root)  # two normal, two anomalous with masks
+    _image(root / "img" / "teil_bad2.png", 12)
+    rows.append("img/teil_bad2.png,anomaly,,screw")  # its defect was never outlined
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    before = tree(root)
+    rc, _, err = run_cli(capsys, "prepare", "folder", "--csv", root / "labels.csv", "--out", tmp_path / "prep",
+                         "--name", "lot7")
+    assert rc == 0, err
+    warning = ("class 'screw': 1 of 3 anomalous images have no mask (img/teil_bad2.png); they are left out of the "
+               "pixel metrics, which use the 2 with a mask and the normal images; the image metrics use all")
+    assert warning in err
+    report = json.loads((tmp_path / "prep" / "prepare.json").read_text())
+    assert warning in report["warnings"] and report["class_levels"] == {"screw": ["image", "pixel"]}
+    _, meta = load_meta(tmp_path / "prep")
+    assert sorted(r["mask_path"] for r in meta["test"]["screw"] if r["anomaly"]) == ["", "gt/teil_bad0.png",
+                                                                                      "gt/teil_bad1.png"]
+    out = tmp_path / "eval.json"
+    rc, _, err = run_cli(capsys, "evaluate", "--checkpoint", trained("btad") / "model.pt", "--target", "lot7",
+                         "--data", tmp_path / "prep", "--out", out, "--no-tracking", "--quiet")
+    assert rc == 0, err
+    doc = json.loads(out.read_text())
+    screw = doc["per_class"]["screw"]
+    assert (screw["n_images"], screw["n_anomalous"], screw["n_anomalous_without_mask"]) == (5, 3, 1)
+    assert doc["counts"]["n_anomalous_without_mask"] == 1
+    assert screw["pixel"]["auroc"] is not None and screw["image"]["auroc"] is not None
+    assert doc["image_scores"]["screw"]["labels"].count(1) == 3  # the image metrics use all three
+    assert tree(root) == before
