@@ -186,9 +186,9 @@ def load_plain_tensors(path: str | os.PathLike, map_location: Any = "cpu") -> An
 
 # Sentences of torch's load errors that advise loading with weights_only=False (which would run
 # whatever code the file holds) or allowing more globals: never shown to a user.
-_TORCH_ADVICE = re.compile(r"Weights only load failed|still be loaded|two options|trust|Alternatively|In PyTorch 2\.6"
-                           r"|Re-running|weights_only`? set to|weights_only=False|arbitrary code|Check the documentation"
-                           r"|Please|safe_globals|file an issue", re.IGNORECASE)
+_TORCH_ADVICE = re.compile(r"Weights only load failed|still be loaded|two options|trust|Alternatively"
+                           r"|In PyTorch 2\.6|Re-running|weights_only`? set to|weights_only=False|arbitrary code"
+                           r"|Check the documentation|Please|safe_globals|file an issue", re.IGNORECASE)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 

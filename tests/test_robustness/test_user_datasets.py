@@ -106,7 +106,8 @@ def test_a_phone_photo_and_its_mask_drawn_as_it_appears_are_read_aligned(tmp_pat
     before = tree(tmp_path / "raw")
     rc, _, err = run_cli(capsys, "prepare", "folder", "--raw", tmp_path / "raw", "--out", tmp_path / "out")
     assert rc == 0, err
-    assert "1 file(s) carry an EXIF orientation and are read rotated as a viewer shows them (part/crack/photo.jpg)" in err
+    assert ("1 file(s) carry an EXIF orientation and are read rotated as a viewer shows them "
+            "(part/crack/photo.jpg)") in err
     report = json.loads((tmp_path / "out" / "prepare.json").read_text())
     assert report["exif_oriented"] == ["part/crack/photo.jpg"]
     dataset = AnomalyDataset(tmp_path / "out", "test", image_size=32)

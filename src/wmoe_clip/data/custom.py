@@ -20,9 +20,10 @@ masks (a warning counts and names the images without one): its pixel metrics use
 anomalous images and the normal ones, its image metrics all images; the evaluation leaves the
 unmasked ones out of the pixel metrics (scoring their defects as normal pixels would bias every
 pixel metric) and says how many (``n_anomalous_without_mask``). A class name is letters, digits,
-'_', '-', '.' and spaces (it becomes an MLflow metric name); anything else (``../x``) is refused. A listed file that does not
-exist, an image listed twice, a mask without an image, a mask of another size and an unreadable file
-are problems (an error, or skipped with ``--skip-bad``); stray files and folders are listed as ignored.
+'_', '-', '.' and spaces (it becomes an MLflow metric name); anything else (``../x``) is refused.
+A listed file that does not exist, an image listed twice, a mask without an image, a mask of another
+size and an unreadable file are problems (an error, or skipped with ``--skip-bad``); stray files and
+folders are listed as ignored.
 """
 
 from __future__ import annotations
