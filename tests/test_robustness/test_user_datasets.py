@@ -251,3 +251,19 @@ def test_masks_that_exist_are_kept_and_the_unmasked_images_are_counted(trained, 
     assert screw["pixel"]["auroc"] is not None and screw["image"]["auroc"] is not None
     assert doc["image_scores"]["screw"]["labels"].count(1) == 3  # the image metrics use all three
     assert tree(root) == before
+
+
+def test_an_image_over_the_budget_is_refused_from_its_header_alone(tmp_path, monkeypatch):
+    from PIL import PngImagePlugin
+
+    from wmoe_clip.data.images import ImageTooLarge, read_image
+
+    Image.new("L", (400, 300)).save(tmp_path / "big.png")
+
+    def no_decoding(self):
+        raise AssertionError("the pixels were decoded")
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", no_decoding)
+    with pytest.raises(ImageTooLarge, match=r"^400x300 = 120000 pixels is over the limit of 50000 pixels and was "
+                                            "not decoded$"):
+        read_image(tmp_path / "big.png", max_pixels=50_000)

@@ -76,11 +76,12 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, limit: st
     path = Path(path)
     # The context closes the file at once (TIFF would keep it open); the pixels stay loaded.
     with _open_header(path) as img:
-        orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
         w, h = img.size
         note = _fit(img, max_pixels, limit or f"the limit of {max_pixels} pixels")
         notes = [note] if note else []
         img.load()
+        # After the size check: a PNG reads its EXIF chunk by decoding the whole image.
+        orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
     if orientation not in range(2, 9):
         return DecodedImage(img, (w, h), notes)
     notes.append(f"EXIF orientation {orientation} applied")
