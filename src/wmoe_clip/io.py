@@ -11,8 +11,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
+import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -156,8 +159,6 @@ def torch_save(obj: Any, path: str | os.PathLike) -> None:
 def torch_load(path: str | os.PathLike, what: str, advice: str, map_location: Any = "cpu") -> Any:
     """``torch.load(weights_only=True)`` of a file this project wrote; a wrong, truncated or corrupt
     file is a one-line ``WMoEError`` naming it, ``what`` it should be and the ``advice``."""
-    import torch
-
     path = Path(path)
     with open(path, "rb") as fh:
         head = fh.read(len(_ZIP_MAGIC))
@@ -165,7 +166,36 @@ def torch_load(path: str | os.PathLike, what: str, advice: str, map_location: An
         raise WMoEError(f"{path} is not a {what}: it is not a file written by torch.save "
                         f"(it starts with {head!r}); {advice}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return load_plain_tensors(path, map_location)
+    except pickle.UnpicklingError as exc:
+        raise WMoEError(f"{path} is refused as a {what}: it holds objects that are not plain tensors "
+                        f"({load_failure(exc)}); nothing in it was run; {advice}") from None
     except Exception as exc:  # noqa: BLE001 - any decoding failure means a damaged file
-        detail = str(exc).splitlines()[0] if str(exc) else ""
-        raise WMoEError(f"{what} {path} is truncated or corrupt ({type(exc).__name__}: {detail}); {advice}") from None
+        raise WMoEError(f"{what} {path} is truncated or corrupt ({load_failure(exc)}); {advice}") from None
+
+
+def load_plain_tensors(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
+    """``torch.load(weights_only=True)`` with torch's warnings silenced (a legacy or TorchScript file
+    makes torch warn before it fails; the caller's one-line error is what the user should read)."""
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location=map_location, weights_only=True)
+
+
+# Sentences of torch's load errors that advise loading with weights_only=False (which would run
+# whatever code the file holds) or allowing more globals: never shown to a user.
+_TORCH_ADVICE = re.compile(r"Weights only load failed|still be loaded|two options|trust|Alternatively"
+                           r"|In PyTorch 2\.6|Re-running|weights_only`? set to|weights_only=False|arbitrary code"
+                           r"|Check the documentation|Please|safe_globals|file an issue", re.IGNORECASE)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def load_failure(exc: BaseException) -> str:
+    """Why ``torch.load`` failed, in one line: its type and torch's reason, without torch's advice."""
+    text = _ANSI.sub("", str(exc))
+    sentences = [s.strip() for line in text.splitlines() for s in re.split(r"(?<=\.)\s+", line)]
+    reason = " ".join(s for s in sentences if s and not _TORCH_ADVICE.search(s))
+    reason = reason.replace("WeightsUnpickler error: ", "").rstrip(".")
+    return f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__

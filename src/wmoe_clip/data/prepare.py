@@ -36,6 +36,7 @@ from ..io import check_writable, json_text, write_files
 from . import datasets, registry
 from .convert import Context, Layout, Problem, Splits, visible_entries
 from .datasets import Protocol
+from .images import ImageTooLarge, read_image
 from .masks import mask_values
 from .meta import META_FILE, custom_block, validate
 from .registry import DatasetSpec
@@ -139,32 +140,39 @@ def _how_to_get(spec: DatasetSpec) -> str:
     return f"Run `wmoe-clip download {spec.key} --dest RAW_DIR` or extract the official archive there."
 
 
-def _check_record(root: Path, rec: dict, threshold: int) -> tuple[list[Problem], Counter]:
-    """Decode one record's image and mask; returns its problems and the mask's value histogram."""
-    problems, hist = [], Counter()
+def _check_record(root: Path, rec: dict, threshold: int) -> tuple[list[Problem], Counter, list[str]]:
+    """Decode one record's image and mask as the loader reads them (``data.images``); returns its
+    problems, the mask's value histogram and the files read rotated by their EXIF orientation."""
+    problems, hist, oriented = [], Counter(), []
     try:
-        with Image.open(root / rec["img_path"]) as im:
-            im.load()
-            size = im.size
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        return [Problem("unreadable image", rec["img_path"], f"cannot be decoded ({exc})")], hist
+        image = read_image(root / rec["img_path"])
+    except ImageTooLarge as exc:
+        return [Problem("image too large", rec["img_path"], str(exc))], hist, oriented
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        return [Problem("unreadable image", rec["img_path"], f"cannot be decoded ({exc})")], hist, oriented
+    if image.orientation != 1:
+        oriented.append(rec["img_path"])
     if not rec["mask_path"]:
-        return problems, hist
+        return problems, hist, oriented
     try:
-        with Image.open(root / rec["mask_path"]) as m:
-            m.load()
-            mask = mask_values(m)  # as the loader reads it: palette by colour, alpha ignored
-    except (OSError, ValueError) as exc:
-        return [Problem("unreadable mask", rec["mask_path"], f"cannot be decoded ({exc})")], hist
+        decoded = read_image(root / rec["mask_path"])
+    except (ImageTooLarge, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        return [Problem("unreadable mask", rec["mask_path"], f"cannot be decoded ({exc})")], hist, oriented
+    if decoded.orientation != 1:
+        oriented.append(rec["mask_path"])
+    mask = mask_values(decoded.image)  # as the loader reads it: palette by colour, alpha ignored
     values, counts = np.unique(mask, return_counts=True)
     hist.update(dict(zip(values.tolist(), counts.tolist())))
-    if (mask.shape[1], mask.shape[0]) != size:
-        shape = f"{mask.shape[1]}x{mask.shape[0]} but its image is {size[0]}x{size[1]}"
+    if decoded.size != image.size:
+        shape = f"{decoded.size[0]}x{decoded.size[1]} but its image is {image.size[0]}x{image.size[1]}"
+        if image.orientation != decoded.orientation:
+            shape += (f" (after their EXIF orientations, image {image.orientation}, mask {decoded.orientation}, "
+                      "as a viewer shows them)")
         problems.append(Problem("mask size", rec["mask_path"], shape))
     elif not (mask > threshold).any():
         empty = f"no pixel above {threshold} for the anomalous image {rec['img_path']}"
         problems.append(Problem("empty mask", rec["mask_path"], empty))
-    return problems, hist
+    return problems, hist, oriented
 
 
 def _count(records: list[dict]) -> list[int]:
@@ -254,12 +262,17 @@ def _finish(ctx: Context, splits: Splits, raw_dir: Path, out_dir: Path, *, stric
             total=len(records), desc=f"prepare {key}", unit="img", disable=not progress, leave=False,
         ))
     hist: Counter = Counter()
-    bad_paths = set()
-    for rec, (problems, h) in zip(records, checks):
+    bad_paths, oriented = set(), []
+    for rec, (problems, h, rotated) in zip(records, checks):
         hist.update(h)
         ctx.problems.extend(problems)
+        oriented += rotated
         if problems:
             bad_paths.add(rec["img_path"])
+    if oriented:
+        shown = ", ".join(oriented[:5]) + (f" and {len(oriented) - 5} more" if len(oriented) > 5 else "")
+        ctx.warnings.append(f"{len(oriented)} file(s) carry an EXIF orientation and are read rotated as a viewer "
+                            f"shows them ({shown})")
     if ctx.problems and not skip_bad:
         shown = "\n  ".join(str(p) for p in ctx.problems[:SHOW_PROBLEMS])
         more = len(ctx.problems) - SHOW_PROBLEMS
@@ -297,6 +310,7 @@ def _finish(ctx: Context, splits: Splits, raw_dir: Path, out_dir: Path, *, stric
         "mask_threshold": spec.mask_threshold,
         "mask_value_histogram": {str(v): n for v, n in sorted(hist.items())},
         "mask_values_after_binarisation": binarised,
+        "exif_oriented": [(wrapper / p).as_posix() for p in oriented],
         "skipped": [p.__dict__ for p in ctx.problems],
         "ignored": ctx.ignored,
         "strict": strict,

@@ -211,6 +211,8 @@ class _ModelRun:
         self.acc = ClassMetricAccumulator(image=spec.image_metrics, pixel=spec.pixel_metrics, image_size=(size, size),
                                           expected={cls: len(idx) for cls, idx in classes.items()})
         self.picks = select_samples(dataset.records, self.cfg.eval.figure_samples)
+        # Anomalous images without a mask (a user's dataset): image metrics only.
+        self.unmasked = {i for i, r in enumerate(dataset.records) if r["anomaly"] and not r["mask_path"]}
         self.figure_maps: dict[int, tuple[np.ndarray, float]] = {}
         self.score_parts = ScoreParts() if spec.image_metrics else None
         self.metrics_s = 0.0
@@ -222,7 +224,8 @@ class _ModelRun:
         scores = self.model.eval_image_score(out.global_score, smoothed)
         maps_np, scores_np = smoothed.cpu().numpy(), scores.cpu().numpy()
         labels = batch.labels.cpu().numpy()
-        self.acc.add(cls, labels, scores_np, masks=batch.masks.cpu().numpy(), maps=maps_np)
+        masked = np.array([i not in self.unmasked for i in batch.indices], dtype=bool)
+        self.acc.add(cls, labels, scores_np, masks=batch.masks.cpu().numpy(), maps=maps_np, masked=masked)
         if self.score_parts is not None:
             self.score_parts.add(cls, labels, out.global_score, smoothed)
         for j, index in enumerate(batch.indices):

@@ -120,6 +120,23 @@ def init_store(uri: str | None = None, experiment: str | None = None) -> dict[st
     return {"tracking_uri": uri, "experiment": name, "experiment_id": exp_id}
 
 
+# What SQLite says of a file that is not (or no longer) a database.
+_CORRUPT_SQLITE = ("file is not a database", "database disk image is malformed")
+
+
+def store_failure(uri: str, exc: BaseException) -> str:
+    """One line for a store that cannot be opened: the driver's first line (not SQLAlchemy's echo of
+    its SQL), and for a corrupt SQLite file what to do with it."""
+    cause = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's exception
+    detail = next((line.strip() for line in str(cause).splitlines() if line.strip()), type(cause).__name__)
+    if uri.startswith("sqlite:///") and any(s in str(exc) for s in _CORRUPT_SQLITE):
+        db = uri[len("sqlite:///"):]
+        return (f"the MLflow store {db} is not a readable SQLite database ({detail}): move the file aside "
+                f"(e.g. mv {db} {db}.corrupt) to start a new store there, or point --uri or "
+                "$MLFLOW_TRACKING_URI at another store")
+    return f"cannot initialise the MLflow store {uri}: {type(cause).__name__}: {detail}; check --uri"
+
+
 def _flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in obj.items():

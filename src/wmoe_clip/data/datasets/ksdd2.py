@@ -19,9 +19,9 @@ duplicate without a GT) are listed as ignored. Detection: a ``Metal`` class fold
 import re
 
 import numpy as np
-from PIL import Image
 
 from ...errors import WMoEError
+from ..images import ImageTooLarge, read_image
 from ..masks import mask_values
 from ..convert import Context, Layout, Record, Splits, by_stem, defect_folder_dataset, is_image, visible_entries
 from ..synth.writer import Shape, Writer, bayes_pfl_writer, split_counts
@@ -39,10 +39,8 @@ def _pack(ctx: Context) -> Splits:
 def _has_defect(ctx: Context, gt) -> bool | None:
     """Whether the GT has a foreground pixel; None (a problem) when it cannot be decoded."""
     try:
-        with Image.open(gt) as m:
-            m.load()
-            return bool((mask_values(m) > ctx.spec.mask_threshold).any())
-    except (OSError, ValueError) as exc:
+        return bool((mask_values(read_image(gt).image) > ctx.spec.mask_threshold).any())
+    except (ImageTooLarge, OSError, ValueError, SyntaxError) as exc:
         ctx.problem("unreadable mask", gt, f"cannot be decoded ({exc})")
         return None
 

@@ -26,6 +26,7 @@ import torch
 
 from ...config import AnomalyCLIPConfig, RunConfig
 from ...errors import WMoEError
+from ...io import load_failure, load_plain_tensors
 from ..backbone import text_tower_size
 from ..checkpoint import load_learnable_state
 from .model import AnomalyCLIP
@@ -72,13 +73,6 @@ def placeholder_ids(cfg: AnomalyCLIPConfig, suffix: str, context_length: int) ->
     return open_clip.tokenize([text], context_length=context_length)[0].tolist()
 
 
-def _one_line(exc: Exception) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    # torch's weights_only refusal puts the reason ("Unsupported global: ...") after a long preamble.
-    reason = next((line for line in lines if "Unsupported" in line), lines[0] if lines else "")
-    return f"{type(exc).__name__}: {reason.split('. Please')[0]}"
-
-
 def _check(state: dict, cfg: AnomalyCLIPConfig, width: int, context_length: int, source: str) -> None:
     def refuse(problem: str) -> WMoEError:
         return WMoEError(f"{source} is not an AnomalyCLIP checkpoint for this model: {problem} "
@@ -115,10 +109,10 @@ def read_anomalyclip_checkpoint(path: str | Path, cfg: AnomalyCLIPConfig, width:
     if not path.is_file():
         raise WMoEError(f"AnomalyCLIP checkpoint {path} does not exist")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = load_plain_tensors(path)
     except Exception as exc:  # weights_only refusals, truncated or foreign files
         raise WMoEError(f"{path} is refused: torch.load(weights_only=True) cannot read it as plain tensors "
-                        f"({_one_line(exc)}); nothing in it was run") from None
+                        f"({load_failure(exc)}); nothing in it was run") from None
     if not isinstance(payload, dict) or set(payload) != {ROOT_KEY}:
         found = sorted(map(str, payload)) if isinstance(payload, dict) else type(payload).__name__
         raise WMoEError(f"{path} is not an AnomalyCLIP checkpoint: expected a dict with the single key "
