@@ -40,7 +40,7 @@ class Settings:
 def problems(cfg):
     return [] if cfg.model.dummy.scale > 0 else ["model.dummy.scale must be positive"]
 ''',
-    "model.py": '''"""Anomaly map: sigmoid(a * (1 - cos(patch, mean patch)) + b) per layer, a and b learned; score: its max."""
+    "model.py": '''"""Map: sigmoid(a * (1 - cos(patch, mean patch)) + b) per layer, a and b learned; score: its max."""
 
 import torch
 import torch.nn.functional as F
