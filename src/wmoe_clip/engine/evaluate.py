@@ -34,11 +34,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..data.dataset import AnomalyDataset
 from ..data.meta import dataset_spec, is_synthetic, load_meta
 from ..errors import WMoEError
 from ..io import check_writable
+from ..metrics import ClassMetricAccumulator
 from ..model import registry
+from ..model.backbone import FrozenCLIP
+from ..model.checkpoint import require_checkpoint_file
 from ..model.encoder_pass import backbone_digest
+from ..model.source import build_from_source, read_model_source
 from . import runtime
 from .feature_cache import ImageSource, open_cache
 from .figures import Sample, denormalise, sample_grid, select_samples
@@ -47,51 +52,11 @@ from .smoothing import gaussian_smooth
 from .tracking import Tracker
 
 
-def read_model_source(checkpoint: str | Path | None, config: str | Path | None):
-    """``(cfg, learned state or None, file)`` of a checkpoint, or of the run config of a method that does
-    not train (refused for one that does)."""
-    from ..config import load_config, resolve_config_path
-    from ..model.checkpoint import read_checkpoint, require_checkpoint_file
-
-    if (checkpoint is None) == (config is None):
-        raise WMoEError("give one of --checkpoint (the model.pt of a training, or of import-checkpoint) and "
-                        "--config (the run config of a method that does not train)")
-    if checkpoint is not None:
-        path = require_checkpoint_file(checkpoint)
-        return (*read_checkpoint(path), path)
-    path = resolve_config_path(config)
-    cfg = load_config(path)
-    if registry.get(cfg.method).trains:
-        raise WMoEError(f"--config {config}: method {cfg.method} learns its parameters; give the model.pt of its "
-                        "training (wmoe-clip train) or of wmoe-clip import-checkpoint with --checkpoint")
-    return cfg, None, path
-
-
-def build_from_source(cfg, state, path, backbone=None):
-    """The model of :func:`read_model_source`'s result, in eval mode (on ``backbone``'s device if given)."""
-    from ..model import build_model
-    from ..model.checkpoint import load_learnable_state
-
-    model = build_model(cfg, backbone=backbone)
-    if state is not None:
-        load_learnable_state(model, state, str(path), cfg.to_dict())
-    return model.eval()
-
-
-def load_model(checkpoint: str | Path | None, config: str | Path | None):
-    """``(model, file)``: the model of a checkpoint, or of the run config of a method that does not train,
-    in eval mode on the CPU, and the file it came from."""
-    cfg, state, path = read_model_source(checkpoint, config)
-    return build_from_source(cfg, state, path), path
-
-
 class ScoreParts:
     """Image metrics, per class and their mean, of the two parts of the image score: ``s_g`` alone
     (``global_score``) and ``max(M)`` alone (``map_max``, M the smoothed map)."""
 
     def __init__(self):
-        from ..metrics import ClassMetricAccumulator
-
         self.parts = {name: ClassMetricAccumulator(image=True, pixel=False) for name in ("global_score", "map_max")}
 
     def add(self, cls: str, labels: np.ndarray, global_score: torch.Tensor, smoothed: torch.Tensor) -> None:
@@ -165,8 +130,6 @@ class _ModelRun:
     """One model's evaluation inside a shared pass: its record, accumulators, figure and MLflow run."""
 
     def __init__(self, request: ModelRequest, target: str, tracker: Tracker):
-        from ..model.checkpoint import require_checkpoint_file
-
         r = request
         self.out, self.tracker = Path(r.out), tracker
         self.figure = Path(r.figure) if r.figure else self.out.with_suffix(".png")
@@ -199,7 +162,6 @@ class _ModelRun:
 
     def start(self, stack: contextlib.ExitStack, dataset, spec, synthetic: bool, device: torch.device,
               classes: dict[str, list[int]], target: str) -> None:
-        from ..metrics import ClassMetricAccumulator
 
         size = self.cfg.model.image_size
         tags = runtime.run_tags("eval", device, dataset, synthetic, source=self.source, target=target,
@@ -303,9 +265,6 @@ def evaluate_models(
     each exactly what evaluating that model alone writes. Models with equal encoder pass keys
     (``model.encoder_pass``) share one frozen backbone and one pass of the target's images through it;
     ``trackers`` holds one tracker per request (default: none)."""
-    from ..data.dataset import AnomalyDataset
-    from ..model.backbone import FrozenCLIP
-
     started = time.perf_counter()
     data_dir = Path(data_dir)
     if not requests:

@@ -38,8 +38,8 @@ from ..data.images import read_image as read_image_file
 from ..errors import WMoEError, os_error_message
 from ..io import atomic_dir, check_writable, json_text, write_files
 from ..model import registry
+from ..model.source import load_model
 from . import runtime
-from .evaluate import load_model
 from .figures import overlay
 from .smoothing import gaussian_smooth
 
