@@ -38,7 +38,7 @@ from ..data.meta import dataset_spec, is_synthetic, load_meta
 from ..errors import WMoEError
 from ..io import check_writable
 from ..model import registry
-from ..model.encoder_pass import backbone_digest
+from ..model.encoder_pass import encoder_passes
 from . import runtime
 from .feature_cache import ImageSource, open_cache
 from .figures import Sample, denormalise, sample_grid, select_samples
@@ -315,10 +315,8 @@ def evaluate_models(
                         "(and --figure)")
     # Everything is checked before the first image is read: outputs, records, configs.
     runs = [_ModelRun(r, target, t) for r, t in zip(requests, trackers)]
-    groups: dict[str, list[_ModelRun]] = {}
-    for m in runs:
-        # The workflow names its evaluate jobs by the same digest.
-        groups.setdefault(backbone_digest(m.cfg), []).append(m)
+    # The workflow's evaluate jobs are these groups, named by the same digest.
+    groups = encoder_passes(runs, lambda m: m.cfg)
 
     job = str(uuid.uuid4())
     docs: dict[int, dict[str, Any]] = {}
