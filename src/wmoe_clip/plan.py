@@ -21,11 +21,16 @@ a Table 2 variant of a method with variants or the method's own name, ``registry
 
 from __future__ import annotations
 
+import copy
 import posixpath
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import jsonschema
+import yaml
 
 from .config import RunConfig, config_with_overrides
 from .data import registry as dataset_registry
@@ -191,6 +196,47 @@ class EvaluateJob:
         return [word for e in self.evaluations for word in e.model_args(paths)]
 
 
+def _merge(into: dict, update: Mapping) -> None:
+    """Snakemake's merge of config files: mappings key by key, anything else replaced."""
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = copy.deepcopy(value)
+
+
+def _with_defaults(cls):
+    """A validator that fills each missing property with its schema default first, as Snakemake's
+    ``validate`` does."""
+    check_properties = cls.VALIDATORS["properties"]
+
+    def properties(validator, props, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in props.items():
+                if "default" in sub:
+                    instance.setdefault(name, copy.deepcopy(sub["default"]))
+        yield from check_properties(validator, props, instance, schema)
+
+    return jsonschema.validators.extend(cls, {"properties": properties})
+
+
+def load_workflow_config(files: Sequence[str | Path], schema: str | Path) -> dict[str, Any]:
+    """The workflow config Snakemake builds from ``files`` (the first its ``configfile``, each next one
+    merged over it, as ``--configfile`` does), validated by ``schema`` and completed with its defaults;
+    for tools that read the protocol outside Snakemake."""
+    config: dict[str, Any] = {}
+    for name in files:
+        with open(name, encoding="utf-8") as f:
+            _merge(config, yaml.safe_load(f) or {})
+    with open(schema, encoding="utf-8") as f:
+        rules = yaml.safe_load(f)
+    error = jsonschema.exceptions.best_match(_with_defaults(jsonschema.Draft202012Validator)(rules).iter_errors(config))
+    if error is not None:
+        where = ".".join(map(str, error.absolute_path)) or "(top level)"
+        raise WMoEError(f"{', '.join(map(str, files))}: {where}: {error.message}; {schema} describes each key")
+    return config
+
+
 def _problem(message: str) -> WMoEError:
     return WMoEError(f"workflow config: {message}")
 
@@ -259,6 +305,13 @@ class Plan:
     def run_config_overrides(self, method: str) -> dict[str, Any]:
         return _run_config_overrides(self.config, self.paths, method)
 
+    def method_overrides(self, method: str) -> dict[str, Any]:
+        return _method_overrides(self.config, method)
+
+    @property
+    def shared_overrides(self) -> dict[str, Any]:
+        return _shared_overrides(self.config, self.paths)
+
     def variant(self, run: str) -> str | None:
         """The Table 2 variant a run trains (``--variant``), for a method with variants; else None."""
         return run if method_registry.get(self.runs[run]).variants else None
@@ -276,14 +329,24 @@ def _run_config_base(config: Mapping[str, Any], method: str) -> str:
     return config["methods"]["configs"].get(method, {}).get("base") or config["model_config"]
 
 
-def _run_config_overrides(config: Mapping[str, Any], paths: Paths, method: str) -> dict[str, Any]:
-    """Dotted keys set on a method's base: its method, its own settings, the config's overrides, then
-    the downloaded weights."""
-    own = {} if method == config["methods"]["main"] else config["methods"]["configs"].get(method, {}).get("set") or {}
-    sets = {"method": method, **own, **config["overrides"]}
+def _method_overrides(config: Mapping[str, Any], method: str) -> dict[str, Any]:
+    """Dotted keys of a baseline's own settings (``methods.configs.<method>.set``); none for the main method."""
+    if method == config["methods"]["main"]:
+        return {}
+    return dict(config["methods"]["configs"].get(method, {}).get("set") or {})
+
+
+def _shared_overrides(config: Mapping[str, Any], paths: Paths) -> dict[str, Any]:
+    """Dotted keys set on every method's run config: the config's overrides, then the downloaded weights."""
+    sets = dict(config["overrides"])
     if config["weights"]["download"]:
         sets["model.pretrained"] = paths.resources(WEIGHTS)
     return sets
+
+
+def _run_config_overrides(config: Mapping[str, Any], paths: Paths, method: str) -> dict[str, Any]:
+    """Dotted keys set on a method's base: its method, its own settings, then the shared ones."""
+    return {"method": method, **_method_overrides(config, method), **_shared_overrides(config, paths)}
 
 
 def _evaluations(config: Mapping[str, Any], main: str, baselines: tuple[str, ...], custom) -> tuple[list, list]:
