@@ -15,7 +15,7 @@ from snakemake.utils import update_config, validate
 from wmoe_clip.errors import WMoEError
 from wmoe_clip.model.encoder_pass import encoder_passes
 from wmoe_clip.config import config_with_overrides
-from wmoe_clip.plan import (EVAL_FIGURE, EVAL_JSON, HISTORY, Evaluation, Paths, fields, glob, plan)
+from wmoe_clip.plan import EVAL_FIGURE, EVAL_JSON, HISTORY, Evaluation, Paths, fields, glob, load_workflow_config, plan
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -173,6 +173,20 @@ def test_encoder_passes_group_by_backbone_configuration():
     c = config_with_overrides("tiny", {"model.feature_layers": [2]}, "test")
     groups = encoder_passes(["a", "b", "c", "a2"], {"a": a, "b": b, "c": c, "a2": a}.__getitem__)
     assert list(groups.values()) == [["a", "b", "a2"], ["c"]]
+
+
+@pytest.mark.parametrize("files", [("config/config.yaml",), ("config/config.yaml", "config/demo.yaml")])
+def test_workflow_config_outside_snakemake_is_snakemakes(files, monkeypatch):
+    monkeypatch.chdir(REPO)
+    assert load_workflow_config(files, SCHEMA) == workflow_config(*files[1:])
+
+
+def test_workflow_config_errors_name_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data_source: ftp\n")
+    with pytest.raises(WMoEError, match=r"bad.yaml: data_source: 'ftp' is not one of") as info:
+        load_workflow_config([REPO / "config/config.yaml", bad], SCHEMA)
+    assert "\n" not in str(info.value)
 
 
 def test_plan_imports_no_torch():

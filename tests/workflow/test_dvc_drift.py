@@ -154,3 +154,10 @@ def test_stale_names_each_file_that_differs(tmp_path, monkeypatch):
     (tmp_path / "old.yaml").write_text("a: 1\n")
     generated = Generated({"same.yaml": "a: 1\n", "old.yaml": "a: 2\n", "missing.yaml": "a: 3\n"})
     assert stale(generated) == ["old.yaml", "missing.yaml"]
+
+
+def test_dvc_params_outside_the_repository_root_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["dvc-params", "--check"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "config/dvc/setups.yaml not found" in err
