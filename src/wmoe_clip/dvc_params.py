@@ -96,47 +96,65 @@ def _evaluate_items(p: Plan) -> dict[int, dict[str, dict[str, str]]]:
     return items
 
 
+def _prepared(prepared: str, report: str) -> dict[str, str]:
+    """A prepare stage's folder and outputs, from its manifest and report paths."""
+    return {"prepared": _dirname(prepared), "meta": prepared, "report": report}
+
+
+def _trainings(p: Plan) -> dict[str, dict[str, Any]]:
+    """Training key (``{source}-{run}-{seed}``, DVC's former matrix names) -> its fields."""
+    res, out = p.paths.resources, p.paths.results
+    items = {}
+    for t in p.trainings:
+        variant = p.variant(t.run)
+        items[f"{t.source}-{t.run}-{t.seed}"] = {
+            "source": t.source, "seed": t.seed, "config": out(RUN_CONFIG).format(method=t.method),
+            "data": _dirname(res(PREPARED).format(dataset=t.source)), "meta": res(PREPARED).format(dataset=t.source),
+            "variant": f"--variant {variant}" if variant else "", "out": t.path(p.paths, TRAIN_DIR),
+            "model": t.path(p.paths, MODEL), "history": t.path(p.paths, HISTORY), "record": t.path(p.paths, RUN_RECORD),
+        }
+    return items
+
+
+def _report(p: Plan) -> dict[str, str]:
+    """The report's inputs (the folders of the evaluations and trainings) and its files."""
+    out, reports = p.paths.results, p.paths.reports_dir
+    files = {name.split(".")[0]: posixpath.join(reports, name) for name in REPORT_FILES}
+    return {"results": p.paths.results_dir, "evaluations": out(_top(EVAL_JSON)), "trainings": out(_top(TRAIN_DIR)),
+            "out": reports, **files}
+
+
 def setup_params(p: Plan, sizes: list[int]) -> dict[str, Any]:
     """The params of a DVC setup for the plan ``p``; ``evaluate`` has an entry for every size in ``sizes``."""
     c, paths = p.config, p.paths
     res, out = paths.resources, paths.results
     synth = c["data_source"] == "synth"
     args = {key: c[f"synth_{key}"] for key in ("size", "seed") if synth and c[f"synth_{key}"] is not None}
-    custom_raw = {name: res(CUSTOM_RAW).format(custom=name) for name in p.custom}
     evaluate = _evaluate_items(p)
     return {
         "paths": {"resources": paths.resources_dir, "results": paths.results_dir, "reports": paths.reports_dir},
         "data": {"source": c["data_source"], "args": args},
         "prepare": {"strict": c["strict_counts"]},
-        "datasets": {d: {"raw": res(RAW).format(dataset=d), "prepared": _dirname(res(PREPARED).format(dataset=d)),
-                         "meta": res(PREPARED).format(dataset=d), "report": res(PREPARE_REPORT).format(dataset=d)}
+        "datasets": {d: {"raw": res(RAW).format(dataset=d),
+                         **_prepared(res(PREPARED).format(dataset=d), res(PREPARE_REPORT).format(dataset=d))}
                      for d in p.datasets},
-        "custom_targets": {name: {"source": source, "prepared": _dirname(res(CUSTOM_PREPARED).format(custom=name)),
-                                  "meta": res(CUSTOM_PREPARED).format(custom=name),
-                                  "report": res(CUSTOM_PREPARE_REPORT).format(custom=name)}
+        "custom_targets": {name: {"source": source, **_prepared(res(CUSTOM_PREPARED).format(custom=name),
+                                                                 res(CUSTOM_PREPARE_REPORT).format(custom=name))}
                            for name, source in p.custom.items()},
         # Custom targets the demo generates: those the config places where `synth folder` writes them.
-        "custom_synth": {name: source for name, source in p.custom.items() if synth and source == custom_raw[name]},
+        "custom_synth": {name: source for name, source in p.custom.items()
+                         if synth and source == res(CUSTOM_RAW).format(custom=name)},
         "weights": [{"dir": _dirname(res(WEIGHTS)), "file": res(WEIGHTS)}] if c["weights"]["download"] else [],
         "feature_cache": res(FEATURE_CACHE),
         "tracking": {"marker": out(TRACKING_DONE)},
         "mlflow": {"experiment": c["mlflow"]["experiment"]},
         "run_config": {"set": _nested(p.shared_overrides)},
-        "run_configs": {m: {"base": p.run_config_base(m), "input": _input(p, m), "out": out(RUN_CONFIG).format(method=m),
-                            "set": _nested(p.method_overrides(m))}
+        "run_configs": {m: {"base": p.run_config_base(m), "input": _input(p, m),
+                            "out": out(RUN_CONFIG).format(method=m), "set": _nested(p.method_overrides(m))}
                         for m in p.methods},
-        "trainings": {
-            f"{t.source}-{t.run}-{t.seed}": {
-                "source": t.source, "seed": t.seed, "config": out(RUN_CONFIG).format(method=t.method),
-                "data": _dirname(res(PREPARED).format(dataset=t.source)), "meta": res(PREPARED).format(dataset=t.source),
-                "variant": f"--variant {p.variant(t.run)}" if p.variant(t.run) else "",
-                "out": t.path(paths, TRAIN_DIR), "model": t.path(paths, MODEL), "history": t.path(paths, HISTORY),
-                "record": t.path(paths, RUN_RECORD)}
-            for t in p.trainings},
+        "trainings": _trainings(p),
         "evaluate": {f"n{k}": evaluate.get(k, {}) for k in sizes},
-        "report": {"results": paths.results_dir, "evaluations": out(_top(EVAL_JSON)), "trainings": out(_top(TRAIN_DIR)),
-                   "out": paths.reports_dir,
-                   **{name.split(".")[0]: posixpath.join(paths.reports_dir, name) for name in REPORT_FILES}},
+        "report": _report(p),
     }
 
 
@@ -158,7 +176,8 @@ def evaluate_stages(sizes: list[int]) -> str:
                   *(f"        - ${{item.model{i}}}\n" for i in range(k)),
                   "        - ${tracking.marker}\n", "        - src/wmoe_clip\n",
                   "      metrics:\n",
-                  *(f"        - ${{item.json{i}}}:\n            cache: false\n            persist: true\n" for i in range(k)),
+                  *(f"        - ${{item.json{i}}}:\n            cache: false\n            persist: true\n"
+                    for i in range(k)),
                   "      outs:\n",
                   *(f"        - ${{item.png{i}}}:\n            persist: true\n" for i in range(k))]
     return "".join([*lines, END])

@@ -7,16 +7,10 @@ built and validated whole (``config.config_with_overrides``). The Snakemake rule
 while the DAG is built, ``wmoe-clip dvc-params`` writes DVC's protocol lists from one, and the report
 reads the results layout's patterns. The module imports no torch.
 
-Layout (each pattern relative to its ``paths`` prefix of the workflow config; ``{run}`` is a run name,
-a Table 2 variant of a method with variants or the method's own name, ``registry.run_name``)::
-
-    resources/  raw/{dataset}  prepared/{dataset}/{meta,prepare}.json  raw|prepared/custom/{custom}
-                weights/vit_l14_336_openai.pt  feature-cache/
-    results/    run_config/{method}.yaml  tracking/initialised.json
-                train/{source}/{run}/seed{seed}/{model.pt,history.json,run.json}
-                eval/{source}/{target}/{run}/seed{seed}.{json,png}
-    reports/    index.html  table1.tex  table2.tex
-    logs/       one log per job, named like its outputs
+The results layout is the pattern constants below, each relative to its prefix in the workflow
+config's ``paths`` (``resources``, ``results``, ``reports``, ``logs``; :class:`Paths` joins them).
+``{run}`` is a run name: the Table 2 variant of a method with variants, the method's own name otherwise
+(``model.registry.run_name``); ``{source}`` is ``none`` for a method evaluated without training.
 """
 
 from __future__ import annotations
@@ -45,7 +39,7 @@ UNTRAINED = method_registry.UNTRAINED_SOURCE
 
 # Under paths.resources.
 RAW = "raw/{dataset}"
-DOWNLOAD_RECORD = "raw/{dataset}/download.json"
+DOWNLOAD_RECORD = f"{RAW}/download.json"
 PREPARED = "prepared/{dataset}/meta.json"
 PREPARE_REPORT = "prepared/{dataset}/prepare.json"
 CUSTOM_RAW = "raw/custom/{custom}"
@@ -157,8 +151,9 @@ class Evaluation:
 
     def model_args(self, paths: Paths) -> list[str]:
         """Its words on the ``wmoe-clip evaluate`` command line: the model, its JSON and its figure."""
-        model = ["--checkpoint", self.model_inputs(paths)[0]] if self.trained else ["--config", self.model_inputs(paths)[0]]
-        return [*model, "--out", self.path(paths), "--figure", self.path(paths, EVAL_FIGURE)]
+        model = self.model_inputs(paths)[0]
+        return ["--checkpoint" if self.trained else "--config", model,
+                "--out", self.path(paths), "--figure", self.path(paths, EVAL_FIGURE)]
 
 
 @dataclass(frozen=True)
