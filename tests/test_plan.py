@@ -151,12 +151,12 @@ def test_tracking_uri(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("overrides, message", [
     ({"sources": ["visa", "nowhere"], "targets": {"visa": ["mvtec"], "nowhere": []}},
-     "sources: unknown dataset nowhere"),
-    ({"targets": {"visa": ["mvtec", "atlantis"], "mvtec": ["visa"]}}, "targets.visa: unknown dataset atlantis"),
+     "sources: unknown dataset 'nowhere'"),
+    ({"targets": {"visa": ["mvtec", "atlantis"], "mvtec": ["visa"]}}, "targets.visa: unknown dataset 'atlantis'"),
     ({"methods": {"baselines": ["winclipx"]}}, "methods.baselines: unknown method winclipx"),
     ({"methods": {"main": "anomalyclip"}}, "methods.main: anomalyclip has no variants"),
     ({"variants": ["full", "tiny_moe"]}, "variants: unknown variant tiny_moe"),
-    ({"custom_targets": {"mvtec": "data/parts"}}, "custom_targets: mvtec already name"),
+    ({"custom_targets": {"mvtec": "data/parts"}}, "custom_targets.mvtec: dataset name 'mvtec' is a registry dataset"),
     ({"ablation_targets": {"btad": ["visa"]}}, r"not a source: \['btad'\]"),
     ({"overrides": {"train.epoch": 3}}, r"wmoe_clip run config: train: unknown key\(s\) epoch"),
 ])

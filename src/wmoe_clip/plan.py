@@ -250,11 +250,10 @@ def _check(config: Mapping[str, Any]) -> None:
     _check_names("method", "methods.configs", list(m["configs"]), method_registry.method_names())
     if m["main"] in m["baselines"]:
         raise _problem(f"methods.baselines: {m['main']} is the main method")
-    keys = dataset_registry.keys()
-    _check_names("dataset", "sources", config["sources"], keys)
+    dataset_registry.check_keys(config["sources"], "workflow config: sources")
     for key in ("targets", "ablation_targets"):
         for source, targets in config[key].items():
-            _check_names("dataset", f"{key}.{source}", targets, keys)
+            dataset_registry.check_keys(targets, f"workflow config: {key}.{source}")
     missing = [s for s in config["sources"] if s not in config["targets"]]
     extra = sorted((set(config["targets"]) | set(config["ablation_targets"])) - set(config["sources"]))
     if missing or extra:
@@ -265,9 +264,8 @@ def _check(config: Mapping[str, Any]) -> None:
         raise _problem(f"methods.main: {m['main']} has no variants to train for Table 2; make it a baseline")
     _check_names("variant", "main_variant", [config["main_variant"]], variants)
     _check_names("variant", "variants", config["variants"], variants)
-    clash = [name for name in config["custom_targets"] if name in keys]
-    if clash:
-        raise _problem(f"custom_targets: {', '.join(clash)} already name registry datasets; give yours other names")
+    for name in config["custom_targets"]:
+        dataset_registry.check_custom_name(name, f"workflow config: custom_targets.{name}")
 
 
 @dataclass(frozen=True)

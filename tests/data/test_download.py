@@ -117,7 +117,7 @@ def _sha(data: bytes) -> str:
 def _spec(kind: str, files: tuple[FileSpec, ...], totals=(1, 1)) -> DatasetSpec:
     return DatasetSpec(
         key="toy", display_name="Toy", domain="industrial", image_metrics=True, pixel_metrics=True,
-        classes={"widget": totals}, licence="CC0", homepage="https://example.org/toy", protocol="test split",
+        classes={"widget": totals}, licence="CC0", homepage="https://example.org/toy", description="test split",
         download=DownloadSpec(kind=kind, files=files, manual="Ask the toy maker for toy.zip."),
         citation="Nobody, 2026.", totals=totals,
     )

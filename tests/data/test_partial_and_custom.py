@@ -54,29 +54,29 @@ def _custom_truth(truth):
                   for t in truth)
 
 
-@pytest.mark.parametrize("variant", [None, "csv"])
-def test_own_dataset_with_a_missing_mask_a_stray_file_and_an_image_only_class(variant, tmp_path):
+@pytest.mark.parametrize("protocol", [None, "csv"])
+def test_own_dataset_with_a_missing_mask_a_stray_file_and_an_image_only_class(protocol, tmp_path):
     raw, out = tmp_path / "parts", tmp_path / "out"
-    truth = generate("folder", raw, size=4, seed=1, variant=variant)
-    kind = {"raw": raw} if variant is None else {"csv_path": raw / "labels.csv"}
+    truth = generate("folder", raw, size=4, seed=1, protocol=protocol)
+    kind = {"raw": raw} if protocol is None else {"csv_path": raw / "labels.csv"}
     result = prepare_custom("parts", out, **kind, progress=False)
     root, meta = load_meta(out)
-    assert root == raw.resolve() and meta["dataset"] == "parts" and meta["variant"] is None
+    assert root == raw.resolve() and meta["dataset"] == "parts" and meta["protocol"] is None
     got = sorted((r["cls_name"], r["img_path"], r["mask_path"], r["anomaly"]) for recs in meta["test"].values()
                  for r in recs)
     assert got == _custom_truth(truth)
     # Masks paired by name: screw's masks are <stem>.png and <stem>_mask.png alike.
     screw = [r for r in meta["test"]["screw"] if r["anomaly"]]
     assert all(r["mask_path"] for r in screw)
-    if variant is None:
+    if protocol is None:
         assert {r["mask_path"].endswith("_mask.png") for r in screw} == {True, False}
     # Derived capabilities: both levels overall; per class what its data allows.
     assert meta["custom"] == {"display_name": "parts", "image_metrics": True, "pixel_metrics": True,
-                              "protocol": meta["custom"]["protocol"]}
+                              "description": meta["custom"]["description"]}
     assert result.report["class_levels"] == {"screw": ["image", "pixel"], "plate": ["image"], "cable": ["image"],
                                              "weld": ["pixel"]}
     assert [w for w in result.warnings if "'cable'" in w and "image level only" in w]
-    stray = "README.txt" if variant is None else "images/unlisted.png"
+    stray = "README.txt" if protocol is None else "images/unlisted.png"
     assert stray in {i["path"] for i in result.report["ignored"]}
     spec = dataset_spec(meta)
     assert spec.custom and spec.key == "parts" and spec.classes == {c: None for c in meta["test"]}
@@ -101,7 +101,7 @@ def test_derived_levels_image_only_and_pixel_only(tmp_path):
 
 def test_own_dataset_errors_name_the_file(tmp_path):
     raw = tmp_path / "parts"
-    truth = generate("folder", raw, size=2, variant="csv")
+    truth = generate("folder", raw, size=2, protocol="csv")
     csv_path = raw / "labels.csv"
     text = csv_path.read_text()
     csv_path.write_text(text + "images/gone.png,anomaly,,screw\n")
@@ -136,7 +136,7 @@ def test_cli_prepare_folder(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "my_parts: 3 normal / 5 anomalous test images" in captured.out
     assert "warning: my_parts: class 'cable'" in captured.err and "README.txt" in captured.err
-    generate("folder", tmp_path / "csv", size=2, variant="csv")
+    generate("folder", tmp_path / "csv", size=2, protocol="csv")
     # A .csv given as --raw is read as --csv (the workflow passes every custom target as --raw).
     assert main(["prepare", "folder", "--raw", str(tmp_path / "csv" / "labels.csv"), "--out", str(out),
                  "--name", "line3"]) == 0

@@ -33,7 +33,7 @@ def own_results(trained, tmp_path_factory):
     prepare("mvtec", base / "raw" / "mvtec", base / "prepared" / "mvtec", progress=False)
     generate("folder", base / "raw" / "parts", size=4, seed=1)
     prepare_custom("parts", base / "prepared" / "parts", raw=base / "raw" / "parts", progress=False)
-    generate("folder", base / "raw" / "line3", size=4, seed=2, variant="csv")
+    generate("folder", base / "raw" / "line3", size=4, seed=2, protocol="csv")
     prepare_custom("line3", base / "prepared" / "line3", csv_path=base / "raw" / "line3" / "labels.csv",
                    progress=False)
     shutil.copytree(base / "raw" / "parts" / "plate", base / "raw" / "plates" / "plate")
@@ -50,7 +50,7 @@ def test_partial_dataset_records_the_classes_evaluated(own_results):
     docs, _ = own_results
     dataset = docs["mvtec"]["dataset"]
     assert dataset["classes_evaluated"] == list(KEPT) == list(docs["mvtec"]["per_class"])
-    assert dataset["n_registry_classes"] == 15 and dataset["protocol_variant"] is None
+    assert dataset["n_registry_classes"] == 15 and dataset["protocol"] is None
     assert docs["mvtec"]["mean"]["image"]["auroc"]["n_classes"] == 2
 
 

@@ -115,7 +115,8 @@ def test_paper_datasets_match_the_registry(paper_path):
     from wmoe_clip.report import load_paper_results
 
     paper = load_paper_results(paper_path)
-    assert {d.key for d in paper.datasets} == set(registry.keys())
+    # Every dataset of the paper's tables is a registry dataset (the registry may hold more).
+    assert {d.key for d in paper.datasets} <= set(registry.keys())
     for d in paper.datasets:
         spec = registry.get(d.key)
         assert (spec.image_metrics, spec.pixel_metrics) == ("image" in d.values, "pixel" in d.values), d.key

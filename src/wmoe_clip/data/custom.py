@@ -29,7 +29,7 @@ from pathlib import Path, PurePosixPath
 
 from ..errors import WMoEError
 from . import registry
-from .converters.common import IMAGE_EXTS, Context, Record, Splits, is_image, list_images, match_masks, visible_entries
+from .convert import IMAGE_EXTS, Context, Record, Splits, is_image, list_images, match_masks, visible_entries
 
 NORMAL_FOLDER = "good"
 MASK_FOLDER = "ground_truth"
@@ -160,8 +160,8 @@ def convert_custom(name: str, raw: Path | None = None, csv_path: Path | None = N
     if raw is None and not csv_path.is_file():
         raise WMoEError(f"{name}: CSV file {csv_path} does not exist")
     root = raw if csv_path is None else csv_path.parent
-    protocol = f"user dataset: {'folder' if csv_path is None else 'CSV'} {source.name}"
-    ctx = Context(root=root, spec=registry.custom_spec(name, name, True, True, (), protocol))
+    description = f"user dataset: {'folder' if csv_path is None else 'CSV'} {source.name}"
+    ctx = Context(root=root, spec=registry.custom_spec(name, name, True, True, (), description))
     test = _folder(ctx) if csv_path is None else _csv(ctx, csv_path)
     _image_level_only(ctx, test)
     records = [r for recs in test.values() for r in recs]
@@ -174,5 +174,5 @@ def convert_custom(name: str, raw: Path | None = None, csv_path: Path | None = N
     if not (pixel or (normal and anomalous)):
         raise WMoEError(f"{name}: no metric applies to {source}: image metrics need normal and anomalous "
                         "images, pixel metrics need masks")
-    ctx.spec = registry.custom_spec(name, name, normal and anomalous, pixel, tuple(test), protocol)
+    ctx.spec = registry.custom_spec(name, name, normal and anomalous, pixel, tuple(test), description)
     return ctx, {"train": {}, "test": test}

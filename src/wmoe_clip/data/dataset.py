@@ -122,10 +122,10 @@ class AnomalyDataset(Dataset):
         self._check_masks(prepared_dir, split)
 
     def _check_masks(self, prepared_dir: str | os.PathLike, split: str) -> None:
-        from .registry import KEYS, get
+        from .registry import get, keys
 
         unmasked = [r["img_path"] for r in self.records if r["anomaly"] and not r["mask_path"]]
-        if unmasked and self.dataset in KEYS and get(self.dataset).pixel_metrics:
+        if unmasked and self.dataset in keys() and get(self.dataset).pixel_metrics:
             raise WMoEError(
                 f"{Path(prepared_dir) / 'meta.json'}: {len(unmasked)} anomalous {split} image(s) of {self.dataset!r} "
                 f"have no mask (mask_path \"\"), e.g. {unmasked[0]}; {self.dataset!r} has pixel metrics, so their "

@@ -1,8 +1,8 @@
 """``prepare``: convert a dataset in its native layout into ``OUT_DIR/meta.json``.
 
 Steps: find the dataset root inside RAW_DIR (descending through a single wrapping folder) and, for a
-dataset with protocol variants, which variant's layout it holds (``--variant`` overrides), run the
-converter, decode every image and mask (unreadable files, empty or mis-sized masks are problems),
+dataset with several protocols, which protocol's layout it holds (``--protocol`` overrides), run the
+dataset module's converter, decode every image and mask (unreadable files, empty or mis-sized masks are problems),
 compare the counts with the registry, build the mask value histogram, and write ``prepare.json``
 (the report) and ``meta.json`` as a pair at the very end (both staged first, then moved into place,
 ``meta.json`` last); ``meta.json`` existing means done. A run that fails leaves the previous pair as
@@ -33,8 +33,9 @@ from tqdm import tqdm
 
 from ..errors import WMoEError
 from ..io import check_writable, json_text, write_files
-from . import converters, registry
-from .converters.common import Context, Layout, Problem, Splits, Variant, visible_entries
+from . import datasets, registry
+from .convert import Context, Layout, Problem, Splits, visible_entries
+from .datasets import Protocol
 from .masks import mask_values
 from .meta import META_FILE, custom_block, validate
 from .registry import DatasetSpec
@@ -102,23 +103,23 @@ def find_root(raw_dir: Path, layout: Layout, spec: DatasetSpec) -> Path:
     return root
 
 
-def resolve_variant(key: str, raw_dir: Path, variant: str | None = None) -> tuple[DatasetSpec, Variant, Path]:
-    """(spec, converter, dataset root) of the protocol variant RAW_DIR holds.
+def resolve_protocol(key: str, raw_dir: Path, protocol: str | None = None) -> tuple[DatasetSpec, Protocol, Path]:
+    """(spec, protocol, dataset root) of the protocol RAW_DIR holds.
 
-    With ``variant`` given, that one (its layout must be found); otherwise the first variant, in the
-    converter's order, whose layout is found.
+    With ``protocol`` given, that one (its layout must be found); otherwise the first protocol, in the
+    registry's order, whose layout is found.
     """
-    protocols = converters.variants(key)
-    if variant is not None:
-        spec = registry.get(key, variant)
-        return spec, protocols[variant], find_root(raw_dir, protocols[variant].layout, spec)
+    protocols = datasets.protocols(key)
+    if protocol is not None:
+        spec = registry.get(key, protocol)
+        return spec, protocols[protocol], find_root(raw_dir, protocols[protocol].layout, spec)
     specs = {name: registry.get(key, name) for name in protocols}
     _check_raw_dir(raw_dir, specs[next(iter(protocols))])
-    for name, protocol in protocols.items():
-        root, here = _locate(raw_dir, protocol.layout, specs[name])
+    for name, found in protocols.items():
+        root, here = _locate(raw_dir, found.layout, specs[name])
         if root is not None:
-            return specs[name], protocol, root
-    expected = " | ".join(f"{p.layout.describe(specs[n])}" + (f" (variant {n})" if n else "")
+            return specs[name], found, root
+    expected = " | ".join(f"{p.layout.describe(specs[n])}" + (f" (protocol {n})" if n else "")
                           for n, p in protocols.items())
     raise _not_found(raw_dir, here, specs[next(iter(protocols))], expected)
 
@@ -217,14 +218,14 @@ def _class_levels(test: dict[str, list[dict]]) -> dict[str, list[str]]:
 
 def prepare(
     key: str, raw_dir: str | os.PathLike, out_dir: str | os.PathLike, strict: bool = False, skip_bad: bool = False,
-    progress: bool = True, variant: str | None = None,
+    progress: bool = True, protocol: str | None = None,
 ) -> PrepareResult:
     """Convert dataset ``key`` from ``raw_dir`` into ``out_dir/meta.json`` (+ ``prepare.json``)."""
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     check_writable(out_dir, "--out", folder=True)
-    spec, protocol, root = resolve_variant(key, raw_dir, variant)
+    spec, found, root = resolve_protocol(key, raw_dir, protocol)
     ctx = Context(root=root, spec=spec)
-    splits = protocol.convert(ctx)
+    splits = found.convert(ctx)
     return _finish(ctx, splits, raw_dir, out_dir, strict=strict, skip_bad=skip_bad, progress=progress)
 
 
@@ -284,8 +285,8 @@ def _finish(ctx: Context, splits: Splits, raw_dir: Path, out_dir: Path, *, stric
     report = {
         "dataset": key,
         "display_name": spec.display_name,
-        "variant": spec.variant,
         "protocol": spec.protocol,
+        "description": spec.description,
         "raw_dir": os.path.relpath(raw_dir, out_dir),
         "dataset_root": wrapper.as_posix(),
         "counts": counts,
@@ -313,7 +314,7 @@ def _finish(ctx: Context, splits: Splits, raw_dir: Path, out_dir: Path, *, stric
     meta = {
         "root": os.path.relpath(raw_dir, out_dir),
         "dataset": key,
-        "variant": spec.variant,
+        "protocol": spec.protocol,
         "mask_threshold": spec.mask_threshold,
         "train": splits["train"],
         "test": splits["test"],

@@ -9,7 +9,7 @@ see, so that one hot pixel does not decide an image; AnomalyCLIP's and CLIP's is
 class's maps at a time and frees them when the class is finalised, so memory does not grow with the
 dataset. Only the metric levels of the target (registry ``image_metrics`` / ``pixel_metrics``, or
 those derived for a user's own dataset, kept in its ``meta.json``) are computed; the evaluation
-records the target's protocol variant and which classes were evaluated out of the registry's.
+records the target's protocol and which classes were evaluated out of the registry's.
 For image-level targets the image metrics of ``s_g`` alone and of ``max(M)`` alone are
 recorded too (``score_parts``, every method), so a fusion can be judged on real data; nothing selects on them.
 
@@ -218,7 +218,7 @@ class _ModelRun:
             synthetic=synthetic,
             dataset={"key": spec.key, "display_name": spec.display_name, "domain": spec.domain,
                      "image_metrics": spec.image_metrics, "pixel_metrics": spec.pixel_metrics,
-                     "protocol_variant": spec.variant, "classes_evaluated": list(classes),
+                     "protocol": spec.protocol, "classes_evaluated": list(classes),
                      "n_registry_classes": None if spec.custom else len(spec.classes)},
             per_class=self.acc.results(), mean=self.acc.mean(), image_scores=self.acc.image_scores(),
             checkpoint=self.file, config=self.cfg.to_dict(), train_run_id=self.train_run_id,

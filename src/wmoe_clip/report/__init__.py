@@ -106,7 +106,7 @@ def build_report(
     results = load_results(results_dir)
     paper = load_paper_results(paper_path)
     tables = [table1(paper, results, resamples, seed), table2(paper, results, resamples, seed)]
-    custom = custom_table(results, paper.main_variant)
+    custom = custom_table(results, paper.main_variant, {d.key for d in paper.datasets})
     curves = training_curves_png(results.trainings)
     out = Path(out_dir)
     html = render_html(

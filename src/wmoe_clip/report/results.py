@@ -59,8 +59,10 @@ class Evaluation:
         return self.data["dataset"].get("domain") == CUSTOM_DOMAIN
 
     @property
-    def protocol_variant(self) -> str | None:
-        return self.data["dataset"].get("protocol_variant")
+    def protocol(self) -> str | None:
+        """The target's registry protocol (``protocol_variant`` in files written before the rename)."""
+        dataset = self.data["dataset"]
+        return dataset.get("protocol", dataset.get("protocol_variant"))
 
     @property
     def class_coverage(self) -> tuple[int, int] | None:

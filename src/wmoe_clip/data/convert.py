@@ -1,4 +1,7 @@
-"""What the converters share: the layout description, the conversion context and name-based pairing.
+"""What the dataset converters share: the layout description, the conversion context and name-based pairing.
+
+Each dataset module (``wmoe_clip.data.datasets.<key>``) converts its native layout with these
+helpers; ``custom`` (users' own datasets) uses them too.
 
 Masks are always paired with images by file stem (plus a dataset's mask suffix such as ``_mask``),
 never by sort order: one missing or extra file must be reported, not shift every later pair.
@@ -14,8 +17,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...errors import WMoEError
-from ..registry import DatasetSpec
+from ..errors import WMoEError
+from .registry import DatasetSpec
 
 IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 
@@ -47,18 +50,6 @@ class Layout:
         if self.class_folders:
             alts.append("class folders " + ", ".join(spec.classes))
         return " or ".join(alts)
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One protocol variant of a dataset: how its root looks and how it converts.
-
-    A converter module of a dataset with variants lists them in ``VARIANTS`` (name -> Variant), in
-    the order in which ``prepare`` tries their layouts to detect which one RAW_DIR holds.
-    """
-
-    layout: Layout
-    convert: Callable[["Context"], "Splits"]
 
 
 @dataclass(frozen=True)
@@ -103,7 +94,7 @@ class Context:
         if not path.is_dir():
             raise WMoEError(
                 f"{self.spec.key}: {what} {self.rel(path)!r} not found under {self.root}; "
-                f"expected the native layout of {self.spec.protocol}"
+                f"expected the native layout of {self.spec.description}"
             )
         return path
 
@@ -223,7 +214,7 @@ def defect_folder_split(
 
 
 def ignore_other_folders(ctx: Context) -> None:
-    """Folders of the root that are no registry class of this dataset (variant) are noted as ignored."""
+    """Folders of the root that are no registry class of this dataset (protocol) are noted as ignored."""
     for p in visible_entries(ctx.root):
         if p.is_dir() and p.name not in ctx.spec.classes:
             ctx.ignore(p, "not a registry class of this dataset")

@@ -7,7 +7,8 @@ Image-only: anomalous records have no mask. Class ``brain`` as in AnomalyCLIP.
 
 import csv
 
-from .common import Context, Layout, Splits, list_images
+from ..convert import Context, Layout, Splits, list_images
+from ..synth.writer import Shape, Writer, split_counts
 
 LAYOUT = Layout(markers=(("labels.csv", "head_ct"),))
 
@@ -49,3 +50,16 @@ def convert(ctx: Context) -> Splits:
         if name not in labelled:
             ctx.problem("unlabelled image", p, "no row in labels.csv")
     return {"train": {}, "test": {cls: records}}
+
+
+SHAPE = Shape(height=(64, 80), width=(64, 80), grey=True)
+
+
+def write(w: Writer, size: int) -> None:
+    n_norm, n_anom = split_counts(w.spec, size)
+    labels = w.rng.permutation([0] * n_norm + [1] * n_anom)
+    (cls,) = w.spec.classes
+    for i, label in enumerate(labels):
+        w.pair("test", cls, f"head_ct/head_ct/{i:03d}.png", None, bool(label))
+    # The Kaggle header has a space after the comma; ids are plain integers.
+    w.target("labels.csv").write_text("id, hemorrhage\n" + "".join(f"{i},{l}\n" for i, l in enumerate(labels)))

@@ -1,4 +1,4 @@
-"""KolektorSDD2 in two layouts, three protocol variants (registry ``ksdd2.variants``).
+"""KolektorSDD2 in two layouts, three protocols (registry ``ksdd2.protocols``).
 
 - ``bayes-pfl`` (project protocol): Bayes-PFL's pack, ``KSDD2/Metal/test/{good,anomaly}/*.bmp`` with
   masks ``KSDD2/Metal/ground_truth/anomaly/<stem>.png``. Its 356/356 set is a fixed random draw that
@@ -13,7 +13,7 @@
 
 Files not named ``<digits>.png`` / ``<digits>_GT.png`` (the archive's ``train/10301 (copy).png``, a
 duplicate without a GT) are listed as ignored. Detection: a ``Metal`` class folder is the pack,
-``test/*_GT.png`` the official archive; ``official-balanced`` is chosen with ``--variant``.
+``test/*_GT.png`` the official archive; ``official-balanced`` is chosen with ``--protocol``.
 """
 
 import re
@@ -23,7 +23,9 @@ from PIL import Image
 
 from ...errors import WMoEError
 from ..masks import mask_values
-from .common import Context, Layout, Record, Splits, Variant, by_stem, defect_folder_dataset, visible_entries, is_image
+from ..convert import Context, Layout, Record, Splits, by_stem, defect_folder_dataset, is_image, visible_entries
+from ..synth.writer import Shape, Writer, bayes_pfl_writer, split_counts
+from . import Protocol
 
 ID = re.compile(r"^\d+$")
 GT = "_GT"
@@ -100,8 +102,29 @@ def _official_balanced(ctx: Context) -> Splits:
     return {"train": {}, "test": {cls: [normal[i] for i in drawn] + anomalous}}
 
 
-VARIANTS = {
-    "bayes-pfl": Variant(Layout(class_folders=True, root_names=("KSDD2",)), _pack),
-    "official": Variant(OFFICIAL, _official),
-    "official-balanced": Variant(OFFICIAL, _official_balanced),
+def _write_official(w: Writer, size: int) -> None:
+    """ViCoS' KolektorSDD2.zip: ``{train,test}/<id>.png`` each with a ``<id>_GT.png``, all-zero for normals.
+
+    Train holds positives too (the balanced protocol draws from both splits), and the archive's
+    duplicate ``train/<id> (copy).png`` without a GT is reproduced.
+    """
+    (cls,) = w.spec.classes
+    n_norm, n_anom = split_counts(w.spec, size)
+    for split, first, (normal, anomalous) in (("train", 10000, (n_norm, max(1, size // 4))),
+                                              ("test", 20000, (n_norm, n_anom))):
+        labels = w.rng.permutation([0] * normal + [1] * anomalous)
+        for i, label in enumerate(labels):
+            stem = f"{split}/{first + i}"
+            regions = w.labelled(split, cls, f"{stem}.png", bool(label))
+            w.mask(f"{stem}_GT.png", regions)
+            if label:
+                w.truth[-1]["mask_path"] = f"{stem}_GT.png"
+    w.image("train/10000 (copy).png", w.sample(cls, False)[0])
+
+
+SHAPE = Shape(height=(96, 112), width=(40, 44), grey=True)
+PROTOCOLS = {
+    "bayes-pfl": Protocol(Layout(class_folders=True, root_names=("KSDD2",)), _pack, bayes_pfl_writer("KSDD2")),
+    "official": Protocol(OFFICIAL, _official, _write_official),
+    "official-balanced": Protocol(OFFICIAL, _official_balanced, _write_official),
 }

@@ -1,4 +1,4 @@
-"""DAGM 2007 in two layouts (registry ``dagm.variants``).
+"""DAGM 2007 in two layouts, two protocols (registry ``dagm.protocols``).
 
 - ``bayes-pfl`` (project protocol): Bayes-PFL's pack, ``DAGM/Fabric<i>/test/{good,anomaly}/*.bmp``:
   seven classes (1-5, 7, 8), balanced 1:1, with precise re-annotated masks in
@@ -15,10 +15,14 @@
 
 from pathlib import Path
 
-from .common import (
-    Context, Layout, Record, Splits, Variant, by_stem, defect_folder_dataset, ignore_other_folders, is_image,
-    visible_entries,
+import numpy as np
+from PIL import Image, ImageDraw
+
+from ..convert import (
+    Context, Layout, Record, Splits, by_stem, defect_folder_dataset, ignore_other_folders, is_image, visible_entries,
 )
+from ..synth.writer import N_TRAIN, Shape, Writer, bayes_pfl_writer, split_counts
+from . import Protocol
 
 LABELS_TXT = "Labels.txt"
 LABEL_SUFFIX = "_label"
@@ -117,8 +121,40 @@ def _kaggle(ctx: Context) -> Splits:
     return {"train": {}, "test": {cls: _kaggle_class(ctx, cls) for cls in classes}}
 
 
-VARIANTS = {
-    "bayes-pfl": Variant(Layout(class_folders=True, root_names=("DAGM",)), _pack),
-    "kaggle": Variant(Layout(markers=(("Class*/Test/Label",), ("Class*/Class*/Test/Label",)),
-                             root_names=("DAGM_KaggleUpload",)), _kaggle),
+def _ellipse(region: np.ndarray) -> np.ndarray:
+    """A filled ellipse around ``region`` with a margin: DAGM's coarse weak labels."""
+    ys, xs = np.nonzero(region)
+    h, w = region.shape
+    m = Image.new("L", (w, h), 0)
+    ImageDraw.Draw(m).ellipse([xs.min() - 3, ys.min() - 3, xs.max() + 3, ys.max() + 3], fill=255)
+    return np.asarray(m) > 0
+
+
+def _write_kaggle(w: Writer, size: int) -> None:
+    """The Kaggle release: ``DAGM_KaggleUpload/Class<i>/{Train,Test}/<nnnn>.PNG`` with ``Label/Labels.txt``.
+
+    Labels.txt: the class number, then ``<id>\\t<flag>\\t<file>\\t0\\t<label file | 0>`` per image; the
+    defective images' ellipse labels are ``Label/<nnnn>_label.PNG``. Train holds normals only here.
+    """
+    n_norm, n_anom = split_counts(w.spec, size)
+    for number, cls in enumerate(w.spec.classes, start=1):
+        for split, labels in (("Train", [0] * N_TRAIN), ("Test", w.rng.permutation([0] * n_norm + [1] * n_anom))):
+            base = f"DAGM_KaggleUpload/{cls}/{split}"
+            rows = [str(number)]
+            for i, label in enumerate(labels, start=1):
+                name = f"{i:04d}.PNG"
+                regions = w.labelled(split.lower(), cls, f"{base}/{name}", bool(label))
+                mask = f"{i:04d}_label.PNG" if label else "0"
+                if label:
+                    w.mask(f"{base}/Label/{mask}", [_ellipse(r) for r in regions])
+                    w.truth[-1]["mask_path"] = f"{base}/Label/{mask}"
+                rows.append(f"{i}\t{int(label)}\t{name}\t0\t{mask}")
+            w.target(f"{base}/Label/Labels.txt").write_text("\n".join(rows) + "\n")
+
+
+SHAPE = Shape(height=(64, 64), width=(64, 64), grey=True)
+PROTOCOLS = {
+    "bayes-pfl": Protocol(Layout(class_folders=True, root_names=("DAGM",)), _pack, bayes_pfl_writer("DAGM")),
+    "kaggle": Protocol(Layout(markers=(("Class*/Test/Label",), ("Class*/Class*/Test/Label",)),
+                              root_names=("DAGM_KaggleUpload",)), _kaggle, _write_kaggle),
 }

@@ -7,8 +7,10 @@ specie_name is '' as in AnomalyCLIP's visa.py.
 """
 
 import csv
+import io
 
-from .common import Context, Layout, Splits, list_images
+from ..convert import Context, Layout, Splits, list_images
+from ..synth.writer import N_TRAIN, Shape, Writer, split_counts
 
 LAYOUT = Layout(markers=(("split_csv/1cls.csv",),), root_names=("VisA_20220922", "VisA"))
 COLUMNS = ("object", "split", "label", "image", "mask")
@@ -56,3 +58,27 @@ def convert(ctx: Context) -> Splits:
                 if m not in listed_masks:
                     ctx.problem("orphan mask", m, "mask not listed for any anomaly in split_csv/1cls.csv")
     return splits
+
+
+SHAPE = Shape(height=(64, 72), width=(80, 96))
+
+
+def write(w: Writer, size: int) -> None:
+    n_norm, n_anom = split_counts(w.spec, size)
+    rows = []
+    for cls in w.spec.classes:
+        images = f"{cls}/Data/Images"
+        for split, n, start in (("train", N_TRAIN, 0), ("test", n_norm, N_TRAIN)):
+            for i in range(start, start + n):
+                rel = f"{images}/Normal/{i:04d}.JPG"
+                w.pair(split, cls, rel, None, False)
+                rows.append([cls, split, "normal", rel, ""])
+        for i in range(n_anom):
+            rel, mask = f"{images}/Anomaly/{i:03d}.JPG", f"{cls}/Data/Masks/Anomaly/{i:03d}.png"
+            # Real VisA masks are not 0/255: each defect carries a small label value.
+            n_def = 1 + i % 2
+            w.pair("test", cls, rel, mask, True, n_defects=n_def, values=list(range(1, n_def + 1)))
+            rows.append([cls, "test", "anomaly", rel, mask])
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows([list(COLUMNS), *rows])
+    w.target("split_csv/1cls.csv").write_text(buf.getvalue())

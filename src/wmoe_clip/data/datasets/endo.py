@@ -6,7 +6,9 @@ stray-folder problem and an ambiguous layout is an error. Masks are paired by st
 """
 
 from ...errors import WMoEError
-from .common import Context, Layout, Splits, image_mask_folders, visible_entries
+from ..convert import Context, Layout, Splits, image_mask_folders, visible_entries
+from ..synth.textures import stable_seed
+from ..synth.writer import Shape, image_mask_writer
 
 LAYOUT = Layout(markers=(("masks",),), root_names=("EndoTect_2020_Segmentation_Test_Dataset",))
 
@@ -27,3 +29,9 @@ def convert(ctx: Context) -> Splits:
         if p != image_dir:
             ctx.problem("stray folder", p, f"a folder besides {image_dir.name}/ and masks/")
     return image_mask_folders(ctx, image_dir, ctx.root / "masks")
+
+
+SHAPE = Shape(height=(64, 80), width=(72, 96))
+write = image_mask_writer("EndoTect_2020_Segmentation_Test_Dataset/images",
+                          "EndoTect_2020_Segmentation_Test_Dataset/masks",
+                          lambda i: f"{stable_seed('endo', i):08x}", "jpg", "{stem}.png")
