@@ -1,5 +1,6 @@
 """Adding a method is one folder and one registry line: a contributor's throwaway method, written into a
-copy of the package with nothing else edited, trains, evaluates and shows up in the report.
+copy of the package with nothing else edited, trains, evaluates, shows up in the report and in the
+workflow's DAG.
 
 The ``added_method`` fixture builds that copy once; a test of another entry point (the workflow, say)
 runs its commands with ``added_method.env``.
@@ -143,6 +144,28 @@ def test_an_added_method_trains_evaluates_and_is_reported(added_method, tmp_path
                                   cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "Dummy Scorer" in (tmp_path / "report" / "index.html").read_text()
+
+
+def test_an_added_method_is_a_baseline_of_the_workflow(added_method):
+    # The demo with the method as its only baseline: its run config, a training on each source of
+    # Table 1 and an evaluation on each Table 1 cell (VisA-trained on the 13 others, MVTec-trained on
+    # VisA); not on the demo's custom target, which only the main method's models see.
+    methods = "methods={main: wmoe_clip, baselines: [dummy], configs: {dummy: {base: tiny_dummy}}}"
+    snakemake = Path(sys.executable).parent / "snakemake"
+    done = subprocess.run([str(snakemake), "--dry-run", "--detailed-summary", "--configfile", "config/demo.yaml",
+                           "--config", methods], cwd=REPO, env=added_method.env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("output_file\t"))
+    outputs = {line.split("\t")[0] for line in lines[header + 1:] if "\t" in line}
+    ours = {p for p in outputs if "/dummy" in p}
+    table1 = [("visa", t) for t in ("mvtec", "btad", "ksdd2", "dagm", "dtd", "headct", "brainmri", "br35h", "isic",
+                                    "colondb", "clinicdb", "endo", "kvasir")] + [("mvtec", "visa")]
+    assert ours == ({"results/demo/run_config/dummy.yaml"}
+                    | {f"results/demo/train/{s}/dummy/seed0/{f}" for s in ("visa", "mvtec")
+                       for f in ("model.pt", "history.json", "run.json")}
+                    | {f"results/demo/eval/{s}/{t}/dummy/seed0.{ext}" for s, t in table1 for ext in ("json", "png")})
 
 
 def test_the_package_itself_is_untouched(added_method):

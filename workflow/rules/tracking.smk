@@ -6,10 +6,10 @@ rule tracking_init:
     output:
         TRACKING_DONE,
     params:
-        uri=TRACKING_URI,
+        uri=PLAN.tracking_uri,
         experiment=config["mlflow"]["experiment"],
     log:
-        f"{LOGS}/tracking_init.log",
+        PATHS.log("tracking_init"),
     conda:
         "../envs/wmoe-clip.yaml"
     shell:

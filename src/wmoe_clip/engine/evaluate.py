@@ -42,7 +42,7 @@ from ..metrics import ClassMetricAccumulator
 from ..model import registry
 from ..model.backbone import FrozenCLIP
 from ..model.checkpoint import require_checkpoint_file
-from ..model.encoder_pass import backbone_digest
+from ..model.encoder_pass import encoder_passes
 from ..model.source import build_from_source, read_model_source
 from . import runtime
 from .feature_cache import ImageSource, open_cache
@@ -277,10 +277,8 @@ def evaluate_models(
                         "(and --figure)")
     # Everything is checked before the first image is read: outputs, records, configs.
     runs = [_ModelRun(r, target, t) for r, t in zip(requests, trackers)]
-    groups: dict[str, list[_ModelRun]] = {}
-    for m in runs:
-        # The workflow names its evaluate jobs by the same digest.
-        groups.setdefault(backbone_digest(m.cfg), []).append(m)
+    # The workflow's evaluate jobs are these groups, named by the same digest.
+    groups = encoder_passes(runs, lambda m: m.cfg)
 
     job = str(uuid.uuid4())
     docs: dict[int, dict[str, Any]] = {}

@@ -2,16 +2,17 @@
 
 Models whose run configs agree on :func:`encoder_pass_key` can be scored from one pass of a target's
 images through one ``FrozenCLIP``; the feature cache is keyed by the same backbone configuration. The
-module imports no torch: the workflow reads it when Snakemake builds its DAG (one evaluate job per
-target and :func:`backbone_digest`).
+module imports no torch: the protocol (``wmoe_clip.plan``) reads it to make one evaluate job per target
+and :func:`encoder_passes` group.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..config import ModelConfig, RunConfig
 
@@ -55,3 +56,16 @@ def backbone_digest(cfg: RunConfig) -> str:
     time, so that the name is the same before and after the weights are downloaded."""
     key = {**encoder_pass_key(cfg), "pretrained": cfg.model.pretrained}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+
+
+T = TypeVar("T")
+
+
+def encoder_passes(items: Iterable[T], config: Callable[[T], RunConfig]) -> dict[str, list[T]]:
+    """``items`` grouped by the :func:`backbone_digest` of their run configs, groups and members in the
+    order they first appear: each group is scored from one pass of a target's images. The evaluation
+    engine groups its models so, and the protocol its evaluate jobs."""
+    groups: dict[str, list[T]] = {}
+    for item in items:
+        groups.setdefault(backbone_digest(config(item)), []).append(item)
+    return groups

@@ -17,11 +17,12 @@ from pathlib import Path
 from .. import __version__
 from ..errors import WMoEError
 from ..io import check_writable, write_files
+from ..plan import UNTRAINED
 from .encoder import summary_rows
 from .figures import data_uri, file_data_uri, training_curves_png
 from .paper import DEFAULT_PATH, PaperResults, load_paper_results
 from .render import render_html, render_latex
-from .results import UNTRAINED, Results, load_results
+from .results import Results, load_results
 from .tables import custom_table, data_label, table1, table2
 
 __all__ = ["build_report", "custom_table", "load_paper_results", "load_results", "table1", "table2"]

@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ..data import registry
+from ..plan import UNTRAINED
 from .paper import PaperDataset, PaperResults
-from .results import UNTRAINED, Evaluation, Results
+from .results import Evaluation, Results
 from .stats import bootstrap_auroc_ci
 
 MISSING = "–"
