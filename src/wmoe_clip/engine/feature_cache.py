@@ -29,7 +29,6 @@ Disk: 2·(L+1)·P·D bytes per image — 10.5 MB for ViT-L-14-336 at 518 with fo
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -48,7 +47,7 @@ from tqdm import tqdm
 from ..config import RunConfig
 from ..data.dataset import normalise
 from ..errors import WMoEError
-from ..io import atomic_dir, write_json
+from ..io import atomic_dir, file_lock, write_json
 
 # 2: plain.npy (the plain last-block tokens) beside the feature layers' tokens.
 CACHE_VERSION = 2
@@ -259,23 +258,6 @@ def cache_key(cfg: RunConfig, dataset) -> dict[str, Any]:
     }
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock across processes (POSIX); elsewhere atomic writes alone keep the cache whole."""
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _read_key(folder: Path) -> dict[str, Any] | None:
     try:
         return json.loads((folder / "key.json").read_text())
@@ -329,7 +311,7 @@ def open_cache(
     folder = root / f"{dataset.dataset}-{digest}"
     built = False
     try:
-        with _file_lock(root / f".{folder.name}.lock"):
+        with file_lock(root / f".{folder.name}.lock"):
             if _read_key(folder) != key:
                 _build(folder, key, dataset, model, device, batch_size, num_workers)
                 built = True
