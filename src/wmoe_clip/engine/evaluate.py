@@ -14,8 +14,9 @@ For image-level targets the image metrics of ``s_g`` alone and of ``max(M)`` alo
 recorded too (``score_parts``, every method), so a fusion can be judged on real data; nothing selects on them.
 
 Before any of that: the output paths are tested for writing, and the checkpoint is matched to its
-training record (``run.json``, by the checkpoint's sha256) to learn the source dataset. A model
-trained on the target itself is refused — the cell would not be zero-shot — unless
+training record (``run.json``, by the checkpoint's sha256) and to the training source the checkpoint
+itself records (so a copied checkpoint keeps it) to learn the source dataset. A model trained on the
+target itself, or on the same prepared data (the sha256 of its ``meta.json``), is refused — the cell would not be zero-shot — unless
 ``allow_same_source``, and then the JSON says ``"zero_shot": false`` and the report marks the cell.
 """
 
@@ -164,8 +165,8 @@ class ModelRequest:
 class _ModelRun:
     """One model's evaluation inside a shared pass: its record, accumulators, figure and MLflow run."""
 
-    def __init__(self, request: ModelRequest, target: str, tracker: Tracker):
-        from ..model.checkpoint import require_checkpoint_file
+    def __init__(self, request: ModelRequest, target: str, tracker: Tracker, target_digest: str | None = None):
+        from ..model.checkpoint import read_training_source, require_checkpoint_file
 
         r = request
         self.out, self.tracker = Path(r.out), tracker
@@ -175,11 +176,22 @@ class _ModelRun:
         if r.checkpoint is not None:
             checkpoint = require_checkpoint_file(r.checkpoint)
             run = training_record(checkpoint, r.train_run, file_sha256(checkpoint))
+            # The checkpoint's own record of its training data holds wherever the file is copied.
+            recorded = read_training_source(checkpoint) or {}
+            for given, said in ((r.source, "--source"), (run.get("source"), "its run.json")):
+                if given and recorded.get("dataset") and given != recorded["dataset"]:
+                    raise WMoEError(f"{said} says {checkpoint} was trained on {given!r}, but the checkpoint records "
+                                    f"{recorded['dataset']!r}; give the checkpoint's own training dataset")
             if r.source and run.get("source") and r.source != run["source"]:
                 raise WMoEError(f"--source {r.source!r} but the training record of {checkpoint} says {run['source']!r}")
-            self.source = r.source or run.get("source")
-            self.zero_shot = check_zero_shot(self.source, target, r.allow_same_source,
-                                             "--source" if not run.get("source") else "per its run.json")
+            self.source = r.source or run.get("source") or recorded.get("dataset")
+            where = ("per its run.json" if run.get("source") else "--source" if r.source
+                     else "as the checkpoint records")
+            # The very data it was trained on is its source, whatever the dataset is called now.
+            same_data = target_digest is not None and target_digest in (run.get("data_meta_sha256"),
+                                                                        recorded.get("data_meta_sha256"))
+            self.zero_shot = check_zero_shot(target if same_data else self.source, target, r.allow_same_source,
+                                             "the same prepared data, by its meta.json" if same_data else where)
         elif r.train_run or r.source or r.allow_same_source:
             raise WMoEError("--train-run, --source and --allow-same-source describe a training; a model given "
                             f"by --config ({r.config}) has none")
@@ -314,7 +326,9 @@ def evaluate_models(
         raise WMoEError(f"two models of this evaluation would write {', '.join(repeated)}; give each its own --out "
                         "(and --figure)")
     # Everything is checked before the first image is read: outputs, records, configs.
-    runs = [_ModelRun(r, target, t) for r, t in zip(requests, trackers)]
+    meta = data_dir / "meta.json"
+    target_digest = file_sha256(meta) if meta.is_file() else None
+    runs = [_ModelRun(r, target, t, target_digest) for r, t in zip(requests, trackers)]
     groups: dict[str, list[_ModelRun]] = {}
     for m in runs:
         # The workflow names its evaluate jobs by the same digest.

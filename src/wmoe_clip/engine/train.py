@@ -262,7 +262,7 @@ def train(
         write_json(out_dir / "history.json", history)
         # model.pt appears last (it marks a finished training), after the run.json that names its hash.
         with atomic_path(out_dir / "model.pt") as model_tmp:
-            save_checkpoint(model, model_tmp)
+            save_checkpoint(model, model_tmp, source={"dataset": source, "data_meta_sha256": data_digest})
             run["model_sha256"] = file_sha256(model_tmp)
             run["tracking"] = tracker.status()
             write_json(out_dir / "run.json", run)
