@@ -188,8 +188,8 @@ class _ModelRun:
             where = ("per its run.json" if run.get("source") else "--source" if r.source
                      else "as the checkpoint records")
             # The very data it was trained on is its source, whatever the dataset is called now.
-            same_data = target_digest is not None and target_digest in (run.get("data_meta_sha256"),
-                                                                        recorded.get("data_meta_sha256"))
+            same_data = self.source != target and target_digest is not None and target_digest in (
+                run.get("data_meta_sha256"), recorded.get("data_meta_sha256"))
             self.zero_shot = check_zero_shot(target if same_data else self.source, target, r.allow_same_source,
                                              "the same prepared data, by its meta.json" if same_data else where)
         elif r.train_run or r.source or r.allow_same_source:
