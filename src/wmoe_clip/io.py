@@ -352,20 +352,19 @@ def check_output(path: str | os.PathLike, what: str, kind: str, *, inputs: Any =
     returns whether an existing file will be replaced.
 
     The rules: an output never replaces one of the command's ``inputs`` (the same file, by
-    ``os.path.samefile``, or any existing file inside an input folder), whatever ``force`` says; it
-    never replaces what is not a regular file (a symbolic link, a device, a pipe, a folder); it
-    replaces an existing file silently only when that file is recognisably an earlier output of the
-    same ``kind`` (a rerun, see ``OUTPUT_KINDS``), anything else only with ``force``, and says so.
+    ``os.path.samefile``) nor, inside an input folder, a file that is not its own earlier output,
+    whatever ``force`` says; it never replaces what is not a regular file (a symbolic link, a device,
+    a pipe, a folder); it replaces an existing file silently only when that file is recognisably an
+    earlier output of the same ``kind`` (a rerun, see ``OUTPUT_KINDS``), anything else only with
+    ``force``, and then says so on stderr.
     Then :func:`check_writable` tests the location.
     """
     path = Path(path)
     description, recognise = OUTPUT_KINDS[kind]
     try:
         st = os.lstat(path)
-    except FileNotFoundError:
+    except OSError:  # missing, or below a file: check_writable names the problem
         st = None
-    except OSError as exc:
-        raise WMoEError(os_error_message(exc, f"{what} {path} cannot be checked")) from None
     if st is not None:
         if stat.S_ISLNK(st.st_mode):
             raise WMoEError(f"{what} {path} is a symbolic link (to {os.readlink(path)}); outputs replace only regular "
@@ -373,15 +372,16 @@ def check_output(path: str | os.PathLike, what: str, kind: str, *, inputs: Any =
         special = _special_kind(st.st_mode)
         if special:
             raise WMoEError(f"{what} {path} is {special}; outputs replace only regular files: give another path")
-        for given in inputs:
-            if given is None:
-                continue
-            given = Path(given)
-            if _same_file(path, given) or (given.is_dir() and _is_within(path, given)):
-                inside = "" if _same_file(path, given) else f", a file inside the input folder {given}"
-                raise WMoEError(f"{what} {path} is an input of this command{inside}; writing it would destroy the "
-                                "input: give another path")
+        given = [Path(g) for g in inputs if g is not None]
+        for source in given:
+            if _same_file(path, source):
+                raise WMoEError(f"{what} {path} is an input of this command ({source}); writing it would destroy "
+                                "the input: give another path")
         if not recognise(path):
+            for folder in given:
+                if folder.is_dir() and _is_within(path, folder):
+                    raise WMoEError(f"{what} {path} is a file of the input folder {folder}; writing it would destroy "
+                                    "it: give another path")
             if not force:
                 raise WMoEError(f"{what} {path} exists and is not a {description} wmoe-clip wrote; give another "
                                 "path, or pass --force to replace it")

@@ -62,6 +62,8 @@ def register(subparsers) -> None:
                    help="read the frozen encoder's outputs from the feature cache (built if missing), e.g. the "
                    "one a training on this dataset built")
     p.add_argument("--cache-dir", help="feature cache root (default: $WMOE_CLIP_CACHE_DIR or ~/.cache/wmoe-clip/features)")
+    p.add_argument("--force", action="store_true",
+                   help="replace files at --out/--figure that are not earlier outputs of evaluate (never an input)")
     p.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run, parser=p)
@@ -85,7 +87,7 @@ def requests(args: argparse.Namespace) -> list:
             args.parser.error(f"{which} ({m.get('checkpoint') or m.get('config')}): --out is required")
         paths = {k: Path(m[k]) if m.get(k) else None for k in ("out", "checkpoint", "figure", "train_run")}
         out.append(ModelRequest(**paths, config=m.get("config"), source=m.get("source"),
-                                allow_same_source=m.get("allow_same_source", False)))
+                                allow_same_source=m.get("allow_same_source", False), force=args.force))
     return out
 
 

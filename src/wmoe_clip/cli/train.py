@@ -28,6 +28,8 @@ def register(subparsers) -> None:
                    "(default: $WMOE_CLIP_CACHE_DIR or ~/.cache/wmoe-clip/features)")
     p.add_argument("--restart", action="store_true",
                    help="ignore the state of an interrupted run in DIR/state and start again at epoch 0")
+    p.add_argument("--force", action="store_true", help="replace files in DIR named model.pt, run.json or "
+                   "history.json that are not earlier outputs of a training (never an input)")
     p.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = apply_overrides(load_config(args.config), args.variant, args.seed, args.epochs)
     tracker = Tracker(enabled=not args.no_tracking)
     run = train(cfg, args.source, args.data, args.out, tracker=tracker, cache_dir=args.cache_dir,
-                progress=not args.quiet, restart=args.restart)
+                progress=not args.quiet, restart=args.restart, force=args.force, inputs=(args.config,))
     print(f"trained {run['variant']} on {run['source']} (seed {run['seed']}, {run['epochs']} epochs) -> {args.out}/model.pt")
     tracker.report_failure("train", f"{args.out}/run.json")
     return 0

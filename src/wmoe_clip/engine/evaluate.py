@@ -35,9 +35,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..data.meta import dataset_spec, is_synthetic, load_meta
+from ..data.meta import data_folders, dataset_spec, is_synthetic, load_meta
 from ..errors import WMoEError
-from ..io import check_writable
+from ..io import check_output
 from ..model import registry
 from ..model.encoder_pass import backbone_digest
 from . import runtime
@@ -160,19 +160,24 @@ class ModelRequest:
     train_run: Path | None = None
     source: str | None = None
     allow_same_source: bool = False
+    force: bool = False  # replace existing files at --out/--figure that are not earlier outputs
 
 
 class _ModelRun:
     """One model's evaluation inside a shared pass: its record, accumulators, figure and MLflow run."""
 
-    def __init__(self, request: ModelRequest, target: str, tracker: Tracker, target_digest: str | None = None):
+    def __init__(self, request: ModelRequest, target: str, tracker: Tracker, target_digest: str | None = None,
+                 data_inputs: tuple[Path, ...] = ()):
         from ..model.checkpoint import read_training_source, require_checkpoint_file
 
         r = request
         self.out, self.tracker = Path(r.out), tracker
         self.figure = Path(r.figure) if r.figure else self.out.with_suffix(".png")
-        check_writable(self.out, "--out")
-        check_writable(self.figure, "--figure")
+        inputs = [r.checkpoint, r.config, r.train_run, *data_inputs]
+        if r.checkpoint is not None:
+            inputs.append(Path(r.checkpoint).parent / "run.json")
+        check_output(self.out, "--out", "eval", inputs=inputs, force=r.force)
+        check_output(self.figure, "--figure", "figure", inputs=inputs, force=r.force)
         if r.checkpoint is not None:
             checkpoint = require_checkpoint_file(r.checkpoint)
             run = training_record(checkpoint, r.train_run, file_sha256(checkpoint))
@@ -320,7 +325,8 @@ def evaluate_models(
     if not requests:
         raise WMoEError("nothing to evaluate: give --checkpoint or --config (with its --out) at least once")
     trackers = trackers or [Tracker(enabled=False) for _ in requests]
-    outputs = [p for r in requests for p in (Path(r.out), Path(r.figure) if r.figure else Path(r.out).with_suffix(".png"))]
+    outputs = [p.resolve() for r in requests
+               for p in (Path(r.out), Path(r.figure) if r.figure else Path(r.out).with_suffix(".png"))]
     repeated = sorted({str(p) for p in outputs if outputs.count(p) > 1})
     if repeated:
         raise WMoEError(f"two models of this evaluation would write {', '.join(repeated)}; give each its own --out "
@@ -328,7 +334,8 @@ def evaluate_models(
     # Everything is checked before the first image is read: outputs, records, configs.
     meta = data_dir / "meta.json"
     target_digest = file_sha256(meta) if meta.is_file() else None
-    runs = [_ModelRun(r, target, t, target_digest) for r, t in zip(requests, trackers)]
+    data_inputs = data_folders(data_dir)
+    runs = [_ModelRun(r, target, t, target_digest, data_inputs) for r, t in zip(requests, trackers)]
     groups: dict[str, list[_ModelRun]] = {}
     for m in runs:
         # The workflow names its evaluate jobs by the same digest.

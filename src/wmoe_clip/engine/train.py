@@ -51,8 +51,8 @@ from tqdm import tqdm
 
 from ..config import RunConfig, config_from_dict
 from ..errors import WMoEError
-from ..data.meta import is_synthetic
-from ..io import atomic_path, check_writable, torch_load, torch_save, write_json
+from ..data.meta import data_folders, is_synthetic
+from ..io import atomic_path, check_output, check_writable, torch_load, torch_save, write_json
 from ..model import registry
 from . import runtime
 from .feature_cache import ImageSource, open_cache
@@ -144,11 +144,14 @@ def train(
     on_epoch_end: Callable[[int], None] | None = None,
     progress: bool = True,
     restart: bool = False,
+    force: bool = False,
+    inputs: tuple[str | Path, ...] = (),
 ) -> dict[str, Any]:
     """Train ``cfg`` (its method's; variant and seed applied) on ``source``'s test split; returns the run record.
 
     ``restart`` ignores the state of an interrupted run in ``out_dir/state`` and starts at epoch 0
-    (its files are replaced by the new run's).
+    (its files are replaced by the new run's). ``force`` replaces files at the outputs' paths that are
+    not earlier outputs of a training; none ever replaces the data or the other ``inputs`` (the config file).
     """
     from ..data.dataset import AnomalyDataset
     from ..model import build_model, save_checkpoint
@@ -161,6 +164,9 @@ def train(
     out_dir, data_dir = Path(out_dir), Path(data_dir)
     check_writable(out_dir, "--out", folder=True)
     check_writable(out_dir / STATE_DIR, "the training state folder", folder=True)
+    inputs = (*inputs, *data_folders(data_dir))
+    for name, kind in (("model.pt", "checkpoint"), ("run.json", "run"), ("history.json", "history")):
+        check_output(out_dir / name, "--out", kind, inputs=inputs, force=force)
     tc = cfg.train
     tracker = tracker or Tracker(enabled=False)
     device = runtime.select_device(tc.device)
