@@ -59,7 +59,13 @@ def test_the_figure_beside_the_json_is_not_replaced_silently(trained, prepared, 
     rc, _, err = run_cli(capsys, *_evaluate(trained("btad") / "model.pt", prepared, "--out", tmp_path / "x.json",
                                             "--force"))
     assert rc == 0 and f"replacing {photo} (--force)" in err
-    # The rerun replaces its own earlier outputs without being asked.
+    # The rerun replaces its own earlier outputs without being asked, a figure written before figures
+    # carried the wmoe-clip mark too (its evaluation JSON names it).
+    rc, _, err = run_cli(capsys, *_evaluate(trained("btad") / "model.pt", prepared, "--out", tmp_path / "x.json"))
+    assert rc == 0 and "replacing" not in err
+    with Image.open(photo) as figure:
+        assert figure.info["Software"] == "wmoe-clip"
+        figure.convert("RGB").save(photo)
     rc, _, err = run_cli(capsys, *_evaluate(trained("btad") / "model.pt", prepared, "--out", tmp_path / "x.json"))
     assert rc == 0 and "replacing" not in err
 

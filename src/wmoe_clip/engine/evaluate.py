@@ -177,7 +177,8 @@ class _ModelRun:
         if r.checkpoint is not None:
             inputs.append(Path(r.checkpoint).parent / "run.json")
         check_output(self.out, "--out", "eval", inputs=inputs, force=r.force)
-        check_output(self.figure, "--figure", "figure", inputs=inputs, force=r.force)
+        check_output(self.figure, "--figure", "figure", inputs=inputs, force=r.force,
+                     earlier=self._named_by_earlier_eval())
         if r.checkpoint is not None:
             checkpoint = require_checkpoint_file(r.checkpoint)
             run = training_record(checkpoint, r.train_run, file_sha256(checkpoint))
@@ -209,6 +210,16 @@ class _ModelRun:
         self.seed = int(run.get("seed", self.cfg.train.seed)) if self.method.trains else 0
         self.train_run_id = run.get("mlflow_run_id")
         self.model = None
+
+    def _named_by_earlier_eval(self) -> bool:
+        """Whether the evaluation JSON at ``out`` names the figure path as its own (figures written before
+        they carried a wmoe-clip mark are recognised so)."""
+        try:
+            doc = json.loads(self.out.read_text())
+        except (OSError, ValueError):
+            return False
+        name = doc.get("figure") if isinstance(doc, dict) and doc.get("format") == "wmoe-clip/eval" else None
+        return isinstance(name, str) and (self.out.parent / name).resolve() == self.figure.resolve()
 
     def build(self, backbone, device: torch.device) -> None:
         """The model on the group's shared backbone, with its learned state, on ``device``."""
