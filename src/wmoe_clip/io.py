@@ -232,14 +232,18 @@ def torch_save(obj: Any, path: str | os.PathLike) -> None:
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
                 torch.save(obj, fh)
-    except OSError as exc:
-        raise WMoEError(os_error_message(OSError(exc.errno, exc.strerror, str(path)), f"writing {path}")) from None
-    except RuntimeError as exc:  # torch's zip writer reports a failed write as a RuntimeError
-        if "write" not in str(exc).lower():
-            raise
-        full = shutil.disk_usage(path.parent).free < (1 << 20)
-        reason = OSError(errno.ENOSPC if full else errno.EIO, os.strerror(errno.ENOSPC if full else errno.EIO), str(path))
-        raise WMoEError(os_error_message(reason, f"writing {path}")) from None
+    except (OSError, RuntimeError) as exc:
+        # torch's zip writer reports a failed write as a RuntimeError, the OSError as its context.
+        cause = exc
+        while cause is not None and not isinstance(cause, OSError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            if "write" not in str(exc).lower() and "unexpected pos" not in str(exc):
+                raise
+            full = shutil.disk_usage(path.parent).free < (1 << 20)
+            code = errno.ENOSPC if full else errno.EIO
+            cause = OSError(code, os.strerror(code))
+        raise WMoEError(os_error_message(OSError(cause.errno, cause.strerror, str(path)), f"writing {path}")) from None
 
 
 def torch_load(path: str | os.PathLike, what: str, advice: str, map_location: Any = "cpu") -> Any:

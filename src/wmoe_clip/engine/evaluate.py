@@ -323,6 +323,7 @@ def evaluate_models(
     feature_cache: bool = False,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    verify_cache: bool = False,
 ) -> list[dict[str, Any]]:
     """Evaluate every model of ``requests`` on ``target``; one JSON (and figure, MLflow run) per model,
     each exactly what evaluating that model alone writes. Models with equal encoder pass keys
@@ -372,7 +373,7 @@ def evaluate_models(
         encoder_model = members[0].model
         if feature_cache:
             source = open_cache(cfg, dataset, encoder_model, device, cache_dir, cfg.eval.batch_size,
-                                cfg.eval.num_workers)
+                                cfg.eval.num_workers, verify=verify_cache)
         else:
             source = ImageSource(dataset, encoder_model, device, cfg.eval.num_workers)
         runtime.reset_peak_memory(device)

@@ -146,6 +146,7 @@ def train(
     restart: bool = False,
     force: bool = False,
     inputs: tuple[str | Path, ...] = (),
+    verify_cache: bool = False,
 ) -> dict[str, Any]:
     """Train ``cfg`` (its method's; variant and seed applied) on ``source``'s test split; returns the run record.
 
@@ -220,7 +221,8 @@ def train(
             tracker.log_params(cfg.to_dict())
 
         if tc.feature_cache:
-            feats_source = open_cache(cfg, dataset, model, device, cache_dir, tc.batch_size, tc.num_workers)
+            feats_source = open_cache(cfg, dataset, model, device, cache_dir, tc.batch_size, tc.num_workers,
+                                      verify=verify_cache)
         else:
             feats_source = ImageSource(dataset, model, device, tc.num_workers)
         steps_per_epoch = math.ceil(len(dataset) / tc.batch_size)
