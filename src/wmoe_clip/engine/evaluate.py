@@ -16,8 +16,9 @@ recorded too (``score_parts``, every method), so a fusion can be judged on real 
 Before any of that: the output paths are tested for writing, and the checkpoint is matched to its
 training record (``run.json``, by the checkpoint's sha256) and to the training source the checkpoint
 itself records (so a copied checkpoint keeps it) to learn the source dataset. A model trained on the
-target itself, or on the same prepared data (the sha256 of its ``meta.json``), is refused — the cell would not be zero-shot — unless
-``allow_same_source``, and then the JSON says ``"zero_shot": false`` and the report marks the cell.
+target itself, or on the same prepared data (the sha256 of its ``meta.json``), is refused — the cell
+would not be zero-shot — unless ``allow_same_source``, and then the JSON says ``"zero_shot": false``
+and the report marks the cell.
 """
 
 from __future__ import annotations
