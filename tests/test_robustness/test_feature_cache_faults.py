@@ -5,7 +5,10 @@ next run; a checkpoint that does not fit on the disk is one line, not a tracebac
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -33,8 +36,6 @@ def setup(prepared):
 
 
 def _memory(cfg, fraction):
-    import dataclasses
-
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, feature_cache_memory=fraction))
 
 
@@ -106,7 +107,7 @@ def _dead_pid() -> int:
 
 def test_a_killed_builds_temporary_folder_is_removed_by_the_next_run(setup, tmp_path):
     cfg, dataset, model = setup
-    host = socket.gethostname().replace(".", "-")
+    host = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())  # as temporaries name their host
     dead = tmp_path / f".tmp-btad-0123.{_dead_pid()}@{host}.abc"
     alive = tmp_path / f".tmp-btad-4567.{os.getpid()}@{host}.def"
     for folder in (dead, alive):
@@ -126,8 +127,6 @@ def test_a_checkpoint_that_does_not_fit_on_the_disk_is_one_error(small_disk):
 
 
 def test_a_full_disk_during_torch_save_is_one_error_wherever_it_strikes(monkeypatch, tmp_path):
-    import errno
-
     def full(obj, f, *args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
