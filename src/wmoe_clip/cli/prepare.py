@@ -44,6 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--skip-bad", action="store_true",
                    help="skip unreadable images, missing or orphan masks and stray folders with a warning "
                    "(listed in prepare.json) instead of failing")
+    p.add_argument("--force", action="store_true", help="replace files at OUT_DIR/meta.json and prepare.json that "
+                   "are not earlier outputs of prepare (never a file of the raw data)")
     p.set_defaults(func=run)
 
 
@@ -64,12 +66,12 @@ def run(args: argparse.Namespace) -> int:
         csv_path = args.csv or (args.raw if args.raw.lower().endswith(".csv") else None)
         raw = None if csv_path else args.raw
         name = args.name or default_name(Path(csv_path or raw))
-        result = prepare_custom(name, args.out, raw=raw, csv_path=csv_path, skip_bad=args.skip_bad)
+        result = prepare_custom(name, args.out, raw=raw, csv_path=csv_path, skip_bad=args.skip_bad, force=args.force)
     else:
         if args.csv or args.name:
             raise WMoEError(f"prepare {args.dataset}: --csv and --name are for '{CUSTOM}' (your own dataset)")
         result = prepare(args.dataset, args.raw, args.out, strict=args.strict, skip_bad=args.skip_bad,
-                         protocol=args.protocol)
+                         protocol=args.protocol, force=args.force)
     key = result.report["dataset"]
     for problem in result.problems:
         print(f"warning: skipped {problem}", file=sys.stderr)

@@ -33,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override one dotted key; repeatable")
     p.add_argument("--out", required=True, help="YAML file to write")
+    p.add_argument("--force", action="store_true",
+                   help="replace a file at --out that is not a resolved run config (never an input)")
     p.set_defaults(func=run)
 
 
@@ -80,10 +82,11 @@ def overrides_from_file(spec: str) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from ..config import config_with_overrides
-    from ..io import check_writable, write_text
+    from ..io import check_output, write_text
     from ..model.registry import get
 
-    check_writable(args.out, "--out")
+    inputs = [args.base] + [spec.partition(":")[0] for spec in args.overrides]
+    check_output(args.out, "--out", "run-config", inputs=inputs, force=args.force)
     overrides = {}
     for spec in args.overrides:
         overrides.update(overrides_from_file(spec))

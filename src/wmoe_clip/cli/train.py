@@ -29,8 +29,13 @@ def register(subparsers) -> None:
     p.add_argument("--epochs", type=int, help="number of epochs (default: train.epochs of the config)")
     p.add_argument("--cache-dir", help="feature cache root when train.feature_cache is on "
                    "(default: $WMOE_CLIP_CACHE_DIR or ~/.cache/wmoe-clip/features)")
+    p.add_argument("--verify-cache", action="store_true", help="check the checksum of every array of the feature "
+                   "cache before training (a damaged one is rebuilt); without it only sizes and headers are checked "
+                   "when the arrays are read through memory maps")
     p.add_argument("--restart", action="store_true",
                    help="ignore the state of an interrupted run in DIR/state and start again at epoch 0")
+    p.add_argument("--force", action="store_true", help="replace files in DIR named model.pt, run.json or "
+                   "history.json that are not earlier outputs of a training (never an input)")
     p.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -44,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = apply_overrides(load_config(args.config), args.variant, args.seed, args.epochs)
     tracker = Tracker(enabled=not args.no_tracking)
     run = train(cfg, args.source, args.data, args.out, tracker=tracker, cache_dir=args.cache_dir,
-                progress=not args.quiet, restart=args.restart)
+                progress=not args.quiet, restart=args.restart, force=args.force, inputs=(args.config,),
+                verify_cache=args.verify_cache)
     print(f"trained {run['variant']} on {run['source']} (seed {run['seed']}, {run['epochs']} epochs) -> {args.out}/model.pt")
     tracker.report_failure("train", f"{args.out}/run.json")
     return 0

@@ -160,6 +160,16 @@ def load_meta(prepared_dir: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
     return root, meta
 
 
+def data_folders(prepared_dir: str | os.PathLike) -> tuple[Path, ...]:
+    """The folders a dataset is read from: the prepared folder and, when its manifest reads, the raw
+    root (the inputs that no output of a command reading the dataset may overwrite)."""
+    try:
+        root, _ = load_meta(prepared_dir)
+    except WMoEError:  # reported where the data is read, after the outputs are checked
+        return (Path(prepared_dir),)
+    return (Path(prepared_dir), root)
+
+
 # Written by `wmoe-clip synth` into the raw root; results and reports say "synthetic data" when present.
 SYNTHETIC_MARKER = "SYNTHETIC"
 

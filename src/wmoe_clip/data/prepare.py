@@ -32,7 +32,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..errors import WMoEError
-from ..io import check_writable, json_text, write_files
+from ..io import check_output, check_writable, json_text, write_files
 from . import datasets, registry
 from .convert import Context, Layout, Problem, Splits, visible_entries
 from .datasets import Protocol
@@ -226,11 +226,12 @@ def _class_levels(test: dict[str, list[dict]]) -> dict[str, list[str]]:
 
 def prepare(
     key: str, raw_dir: str | os.PathLike, out_dir: str | os.PathLike, strict: bool = False, skip_bad: bool = False,
-    progress: bool = True, protocol: str | None = None,
+    progress: bool = True, protocol: str | None = None, force: bool = False,
 ) -> PrepareResult:
-    """Convert dataset ``key`` from ``raw_dir`` into ``out_dir/meta.json`` (+ ``prepare.json``)."""
+    """Convert dataset ``key`` from ``raw_dir`` into ``out_dir/meta.json`` (+ ``prepare.json``); ``force``
+    replaces files at their paths that are not earlier outputs of prepare (never one of the raw data)."""
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
-    check_writable(out_dir, "--out", folder=True)
+    _check_outputs(out_dir, (raw_dir,), force)
     spec, found, root = resolve_protocol(key, raw_dir, protocol)
     ctx = Context(root=root, spec=spec)
     splits = found.convert(ctx)
@@ -239,16 +240,24 @@ def prepare(
 
 def prepare_custom(
     name: str, out_dir: str | os.PathLike, raw: str | os.PathLike | None = None,
-    csv_path: str | os.PathLike | None = None, skip_bad: bool = False, progress: bool = True,
+    csv_path: str | os.PathLike | None = None, skip_bad: bool = False, progress: bool = True, force: bool = False,
 ) -> PrepareResult:
     """Convert a user's dataset (a folder ``raw`` or a CSV ``csv_path``) into ``out_dir/meta.json``."""
     from .custom import convert_custom
 
     out_dir = Path(out_dir)
-    check_writable(out_dir, "--out", folder=True)
+    # A CSV names files relative to its own folder: that folder is read too.
+    inputs = (raw,) if raw is not None else (csv_path, Path(csv_path).parent) if csv_path is not None else ()
+    _check_outputs(out_dir, inputs, force)
     ctx, splits = convert_custom(registry.check_custom_name(name), Path(raw) if raw is not None else None,
                                  Path(csv_path) if csv_path is not None else None)
     return _finish(ctx, splits, ctx.root, out_dir, strict=False, skip_bad=skip_bad, progress=progress)
+
+
+def _check_outputs(out_dir: Path, inputs: tuple, force: bool) -> None:
+    check_writable(out_dir, "--out", folder=True)
+    check_output(out_dir / META_FILE, "--out", "meta", inputs=inputs, force=force)
+    check_output(out_dir / REPORT_FILE, "--out", "prepare-report", inputs=inputs, force=force)
 
 
 def _finish(ctx: Context, splits: Splits, raw_dir: Path, out_dir: Path, *, strict: bool, skip_bad: bool,

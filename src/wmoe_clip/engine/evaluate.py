@@ -14,9 +14,11 @@ For image-level targets the image metrics of ``s_g`` alone and of ``max(M)`` alo
 recorded too (``score_parts``, every method), so a fusion can be judged on real data; nothing selects on them.
 
 Before any of that: the output paths are tested for writing, and the checkpoint is matched to its
-training record (``run.json``, by the checkpoint's sha256) to learn the source dataset. A model
-trained on the target itself is refused — the cell would not be zero-shot — unless
-``allow_same_source``, and then the JSON says ``"zero_shot": false`` and the report marks the cell.
+training record (``run.json``, by the checkpoint's sha256) and to the training source the checkpoint
+itself records (so a copied checkpoint keeps it) to learn the source dataset. A model trained on the
+target itself, or on the same prepared data (the sha256 of its ``meta.json``), is refused — the cell
+would not be zero-shot — unless ``allow_same_source``, and then the JSON says ``"zero_shot": false``
+and the report marks the cell.
 """
 
 from __future__ import annotations
@@ -35,13 +37,13 @@ import torch
 from tqdm import tqdm
 
 from ..data.dataset import AnomalyDataset
-from ..data.meta import dataset_spec, is_synthetic, load_meta
+from ..data.meta import data_folders, dataset_spec, is_synthetic, load_meta
 from ..errors import WMoEError
-from ..io import check_writable
+from ..io import check_output
 from ..metrics import ClassMetricAccumulator
 from ..model import registry
 from ..model.backbone import FrozenCLIP
-from ..model.checkpoint import require_checkpoint_file
+from ..model.checkpoint import read_training_source, require_checkpoint_file
 from ..model.encoder_pass import encoder_passes
 from ..model.source import build_from_source, read_model_source
 from . import runtime
@@ -124,25 +126,42 @@ class ModelRequest:
     train_run: Path | None = None
     source: str | None = None
     allow_same_source: bool = False
+    force: bool = False  # replace existing files at --out/--figure that are not earlier outputs
 
 
 class _ModelRun:
     """One model's evaluation inside a shared pass: its record, accumulators, figure and MLflow run."""
 
-    def __init__(self, request: ModelRequest, target: str, tracker: Tracker):
+    def __init__(self, request: ModelRequest, target: str, tracker: Tracker, target_digest: str | None = None,
+                 data_inputs: tuple[Path, ...] = ()):
         r = request
         self.out, self.tracker = Path(r.out), tracker
         self.figure = Path(r.figure) if r.figure else self.out.with_suffix(".png")
-        check_writable(self.out, "--out")
-        check_writable(self.figure, "--figure")
+        inputs = [r.checkpoint, r.config, r.train_run, *data_inputs]
+        if r.checkpoint is not None:
+            inputs.append(Path(r.checkpoint).parent / "run.json")
+        check_output(self.out, "--out", "eval", inputs=inputs, force=r.force)
+        check_output(self.figure, "--figure", "figure", inputs=inputs, force=r.force,
+                     earlier=self._named_by_earlier_eval())
         if r.checkpoint is not None:
             checkpoint = require_checkpoint_file(r.checkpoint)
             run = training_record(checkpoint, r.train_run, file_sha256(checkpoint))
+            # The checkpoint's own record of its training data holds wherever the file is copied.
+            recorded = read_training_source(checkpoint) or {}
+            for given, said in ((r.source, "--source"), (run.get("source"), "its run.json")):
+                if given and recorded.get("dataset") and given != recorded["dataset"]:
+                    raise WMoEError(f"{said} says {checkpoint} was trained on {given!r}, but the checkpoint records "
+                                    f"{recorded['dataset']!r}; give the checkpoint's own training dataset")
             if r.source and run.get("source") and r.source != run["source"]:
                 raise WMoEError(f"--source {r.source!r} but the training record of {checkpoint} says {run['source']!r}")
-            self.source = r.source or run.get("source")
-            self.zero_shot = check_zero_shot(self.source, target, r.allow_same_source,
-                                             "--source" if not run.get("source") else "per its run.json")
+            self.source = r.source or run.get("source") or recorded.get("dataset")
+            where = ("per its run.json" if run.get("source") else "--source" if r.source
+                     else "as the checkpoint records")
+            # The very data it was trained on is its source, whatever the dataset is called now.
+            same_data = self.source != target and target_digest is not None and target_digest in (
+                run.get("data_meta_sha256"), recorded.get("data_meta_sha256"))
+            self.zero_shot = check_zero_shot(target if same_data else self.source, target, r.allow_same_source,
+                                             "the same prepared data, by its meta.json" if same_data else where)
         elif r.train_run or r.source or r.allow_same_source:
             raise WMoEError("--train-run, --source and --allow-same-source describe a training; a model given "
                             f"by --config ({r.config}) has none")
@@ -155,6 +174,16 @@ class _ModelRun:
         self.seed = int(run.get("seed", self.cfg.train.seed)) if self.method.trains else 0
         self.train_run_id = run.get("mlflow_run_id")
         self.model = None
+
+    def _named_by_earlier_eval(self) -> bool:
+        """Whether the evaluation JSON at ``out`` names the figure path as its own (figures written before
+        they carried a wmoe-clip mark are recognised so)."""
+        try:
+            doc = json.loads(self.out.read_text())
+        except (OSError, ValueError):
+            return False
+        name = doc.get("figure") if isinstance(doc, dict) and doc.get("format") == "wmoe-clip/eval" else None
+        return isinstance(name, str) and (self.out.parent / name).resolve() == self.figure.resolve()
 
     def build(self, backbone, device: torch.device) -> None:
         """The model on the group's shared backbone, with its learned state, on ``device``."""
@@ -260,6 +289,7 @@ def evaluate_models(
     feature_cache: bool = False,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    verify_cache: bool = False,
 ) -> list[dict[str, Any]]:
     """Evaluate every model of ``requests`` on ``target``; one JSON (and figure, MLflow run) per model,
     each exactly what evaluating that model alone writes. Models with equal encoder pass keys
@@ -270,13 +300,17 @@ def evaluate_models(
     if not requests:
         raise WMoEError("nothing to evaluate: give --checkpoint or --config (with its --out) at least once")
     trackers = trackers or [Tracker(enabled=False) for _ in requests]
-    outputs = [p for r in requests for p in (Path(r.out), Path(r.figure) if r.figure else Path(r.out).with_suffix(".png"))]
+    outputs = [p.resolve() for r in requests
+               for p in (Path(r.out), Path(r.figure) if r.figure else Path(r.out).with_suffix(".png"))]
     repeated = sorted({str(p) for p in outputs if outputs.count(p) > 1})
     if repeated:
         raise WMoEError(f"two models of this evaluation would write {', '.join(repeated)}; give each its own --out "
                         "(and --figure)")
     # Everything is checked before the first image is read: outputs, records, configs.
-    runs = [_ModelRun(r, target, t) for r, t in zip(requests, trackers)]
+    meta = data_dir / "meta.json"
+    target_digest = file_sha256(meta) if meta.is_file() else None
+    data_inputs = data_folders(data_dir)
+    runs = [_ModelRun(r, target, t, target_digest, data_inputs) for r, t in zip(requests, trackers)]
     # The workflow's evaluate jobs are these groups, named by the same digest.
     groups = encoder_passes(runs, lambda m: m.cfg)
 
@@ -300,7 +334,7 @@ def evaluate_models(
         encoder_model = members[0].model
         if feature_cache:
             source = open_cache(cfg, dataset, encoder_model, device, cache_dir, cfg.eval.batch_size,
-                                cfg.eval.num_workers)
+                                cfg.eval.num_workers, verify=verify_cache)
         else:
             source = ImageSource(dataset, encoder_model, device, cfg.eval.num_workers)
         runtime.reset_peak_memory(device)

@@ -36,7 +36,7 @@ from PIL import Image, UnidentifiedImageError
 from ..data.images import DEFAULT_MAX_PIXELS, ImageTooLarge
 from ..data.images import read_image as read_image_file
 from ..errors import WMoEError, os_error_message
-from ..io import atomic_dir, check_writable, json_text, write_files
+from ..io import atomic_dir, check_output, check_writable, json_text, write_files
 from ..model import registry
 from ..model.source import load_model
 from . import runtime
@@ -96,15 +96,23 @@ def _check_heatmap_folder(heat_dir: Path) -> None:
 
 def predict(checkpoint: str | Path | None, images: list[str | Path], out_dir: str | Path,
             max_pixels: int = DEFAULT_MAX_PIXELS, *, config: str | Path | None = None,
-            class_name: str | None = None) -> list[dict[str, Any]]:
+            class_name: str | None = None, force: bool = False) -> list[dict[str, Any]]:
     """Score ``images`` with the model in ``checkpoint`` (or of the run config ``config`` of a method that
-    does not train), all of class ``class_name``; returns one row per input (see ``FIELDS``)."""
+    does not train), all of class ``class_name``; returns one row per input (see ``FIELDS``). ``force``
+    replaces files at the scores' paths that predict did not write (never an input)."""
     out_dir = Path(out_dir)
     if max_pixels < 1:
         raise WMoEError(f"--max-pixels must be at least 1, got {max_pixels}")
     check_writable(out_dir, "--out", folder=True)
     heat_dir = out_dir / HEATMAP_DIR
     _check_heatmap_folder(heat_dir)
+    inputs = [checkpoint, config, *images]
+    in_heatmaps = [str(p) for p in images if Path(p).resolve().is_relative_to(heat_dir.resolve())]
+    if in_heatmaps:
+        raise WMoEError(f"{in_heatmaps[0]} lies in {heat_dir}, which predict replaces as a whole: move the image "
+                        "away or choose another --out")
+    check_output(out_dir / "scores.json", "--out", "scores-json", inputs=inputs, force=force)
+    check_output(out_dir / "scores.csv", "--out", "scores-csv", inputs=inputs, force=force)
     model, model_file = load_model(checkpoint, config)
     cfg = model.cfg
     if model.NEEDS_CLASSES and class_name is None:

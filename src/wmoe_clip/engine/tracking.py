@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import math
 import os
 import sys
@@ -27,6 +26,8 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+from ..io import file_lock
 
 DEFAULT_EXPERIMENT = "wmoe-clip"
 # MLflow's own HTTP defaults (7 retries with back-off, 120 s timeout) would stall a job for minutes
@@ -79,13 +80,8 @@ def _store_lock(uri: str) -> Iterator[None]:
         yield
         return
     db = Path(uri[len("sqlite:///"):])
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with open(db.with_name(db.name + ".lock"), "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with file_lock(db.with_name(db.name + ".lock")):
+        yield
 
 
 def ensure_experiment(uri: str, name: str) -> tuple[Any, str]:

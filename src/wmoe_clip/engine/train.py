@@ -52,8 +52,8 @@ from tqdm import tqdm
 from ..config import RunConfig, config_from_dict
 from ..errors import WMoEError
 from ..data.dataset import AnomalyDataset
-from ..data.meta import is_synthetic
-from ..io import atomic_path, check_writable, torch_load, torch_save, write_json
+from ..data.meta import data_folders, is_synthetic
+from ..io import atomic_path, check_output, check_writable, torch_load, torch_save, write_json
 from ..model import registry
 from ..model.checkpoint import config_differences, load_learnable_state, save_checkpoint
 from . import runtime
@@ -146,11 +146,15 @@ def train(
     on_epoch_end: Callable[[int], None] | None = None,
     progress: bool = True,
     restart: bool = False,
+    force: bool = False,
+    inputs: tuple[str | Path, ...] = (),
+    verify_cache: bool = False,
 ) -> dict[str, Any]:
     """Train ``cfg`` (its method's; variant and seed applied) on ``source``'s test split; returns the run record.
 
     ``restart`` ignores the state of an interrupted run in ``out_dir/state`` and starts at epoch 0
-    (its files are replaced by the new run's).
+    (its files are replaced by the new run's). ``force`` replaces files at the outputs' paths that are
+    not earlier outputs of a training; none ever replaces the data or the other ``inputs`` (the config file).
     """
     spec = registry.get(cfg.method)
     if not spec.trains:
@@ -159,6 +163,9 @@ def train(
     out_dir, data_dir = Path(out_dir), Path(data_dir)
     check_writable(out_dir, "--out", folder=True)
     check_writable(out_dir / STATE_DIR, "the training state folder", folder=True)
+    inputs = (*inputs, *data_folders(data_dir))
+    for name, kind in (("model.pt", "checkpoint"), ("run.json", "run"), ("history.json", "history")):
+        check_output(out_dir / name, "--out", kind, inputs=inputs, force=force)
     tc = cfg.train
     tracker = tracker or Tracker(enabled=False)
     device = runtime.select_device(tc.device)
@@ -192,7 +199,8 @@ def train(
             tracker.log_params(cfg.to_dict())
 
         if tc.feature_cache:
-            feats_source = open_cache(cfg, dataset, model, device, cache_dir, tc.batch_size, tc.num_workers)
+            feats_source = open_cache(cfg, dataset, model, device, cache_dir, tc.batch_size, tc.num_workers,
+                                      verify=verify_cache)
         else:
             feats_source = ImageSource(dataset, model, device, tc.num_workers)
         steps_per_epoch = math.ceil(len(dataset) / tc.batch_size)
@@ -212,7 +220,7 @@ def train(
         write_json(out_dir / "history.json", history)
         # model.pt appears last (it marks a finished training), after the run.json that names its hash.
         with atomic_path(out_dir / "model.pt") as model_tmp:
-            save_checkpoint(model, model_tmp)
+            save_checkpoint(model, model_tmp, source={"dataset": source, "data_meta_sha256": data_digest})
             run["model_sha256"] = file_sha256(model_tmp)
             run["tracking"] = tracker.status()
             write_json(out_dir / "run.json", run)

@@ -14,6 +14,10 @@ config's top-level key). Formats 1 and 2 were written before there was more than
 WMoE-CLIP's. Format 2 stores the config with ``model.init``, ``model.wcma.dwt_mode`` and
 ``model.precision``; a format-1 checkpoint has none of them: they are read as the behaviour of the code
 that wrote it (:func:`_format_1_config`), so an old model computes what it computed when it was trained.
+
+An optional ``source`` entry (``{"dataset": KEY, "data_meta_sha256": DIGEST}``, the training dataset
+and the sha256 of its prepared ``meta.json``) lets an evaluation refuse the model's own training data
+without its run record; files without it (older ones, imported ones) have an unknown source.
 """
 
 from __future__ import annotations
@@ -54,8 +58,9 @@ def _format_1_config(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def save_checkpoint(model: FrozenBackboneModel, path: str | Path) -> None:
-    """Write the learnable state and config of ``model`` to ``path`` atomically."""
+def save_checkpoint(model: FrozenBackboneModel, path: str | Path, source: dict[str, str] | None = None) -> None:
+    """Write the learnable state and config of ``model`` to ``path`` atomically; ``source``: the training
+    dataset (``dataset``, ``data_meta_sha256``)."""
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -64,6 +69,8 @@ def save_checkpoint(model: FrozenBackboneModel, path: str | Path) -> None:
         "config": model.cfg.to_dict(),
         "state": {k: v.cpu() for k, v in model.learnable_state_dict().items()},
     }
+    if source is not None:
+        payload["source"] = dict(source)
     torch_save(payload, path)
 
 
@@ -102,6 +109,19 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> tuple[RunCon
     except ConfigError as exc:
         raise WMoEError(f"checkpoint {path}: {exc}") from None
     return cfg, payload["state"]
+
+
+def read_training_source(path: str | Path) -> dict[str, str] | None:
+    """The training dataset recorded in checkpoint ``path`` (``dataset``, ``data_meta_sha256``), or None
+    when the file records none (written before it was recorded, or imported)."""
+    payload = torch_load(require_checkpoint_file(path), "wmoe-clip checkpoint",
+                         "give the model.pt written by wmoe-clip train")
+    source = payload.get("source") if isinstance(payload, dict) else None
+    if source is None:
+        return None
+    if not isinstance(source, dict) or not isinstance(source.get("dataset"), str):
+        raise WMoEError(f"checkpoint {path} is damaged: its training source {source!r} is not a dataset record")
+    return source
 
 
 def config_differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
