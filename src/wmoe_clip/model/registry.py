@@ -38,6 +38,11 @@ class MethodSpec:
     # checkpoint (`wmoe-clip import-checkpoint --from NAME`), if the method has one; it checks the file
     # before building anything.
     importer: str | None = None
+    # None: the model's ``encode_image`` returns the backbone's outputs, so it shares an encoder pass (and
+    # the feature cache) with every model of the same backbone configuration. A name: its encode_image
+    # adds outputs of its own (WinCLIP's window embeddings); only models of that name share its pass,
+    # and the feature cache, which holds the backbone's outputs alone, does not serve it.
+    image_encoder: str | None = None
 
     @property
     def model_class(self) -> type:
