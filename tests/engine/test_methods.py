@@ -25,8 +25,7 @@ SCHEMA = json.loads(resources.files("wmoe_clip").joinpath("schemas/eval.schema.j
 @pytest.fixture(scope="module")
 def clip_config(tmp_path_factory):
     path = tmp_path_factory.mktemp("clip") / "clip.yaml"
-    cfg = load_config("tiny").to_dict()
-    path.write_text(yaml.safe_dump({**cfg, "method": "clip"}))
+    path.write_text(yaml.safe_dump(load_config("tiny").for_method("clip").to_dict()))
     return path
 
 

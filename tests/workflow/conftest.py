@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wmoe_clip.config import VARIANTS, load_config
+from wmoe_clip.config import load_config
+from wmoe_clip.model.wmoe_clip.settings import VARIANTS
 
 REPO = Path(__file__).resolve().parents[2]
 PAPER = REPO / "config" / "paper_results.yaml"

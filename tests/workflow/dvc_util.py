@@ -62,7 +62,7 @@ run_config:
     train: {epochs: 1, num_workers: 0}
     eval: {num_workers: 0, figure_samples: 4}
 run_configs:
-  wmoe_clip: {base: tiny, input: src/wmoe_clip/configs/tiny.yaml, set: {}}
+  wmoe_clip: {base: tiny, input: src/wmoe_clip/model/wmoe_clip/configs/tiny.yaml, set: {}}
 trained_baselines: []
 untrained_baselines: []
 mlflow: {experiment: dvc-subset}

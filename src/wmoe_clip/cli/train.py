@@ -1,8 +1,11 @@
-"""``wmoe-clip train``: train the config's method (a WMoE-CLIP variant) on a source dataset's test split."""
+"""``wmoe-clip train``: train the config's method (a variant of it, if it has them) on a source dataset's test split."""
 
 from __future__ import annotations
 
 import argparse
+
+from ..config import shipped_configs
+from ..model.registry import variants_help
 
 
 def register(subparsers) -> None:
@@ -16,11 +19,11 @@ def register(subparsers) -> None:
         "settings starts afresh, and a finished training removes its state.",
     )
     p.add_argument("--config", required=True,
-                   help="YAML file or shipped config name (tiny, vit_l14_336, anomalyclip, tiny_anomalyclip)")
+                   help=f"YAML file or shipped config name ({', '.join(shipped_configs())})")
     p.add_argument("--source", required=True, help="registry key of the training dataset, e.g. visa")
     p.add_argument("--data", required=True, help="prepared folder of the source dataset (holds meta.json)")
-    p.add_argument("--variant", help="Table 2 variant of a wmoe_clip config: base, ctds, ctds_wcma, ctds_samoe, "
-                   "full (default: the config's own module switches); methods without variants take none")
+    p.add_argument("--variant", help=f"variant of the config's method ({variants_help()}; default: the "
+                   "config's own settings); methods without variants take none")
     p.add_argument("--out", required=True, help="output folder DIR")
     p.add_argument("--seed", type=int, help="random seed (default: train.seed of the config)")
     p.add_argument("--epochs", type=int, help="number of epochs (default: train.epochs of the config)")

@@ -39,50 +39,13 @@ from ..errors import WMoEError
 from ..io import check_writable
 from ..model import registry
 from ..model.encoder_pass import backbone_digest
+from ..model.source import build_from_source, read_model_source
 from . import runtime
 from .feature_cache import ImageSource, open_cache
 from .figures import Sample, denormalise, sample_grid, select_samples
 from .results import build_eval, file_sha256, write_eval
 from .smoothing import gaussian_smooth
 from .tracking import Tracker
-
-
-def read_model_source(checkpoint: str | Path | None, config: str | Path | None):
-    """``(cfg, learned state or None, file)`` of a checkpoint, or of the run config of a method that does
-    not train (refused for one that does)."""
-    from ..config import load_config, resolve_config_path
-    from ..model.checkpoint import read_checkpoint, require_checkpoint_file
-
-    if (checkpoint is None) == (config is None):
-        raise WMoEError("give one of --checkpoint (the model.pt of a training, or of import-checkpoint) and "
-                        "--config (the run config of a method that does not train)")
-    if checkpoint is not None:
-        path = require_checkpoint_file(checkpoint)
-        return (*read_checkpoint(path), path)
-    path = resolve_config_path(config)
-    cfg = load_config(path)
-    if registry.get(cfg.method).trains:
-        raise WMoEError(f"--config {config}: method {cfg.method} learns its parameters; give the model.pt of its "
-                        "training (wmoe-clip train) or of wmoe-clip import-checkpoint with --checkpoint")
-    return cfg, None, path
-
-
-def build_from_source(cfg, state, path, backbone=None):
-    """The model of :func:`read_model_source`'s result, in eval mode (on ``backbone``'s device if given)."""
-    from ..model import build_model
-    from ..model.checkpoint import load_learnable_state
-
-    model = build_model(cfg, backbone=backbone)
-    if state is not None:
-        load_learnable_state(model, state, str(path), cfg.to_dict())
-    return model.eval()
-
-
-def load_model(checkpoint: str | Path | None, config: str | Path | None):
-    """``(model, file)``: the model of a checkpoint, or of the run config of a method that does not train,
-    in eval mode on the CPU, and the file it came from."""
-    cfg, state, path = read_model_source(checkpoint, config)
-    return build_from_source(cfg, state, path), path
 
 
 class ScoreParts:

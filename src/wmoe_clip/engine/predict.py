@@ -37,8 +37,8 @@ from PIL import Image, UnidentifiedImageError
 from ..errors import WMoEError, os_error_message
 from ..io import atomic_dir, check_writable, json_text, write_files
 from ..model import registry
+from ..model.source import load_model
 from . import runtime
-from .evaluate import load_model
 from .figures import overlay
 from .smoothing import gaussian_smooth
 

@@ -18,13 +18,13 @@ from typing import Any
 
 import pandas as pd
 
-from ..config import VARIANTS
 from ..data.registry import CUSTOM_DOMAIN
 from ..engine.results import FORMAT as EVAL_FORMAT
 from ..engine.results import FORMAT_VERSION as EVAL_VERSION
 from ..engine.results import validate_eval
 from ..errors import WMoEError
 from ..io import read_json
+from ..model import registry
 
 _SEED = re.compile(r"^seed(\d+)$")
 EVAL_PATTERN = "eval/*/*/*/seed*.json"
@@ -54,7 +54,8 @@ class Evaluation:
         """The method: the JSON's ``method``; in files from before that field, WMoE-CLIP for its Table 2
         variants, else the run name, which is the method's own name for every other method (the
         results layout of ARCHITECTURE.md)."""
-        return self.data.get("method") or (DEFAULT_METHOD if self.variant in VARIANTS else self.variant)
+        return self.data.get("method") or (DEFAULT_METHOD if self.variant in registry.get(DEFAULT_METHOD).variants
+                                             else self.variant)
 
     @property
     def custom(self) -> bool:

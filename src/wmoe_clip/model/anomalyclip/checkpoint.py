@@ -24,11 +24,12 @@ from pathlib import Path
 
 import torch
 
-from ...config import AnomalyCLIPConfig, RunConfig
+from ...config import RunConfig
 from ...errors import WMoEError
 from ..backbone import text_tower_size
 from ..checkpoint import load_learnable_state
 from .model import AnomalyCLIP
+from .settings import Settings
 
 ROOT_KEY = "prompt_learner"
 # Width of their (unused) compound_prompt_projections: nn.Linear(ctx_dim, 896).
@@ -48,7 +49,7 @@ class ImportedPrompts:
     suffix: torch.Tensor  # (2,T-1-n,W) their token embeddings after the context
 
 
-def expected_shapes(cfg: AnomalyCLIPConfig, width: int, context_length: int) -> dict[str, tuple[int, ...]]:
+def expected_shapes(cfg: Settings, width: int, context_length: int) -> dict[str, tuple[int, ...]]:
     """Every key of their prompt-learner state dict with its shape."""
     n = cfg.prompt_length
     shapes: dict[str, tuple[int, ...]] = {}
@@ -64,7 +65,7 @@ def expected_shapes(cfg: AnomalyCLIPConfig, width: int, context_length: int) -> 
     return shapes
 
 
-def placeholder_ids(cfg: AnomalyCLIPConfig, suffix: str, context_length: int) -> list[int]:
+def placeholder_ids(cfg: Settings, suffix: str, context_length: int) -> list[int]:
     """Token ids their code gives the prompt: ``<sot> X × n_ctx suffix <eot>``, padded with 0."""
     import open_clip
 
@@ -79,7 +80,7 @@ def _one_line(exc: Exception) -> str:
     return f"{type(exc).__name__}: {reason.split('. Please')[0]}"
 
 
-def _check(state: dict, cfg: AnomalyCLIPConfig, width: int, context_length: int, source: str) -> None:
+def _check(state: dict, cfg: Settings, width: int, context_length: int, source: str) -> None:
     def refuse(problem: str) -> WMoEError:
         return WMoEError(f"{source} is not an AnomalyCLIP checkpoint for this model: {problem} "
                          f"(expected model.anomalyclip {cfg.prompt_length} context vectors, depth "
@@ -108,7 +109,7 @@ def _check(state: dict, cfg: AnomalyCLIPConfig, width: int, context_length: int,
             raise refuse(f"tokenized_prompts_{tag} is not the tokenisation of '{'X ' * cfg.prompt_length}{suffix}'")
 
 
-def read_anomalyclip_checkpoint(path: str | Path, cfg: AnomalyCLIPConfig, width: int = 768,
+def read_anomalyclip_checkpoint(path: str | Path, cfg: Settings, width: int = 768,
                                 context_length: int = 77) -> ImportedPrompts:
     """Validate an AnomalyCLIP checkpoint and convert it; ``width`` is the text width (768 for ViT-L-14-336)."""
     path = Path(path)
