@@ -44,8 +44,9 @@ def backbone_configuration(cfg: ModelConfig) -> dict[str, Any]:
 
 def encoder_pass_key(cfg: RunConfig) -> dict[str, Any]:
     """What models must share to be scored from one pass of the frozen encoder: its configuration, what
-    the method's ``encode_image`` adds to it (registry ``image_encoder``), the mask convention, and the batches and device of the pass, so that every model sees exactly the
-    features and batches it would see alone."""
+    the method's ``encode_image`` adds to it (registry ``image_encoder``), the mask convention, and the
+    batches and device of the pass, so that every model sees exactly the features and batches it would
+    see alone."""
     own = get(cfg.method).image_encoder
     # Only where set, so that the keys (and digests) of the methods on the backbone's outputs stay as they were.
     return {**backbone_configuration(cfg.model), **({"image_encoder": own} if own else {}),
