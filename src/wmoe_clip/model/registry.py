@@ -102,6 +102,8 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec("anomalyclip", "AnomalyCLIP", ".anomalyclip", trains=True, model="model:AnomalyCLIP",
                    paper_key="anomalyclip", importer="checkpoint:import_anomalyclip"),
         MethodSpec("clip", "CLIP", ".clip", trains=False, model="model:CLIPBaseline"),
+        MethodSpec("winclip", "WinCLIP", ".winclip", trains=False, model="model:WinCLIP", paper_key="winclip",
+                   image_encoder="winclip"),
     )
 }
 
