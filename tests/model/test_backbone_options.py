@@ -133,7 +133,8 @@ def test_encode_tokens_is_open_clips_transformer_on_any_token_subset():
         # Two windows of one image in one batch: each attends within itself only.
         a, b = tokens[0, [0, 1, 2, 7, 8]], tokens[0, [0, 29, 30, 35, 36]]
         both = backbone.encode_tokens(torch.stack([a, b]))
-        torch.testing.assert_close(both, _open_clip_global(backbone.clip.visual, torch.stack([a, b])), atol=1e-5, rtol=1e-5)
+        reference = _open_clip_global(backbone.clip.visual, torch.stack([a, b]))
+        torch.testing.assert_close(both, reference, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(both[1], backbone.encode_tokens(b[None])[0], atol=1e-5, rtol=1e-5)
     assert not torch.allclose(both[0], both[1], atol=1e-3)
 

@@ -80,7 +80,8 @@ def test_the_prompt_ensemble_is_every_state_in_every_template():
     assert normal.count("a jpeg corrupted photo of the perfect metal nut.") == 2
     assert abnormal[0] == "a cropped photo of the damaged metal nut."
     assert abnormal[-1] == "a photo of a metal nut with damage for anomaly detection."
-    assert sentences(Settings(class_name_spaces=False), "metal_nut")[1][0] == "a cropped photo of the damaged metal_nut."
+    kept = sentences(Settings(class_name_spaces=False), "metal_nut")
+    assert kept[1][0] == "a cropped photo of the damaged metal_nut."
 
 
 @pytest.mark.parametrize("average", ["raw", "normalised"])

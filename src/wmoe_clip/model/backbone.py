@@ -83,7 +83,8 @@ def check_normalisation(cfg: ModelConfig) -> None:
     mean, std = tuple(pre.get("mean", OPENAI_DATASET_MEAN)), tuple(pre.get("std", OPENAI_DATASET_STD))
     if (mean, std) != (tuple(OPENAI_DATASET_MEAN), tuple(OPENAI_DATASET_STD)):
         raise WMoEError(f"{cfg.backbone}/{cfg.pretrained} was trained on images normalised with mean {mean}, std "
-                        f"{std}; the data pipeline normalises with OpenAI CLIP's: choose other weights (model.pretrained)")
+                        f"{std}; the data pipeline normalises with OpenAI CLIP's: choose other weights "
+                        "(model.pretrained)")
 
 
 def text_tower_size(backbone: str) -> tuple[int, int]:
