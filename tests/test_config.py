@@ -57,7 +57,8 @@ def test_unknown_variant_and_missing_file():
     ({"model": {"alpha": 0.3}}, "model.alpha moved to model.wmoe_clip.alpha"),
     ({"model": {"wcma": {"heads": 2}}}, "model.wcma moved to model.wmoe_clip.wcma"),
     ({"loss": {"kl_weight": 0.1}}, "loss moved to model.wmoe_clip.loss"),
-    ({"method": "anomalyclip", "model": {"temperature": 0.07}}, "model.temperature moved to model.anomalyclip.temperature"),
+    ({"method": "anomalyclip", "model": {"temperature": 0.07}},
+     "model.temperature moved to model.anomalyclip.temperature"),
     ({"model": {"temperature": 0.07}}, "model.temperature moved to model.wmoe_clip.temperature"),
 ])
 def test_keys_that_moved_into_a_method_section_are_refused_naming_the_new_key(data, message):

@@ -40,6 +40,7 @@ COMPAT_PRESETS: dict[str, dict[str, Any]] = {
     "anomalyclip": {"global_token_ln_post": False, "pos_embed_interpolation": "bilinear", "precision": "fp32"},
 }
 POS_EMBED_INTERPOLATIONS = ("bicubic", "bilinear")
+PRECISIONS = ("bf16", "fp16", "fp32")
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    # "bilinear" (then > 0.5, convention A of the dataset conventions) or "nearest" (convention B).
+    # "bilinear" (then > 0.5, convention A of DATASETS.md) or "nearest" (convention B).
     mask_interpolation: str = "bilinear"
 
 
@@ -171,9 +172,6 @@ class RunConfig:
             return None
         settings = _to_plain(self.settings)
         return next((name for name, sets in variants.items() if _holds(settings, sets)), "custom")
-
-
-PRECISIONS = ("bf16", "fp16", "fp32")
 
 
 def _holds(data: Mapping[str, Any], sets: Mapping[str, Any]) -> bool:

@@ -49,7 +49,8 @@ def test_loading_into_another_variant_names_what_differs(build_tiny, tmp_path):
         load_checkpoint(path, model=other)
     msg = str(err.value)
     assert "'ctds_wcma'" in msg and "'ctds_samoe'" in msg
-    assert "model.wmoe_clip.wcma.enabled: True != False" in msg and "model.wmoe_clip.sa_moe.enabled: False != True" in msg
+    assert "model.wmoe_clip.wcma.enabled: True != False" in msg
+    assert "model.wmoe_clip.sa_moe.enabled: False != True" in msg
     assert "missing in checkpoint: sa_moe." in msg and "not in model: wcma." in msg
 
 

@@ -69,7 +69,7 @@ def test_prompt_map_is_a_zero_linear_even_when_the_widths_match():
 
 
 def test_non_residual_wcma_cannot_start_at_zero():
-    with pytest.raises(ConfigError, match="model.wmoe_clip.init zero_residual needs model.wmoe_clip.wcma.residual true"):
+    with pytest.raises(ConfigError, match="model.wmoe_clip.init zero_residual needs model.wmoe_clip.wcma.residual"):
         config_from_dict({"model": {"wmoe_clip": {"wcma": {"residual": False}}}})
     cfg = config_from_dict({"model": {"wmoe_clip": {"init": "default", "wcma": {"residual": False}}}})
     assert not cfg.model.wmoe_clip.wcma.residual

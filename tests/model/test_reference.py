@@ -86,7 +86,8 @@ def _reference(model, feats):
         # 5. M_l = softmax_c(cos(F_l, T~_c)/τ), abnormal channel, bilinear to the input size.
         cos = torch.einsum("bnd,bcd->bnc", f, refined)
         prob = torch.softmax(cos / tau, dim=-1)[..., 1].reshape(b, 1, gh, gw)
-        layer_maps.append(F.interpolate(prob, size=(model.cfg.model.image_size,) * 2, mode="bilinear", align_corners=False)[:, 0])
+        size = (model.cfg.model.image_size,) * 2
+        layer_maps.append(F.interpolate(prob, size=size, mode="bilinear", align_corners=False)[:, 0])
     layer_maps = torch.stack(layer_maps, dim=1)
     anomaly_map = layer_maps.mean(dim=1)
 

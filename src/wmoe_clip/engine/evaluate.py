@@ -34,10 +34,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..data.dataset import AnomalyDataset
 from ..data.meta import dataset_spec, is_synthetic, load_meta
 from ..errors import WMoEError
 from ..io import check_writable
+from ..metrics import ClassMetricAccumulator
 from ..model import registry
+from ..model.backbone import FrozenCLIP
+from ..model.checkpoint import require_checkpoint_file
 from ..model.encoder_pass import backbone_digest
 from ..model.source import build_from_source, read_model_source
 from . import runtime
@@ -53,8 +57,6 @@ class ScoreParts:
     (``global_score``) and ``max(M)`` alone (``map_max``, M the smoothed map)."""
 
     def __init__(self):
-        from ..metrics import ClassMetricAccumulator
-
         self.parts = {name: ClassMetricAccumulator(image=True, pixel=False) for name in ("global_score", "map_max")}
 
     def add(self, cls: str, labels: np.ndarray, global_score: torch.Tensor, smoothed: torch.Tensor) -> None:
@@ -128,8 +130,6 @@ class _ModelRun:
     """One model's evaluation inside a shared pass: its record, accumulators, figure and MLflow run."""
 
     def __init__(self, request: ModelRequest, target: str, tracker: Tracker):
-        from ..model.checkpoint import require_checkpoint_file
-
         r = request
         self.out, self.tracker = Path(r.out), tracker
         self.figure = Path(r.figure) if r.figure else self.out.with_suffix(".png")
@@ -162,7 +162,6 @@ class _ModelRun:
 
     def start(self, stack: contextlib.ExitStack, dataset, spec, synthetic: bool, device: torch.device,
               classes: dict[str, list[int]], target: str) -> None:
-        from ..metrics import ClassMetricAccumulator
 
         size = self.cfg.model.image_size
         tags = runtime.run_tags("eval", device, dataset, synthetic, source=self.source, target=target,
@@ -263,9 +262,6 @@ def evaluate_models(
     each exactly what evaluating that model alone writes. Models with equal encoder pass keys
     (``model.encoder_pass``) share one frozen backbone and one pass of the target's images through it;
     ``trackers`` holds one tracker per request (default: none)."""
-    from ..data.dataset import AnomalyDataset
-    from ..model.backbone import FrozenCLIP
-
     started = time.perf_counter()
     data_dir = Path(data_dir)
     if not requests:

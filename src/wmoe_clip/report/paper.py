@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from ..errors import WMoEError
+from ..model import registry
 
 DEFAULT_PATH = Path("config/paper_results.yaml")
 LEVELS = ("image", "pixel")
@@ -87,9 +88,12 @@ class PaperResults:
     references: list[Reference] = field(default_factory=list)
 
     def method_name(self, key: str) -> str:
-        """Display name of a method: the paper's column, else its reference, else the key itself."""
+        """Display name of a method: the paper's column, else its reference, else the method registry's
+        display name, else the key itself."""
         names = {m.key: m.name for m in self.methods} | {r.key: r.name for r in self.references}
-        return names.get(key, key)
+        if key in names:
+            return names[key]
+        return registry.METHODS[key].display_name if key in registry.METHODS else key
 
     def reference(self, key: str) -> Reference | None:
         return next((r for r in self.references if r.key == key), None)
