@@ -121,17 +121,17 @@ def _open_clip_global(visual, tokens: torch.Tensor) -> torch.Tensor:
 
 
 def test_encode_tokens_is_open_clips_transformer_on_any_token_subset():
-    cfg = dataclasses.replace(load_config("tiny").model, backbone="wmoe-tiny-gelu", image_size=96, feature_layers=(4,),
+    cfg = dataclasses.replace(load_config("tiny").model, backbone="wmoe-tiny-gelu", image_size=112, feature_layers=(4,),
                               vv_attention=False)
     backbone = FrozenCLIP(cfg)
-    images = torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(3))
+    images = torch.randn(2, 3, 112, 112, generator=torch.Generator().manual_seed(3))
     tokens = backbone.embed_image(images)
-    assert tokens.shape == (2, 1 + 36, 64)
+    assert tokens.shape == (2, 1 + 49, 64)
     with torch.no_grad():
         # All tokens: CLIP's image embedding, as open_clip computes it from the pixels.
         torch.testing.assert_close(backbone.encode_tokens(tokens), backbone.clip.visual(images), atol=1e-5, rtol=1e-5)
         # Two windows of one image in one batch: each attends within itself only.
-        a, b = tokens[0, [0, 1, 2, 7, 8]], tokens[0, [0, 29, 30, 35, 36]]
+        a, b = tokens[0, [0, 1, 2, 8, 9]], tokens[0, [0, 41, 42, 48, 49]]
         both = backbone.encode_tokens(torch.stack([a, b]))
         reference = _open_clip_global(backbone.clip.visual, torch.stack([a, b]))
         torch.testing.assert_close(both, reference, atol=1e-5, rtol=1e-5)

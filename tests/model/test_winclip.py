@@ -1,4 +1,4 @@
-"""WinCLIP on the tiny GELU backbone (6×6 patches) against hand-computed values and a brute-force
+"""WinCLIP on the tiny GELU backbone (7×7 patches) against hand-computed values and a brute-force
 reference that builds every window from pixel crops and runs open_clip's own transformer on it."""
 
 import dataclasses
@@ -16,7 +16,7 @@ from wmoe_clip.model.winclip.prompts import sentences, text_embeddings
 from wmoe_clip.model.winclip.settings import Settings
 from wmoe_clip.model.winclip.windows import harmonic_aggregate, window_embeddings, window_indices
 
-GRID = 6
+GRID = 7
 PATCH = 16
 
 
@@ -42,17 +42,17 @@ def test_window_indices_are_the_hand_listed_patches():
     assert window_indices((3, 3), 2).tolist() == [[0, 1, 3, 4], [1, 2, 4, 5], [3, 4, 6, 7], [4, 5, 7, 8]]
     assert window_indices((2, 3), 2).tolist() == [[0, 1, 3, 4], [1, 2, 4, 5]]
     two = window_indices((GRID, GRID), 2)
-    assert two.shape == (25, 4)
-    assert two[0].tolist() == [0, 1, 6, 7] and two[1].tolist() == [1, 2, 7, 8]
-    assert two[5].tolist() == [6, 7, 12, 13] and two[24].tolist() == [28, 29, 34, 35]
+    assert two.shape == (36, 4)
+    assert two[0].tolist() == [0, 1, 7, 8] and two[1].tolist() == [1, 2, 8, 9]
+    assert two[6].tolist() == [7, 8, 14, 15] and two[35].tolist() == [40, 41, 47, 48]
     three = window_indices((GRID, GRID), 3)
-    assert three.shape == (16, 9)
-    assert three[0].tolist() == [0, 1, 2, 6, 7, 8, 12, 13, 14]
-    assert three[3].tolist() == [3, 4, 5, 9, 10, 11, 15, 16, 17]
-    assert three[15].tolist() == [21, 22, 23, 27, 28, 29, 33, 34, 35]
+    assert three.shape == (25, 9)
+    assert three[0].tolist() == [0, 1, 2, 7, 8, 9, 14, 15, 16]
+    assert three[4].tolist() == [4, 5, 6, 11, 12, 13, 18, 19, 20]
+    assert three[24].tolist() == [32, 33, 34, 39, 40, 41, 46, 47, 48]
     assert window_indices((5, 5), 3, stride=2)[:, 0].tolist() == [0, 2, 10, 12]
     with pytest.raises(WMoEError, match="do not tile"):
-        window_indices((6, 6), 3, stride=2)
+        window_indices((6, 6), 3, stride=2)  # 6 - 3 = 3 is not a multiple of 2
     with pytest.raises(WMoEError, match="do not tile"):
         window_indices((2, 2), 3)
 
@@ -171,9 +171,9 @@ def test_the_map_is_the_brute_force_reference(model):
     out = model(images, ["bottle"])
     text = model.text_features("bottle", torch.device("cpu"))
     patch_map, image_score = _brute_map(model, images[0], text)
-    expected = F.interpolate(patch_map[None, None], size=(96, 96), mode="bilinear", align_corners=False)[0, 0]
+    expected = F.interpolate(patch_map[None, None], size=(112, 112), mode="bilinear", align_corners=False)[0, 0]
     torch.testing.assert_close(out.anomaly_map[0], expected, atol=1e-5, rtol=1e-4)
-    assert out.layer_maps.shape == (1, 1, 96, 96)
+    assert out.layer_maps.shape == (1, 1, 112, 112)
     # The zero-shot image score is the whole image's score alone.
     assert out.global_score.item() == pytest.approx(image_score, rel=1e-5)
     torch.testing.assert_close(out.image_score, out.global_score)
@@ -181,11 +181,11 @@ def test_the_map_is_the_brute_force_reference(model):
 
 def test_a_local_defect_gives_a_map_that_peaks_on_it(cfg):
     model = _model(cfg)
-    image = torch.full((1, 3, 96, 96), -1.0)
+    image = torch.full((1, 3, 112, 112), -1.0)
     image[:, :, 48:80, 48:80] = 2.0  # a bright square on patches (3, 3) to (4, 4)
     feats = model.encode_image(image)
     two = window_indices((GRID, GRID), 2)
-    defect_window = next(i for i, w in enumerate(two.tolist()) if w == [21, 22, 27, 28])
+    defect_window = next(i for i, w in enumerate(two.tolist()) if w == [24, 25, 31, 32])
     # Hand-made text: "abnormal" is the embedding of the 2×2 window on the defect, "normal" the one of
     # the top-left window, far from it.
     text = F.normalize(torch.stack([feats.windows[0][0, 0], feats.windows[0][0, defect_window]]).float(), dim=-1)
@@ -196,10 +196,10 @@ def test_a_local_defect_gives_a_map_that_peaks_on_it(cfg):
     assert torch.all(scale_maps[0] == scale_maps[0, 0, 0])
     for window_map in scale_maps[1:]:
         row, col = divmod(int(window_map.argmax()), GRID)
-        assert 3 <= row <= 5 and 3 <= col <= 5, (row, col)  # windows that overlap the square
+        assert 2 <= row <= 5 and 2 <= col <= 5, (row, col)  # patches of windows that overlap the square
     fused = out.anomaly_map[0]
     assert fused.max() > 2 * fused.min()
-    row, col = divmod(int(fused.argmax()), 96)
+    row, col = divmod(int(fused.argmax()), 112)
     assert 40 <= row < 88 and 40 <= col < 88  # on the square, give or take half a patch
 
 

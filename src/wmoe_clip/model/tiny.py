@@ -7,7 +7,7 @@ exactly the same construction and forward code as ViT-L-14-336:
   that is odd like ViT-L-14-336's 37×37, and a 2-layer text tower with CLIP's real vocabulary;
 - ``wmoe-tiny-text12-quickgelu``: the same with a 12-layer text tower, as deep as CLIP's, for methods
   with per-layer text prompts (AnomalyCLIP's deep tokens enter text blocks 1..8);
-- ``wmoe-tiny-gelu``: ViT-B-16-plus-240's kind (GELU, not QuickGELU) at 96 px, a 6×6 patch grid that
+- ``wmoe-tiny-gelu``: ViT-B-16-plus-240's kind (GELU, not QuickGELU) at 112 px, a 7×7 patch grid that
   holds 2×2 and 3×3 windows at several positions (WinCLIP).
 """
 
