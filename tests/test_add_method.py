@@ -108,7 +108,9 @@ def added_method(tmp_path_factory) -> AddedMethod:
     registry = src / "wmoe_clip" / "model" / "registry.py"
     lines = registry.read_text().splitlines(keepends=True)
     last = max(i for i, line in enumerate(lines) if line.lstrip().startswith("MethodSpec("))
-    registry.write_text("".join(lines[: last + 1] + [REGISTRY_LINE] + lines[last + 1:]))
+    # After the last entry, which may run over several lines: before the line that closes the table.
+    end = next(i for i in range(last, len(lines)) if lines[i].rstrip() == "    )")
+    registry.write_text("".join(lines[:end] + [REGISTRY_LINE] + lines[end:]))
     data = {}
     for key in (SOURCE, TARGET):
         generate(key, root / "raw" / key, size=2, seed=0)

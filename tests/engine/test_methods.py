@@ -50,6 +50,23 @@ def test_clip_is_evaluated_from_its_run_config_as_source_none_seed0(clip_config,
     assert doc["score_parts"]["global_score"]["mean"]["auroc"] == doc["mean"]["image"]["auroc"]
 
 
+def test_winclip_is_evaluated_from_its_shipped_config_without_the_feature_cache(make_prepared, tmp_path, capsys):
+    data = str(make_prepared("mvtec", 4))
+    out = tmp_path / "eval" / "none" / "mvtec" / "winclip" / "seed0.json"
+    assert main(["evaluate", "--config", "tiny_winclip", "--target", "mvtec", "--data", data, "--out", str(out),
+                 "--no-tracking", "--quiet"]) == 0
+    doc = json.loads(out.read_text())
+    assert (doc["method"], doc["source"], doc["variant"], doc["seed"]) == ("winclip", "none", "winclip", 0)
+    check_scores_match_sklearn(doc)
+    # Zero-shot, its image score is the whole image's score alone.
+    assert doc["score_parts"]["global_score"]["mean"]["auroc"] == doc["mean"]["image"]["auroc"]
+    # The window embeddings are its own encoder's: the backbone's cache cannot serve it.
+    code = main(["evaluate", "--config", "tiny_winclip", "--target", "mvtec", "--data", data, "--out",
+                 str(tmp_path / "cached.json"), "--no-tracking", "--quiet", "--feature-cache"])
+    assert code == 2 and "without the feature cache" in capsys.readouterr().err
+    assert not (tmp_path / "cached.json").exists()
+
+
 def test_a_method_that_trains_is_not_evaluated_from_a_run_config(make_prepared, tmp_path, capsys):
     code = main(["evaluate", "--config", "tiny", "--target", "mvtec", "--data", str(make_prepared("mvtec", 4)),
                  "--out", str(tmp_path / "e.json"), "--no-tracking", "--quiet"])

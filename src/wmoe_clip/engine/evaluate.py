@@ -333,6 +333,10 @@ def evaluate_models(
             m.build(backbone, device)
         encoder_model = members[0].model
         if feature_cache:
+            own = registry.get(cfg.method).image_encoder
+            if own:
+                raise WMoEError(f"{cfg.method} encodes more than the backbone's tokens ({own}), which the feature "
+                                "cache does not hold: evaluate it without the feature cache")
             source = open_cache(cfg, dataset, encoder_model, device, cache_dir, cfg.eval.batch_size,
                                 cfg.eval.num_workers, verify=verify_cache)
         else:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..config import ModelConfig, RunConfig
+from .registry import get
 
 
 def weights_identity(pretrained: str | None) -> Any:
@@ -43,11 +44,15 @@ def backbone_configuration(cfg: ModelConfig) -> dict[str, Any]:
 
 
 def encoder_pass_key(cfg: RunConfig) -> dict[str, Any]:
-    """What models must share to be scored from one pass of the frozen encoder: its configuration, the
-    mask convention, and the batches and device of the pass, so that every model sees exactly the
-    features and batches it would see alone."""
-    return {**backbone_configuration(cfg.model), "mask_interpolation": cfg.data.mask_interpolation,
-            "batch_size": cfg.eval.batch_size, "device": cfg.eval.device}
+    """What models must share to be scored from one pass of the frozen encoder: its configuration, what
+    the method's ``encode_image`` adds to it (registry ``image_encoder``), the mask convention, and the
+    batches and device of the pass, so that every model sees exactly the features and batches it would
+    see alone."""
+    own = get(cfg.method).image_encoder
+    # Only where set, so that the keys (and digests) of the methods on the backbone's outputs stay as they were.
+    return {**backbone_configuration(cfg.model), **({"image_encoder": own} if own else {}),
+            "mask_interpolation": cfg.data.mask_interpolation, "batch_size": cfg.eval.batch_size,
+            "device": cfg.eval.device}
 
 
 def backbone_digest(cfg: RunConfig) -> str:

@@ -39,6 +39,11 @@ class MethodSpec:
     # authors' released checkpoint (`wmoe-clip import-checkpoint --from NAME`), if the method has one;
     # it checks the file before building anything.
     importer: str | None = None
+    # None: the model's ``encode_image`` returns the backbone's outputs, so it shares an encoder pass (and
+    # the feature cache) with every model of the same backbone configuration. A name: its encode_image
+    # adds outputs of its own (WinCLIP's window embeddings); only models of that name share its pass,
+    # and the feature cache, which holds the backbone's outputs alone, does not serve it.
+    image_encoder: str | None = None
 
     def _import(self, module: str) -> ModuleType:
         return importlib.import_module(f"{self.package}.{module}", __package__)
@@ -97,6 +102,8 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec("anomalyclip", "AnomalyCLIP", ".anomalyclip", trains=True, model="model:AnomalyCLIP",
                    paper_key="anomalyclip", importer="checkpoint:import_anomalyclip"),
         MethodSpec("clip", "CLIP", ".clip", trains=False, model="model:CLIPBaseline"),
+        MethodSpec("winclip", "WinCLIP", ".winclip", trains=False, model="model:WinCLIP", paper_key="winclip",
+                   image_encoder="winclip"),
     )
 }
 
