@@ -120,7 +120,7 @@ def against_loop(rng: np.random.Generator, cls: str) -> None:
     (n, n_normal), = [(n, k) for name, n, k in MVTEC_TEST if name == cls]
     masks, maps = synth_class(rng, n, n_normal)
     t0 = time.perf_counter()
-    ours = aupro(masks, maps, variant="anomalyclip")
+    ours = aupro(masks, maps, definition="anomalyclip")
     ours_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     exact = aupro(masks, maps)

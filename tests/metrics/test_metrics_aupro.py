@@ -31,7 +31,7 @@ def test_anomalyclip_aupro_matches_the_threshold_loop(kind):
     for _ in range(25):
         masks, maps = random_class(rng, kind)
         want = anomalyclip_loop(masks, maps)
-        assert _agree(aupro(masks, maps, variant="anomalyclip"), want, 1e-12), (masks, maps)
+        assert _agree(aupro(masks, maps, definition="anomalyclip"), want, 1e-12), (masks, maps)
         assert _agree(pixel_metrics(masks, maps)["aupro_anomalyclip"], want, 1e-12)
 
 
@@ -58,7 +58,7 @@ def test_exact_aupro_is_invariant_to_increasing_transforms_anomalyclip_is_not():
     assert {m: moved[m] for m in exact} == pytest.approx({m: base[m] for m in exact}, abs=1e-12)
     assert aupro(masks, skewed) == pytest.approx(aupro(masks, maps), abs=1e-12)
     # The anchor's grid is uniform in score, so a skewed map moves it (docs/METRICS.md §7.8).
-    assert abs(aupro(masks, skewed, variant="anomalyclip") - aupro(masks, maps, variant="anomalyclip")) > 1e-4
+    assert abs(aupro(masks, skewed, definition="anomalyclip") - aupro(masks, maps, definition="anomalyclip")) > 1e-4
 
 
 def test_regions_are_8_connected_and_never_span_images():
@@ -78,9 +78,9 @@ def test_defect_free_images_enter_the_fpr():
     assert aupro(masks[:1], maps[:1]) == 0.0  # without image 2 the value would be wrong (docs/METRICS.md §7.5)
 
 
-def test_variant_and_limit_are_validated():
+def test_definition_and_limit_are_validated():
     masks, maps = np.array([[[1, 0]]]), np.array([[[0.9, 0.1]]])
-    with pytest.raises(ValueError, match="variant"):
-        aupro(masks, maps, variant="mvtec3d")
+    with pytest.raises(ValueError, match="definition"):
+        aupro(masks, maps, definition="mvtec3d")
     with pytest.raises(ValueError, match="fpr_limit"):
         aupro(masks, maps, fpr_limit=0)

@@ -25,7 +25,7 @@ MAPS = np.zeros((2, 4, 4), dtype=np.float32)
     (lambda: pixel_metrics(MASKS.ravel(), MAPS.ravel()), "shape \\(n, H, W\\)"),
     (lambda: aupro(MASKS, MAPS, fpr_limit=1.5), "fpr_limit"),
     (lambda: aupro(MASKS, MAPS, fpr_limit="0.3x"), "fpr_limit"),
-    (lambda: aupro(MASKS, MAPS, variant="mvtec3d"), "variant"),
+    (lambda: aupro(MASKS, MAPS, definition="mvtec3d"), "definition"),
 ])
 def test_bad_input_names_the_argument(call, named):
     with pytest.raises(MetricInputError, match=named) as info:

@@ -5,7 +5,7 @@ Values lie in [0, 1] (tables multiply by 100); a metric that does not apply to a
 
 from wmoe_clip.metrics._checks import MetricInputError
 from wmoe_clip.metrics.accumulator import ClassMetricAccumulator
-from wmoe_clip.metrics.aupro import VARIANTS as AUPRO_VARIANTS
+from wmoe_clip.metrics.aupro import DEFINITIONS as AUPRO_DEFINITIONS
 from wmoe_clip.metrics.aupro import Regions, aupro, label_regions
 from wmoe_clip.metrics.pixel import PIXEL_METRICS, pixel_metrics
 from wmoe_clip.metrics.rank import RANK_METRICS, image_metrics, rank_metrics
@@ -13,7 +13,7 @@ from wmoe_clip.metrics.rank import RANK_METRICS, image_metrics, rank_metrics
 IMAGE_METRICS = RANK_METRICS
 
 __all__ = [
-    "AUPRO_VARIANTS",
+    "AUPRO_DEFINITIONS",
     "IMAGE_METRICS",
     "PIXEL_METRICS",
     "ClassMetricAccumulator",

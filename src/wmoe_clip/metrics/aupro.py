@@ -34,7 +34,7 @@ from scipy import ndimage
 
 from wmoe_clip.metrics._checks import MetricInputError, fpr_limit_value, image_stack
 
-VARIANTS = ("exact", "anomalyclip")
+DEFINITIONS = ("exact", "anomalyclip")
 ANOMALYCLIP_STEPS = 200
 # 8-connectivity inside one image (docs/METRICS.md §3.1): a 3x3 all-ones structuring element.
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
@@ -164,19 +164,19 @@ def aupro_anomalyclip_sorted(
     return float(-np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2.0)) + 0.0
 
 
-def aupro(masks, maps, fpr_limit: float = 0.3, variant: str = "exact") -> float | None:
+def aupro(masks, maps, fpr_limit: float = 0.3, definition: str = "exact") -> float | None:
     """AUPRO of one class: `masks` (n, H, W) bool or 0/1, `maps` (n, H, W) float, in [0, 1] or None (n/a).
 
-    variant "exact" is the official MVTec value; "anomalyclip" reproduces the AnomalyCLIP-lineage number.
+    definition "exact" is the official MVTec value; "anomalyclip" reproduces the AnomalyCLIP-lineage number.
     None when the class has no GT region or no normal pixel, or where the anomalyclip anchor fails.
     """
-    if variant not in VARIANTS:
-        raise MetricInputError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    if definition not in DEFINITIONS:
+        raise MetricInputError(f"definition must be one of {DEFINITIONS}, got {definition!r}")
     masks, maps = image_stack(masks, maps)
     limit = fpr_limit_value(fpr_limit)
     pos, regions = sorted_anomalous(masks, maps)
     neg = maps[~masks]
-    if variant == "exact":
+    if definition == "exact":
         return _exact_unsorted(pos, regions, neg, limit)
     neg.sort()
     return aupro_anomalyclip_sorted(pos, regions, neg, limit)

@@ -1,8 +1,8 @@
-"""Pixel-level metrics of one class: AUROC, AP, F1-max and both AUPRO variants from one pair of sorts.
+"""Pixel-level metrics of one class: AUROC, AP, F1-max and both AUPRO definitions from one pair of sorts.
 
 The pixels of all the class's images form one pool (docs/METRICS.md §1.1). The maps are split by the GT into
 a float32 copy of the normal and of the anomalous scores. The normal copy is sorted once, in place, and
-serves the rank metrics and both AUPRO variants; the anomalous scores are sorted with their region ids.
+serves the rank metrics and both AUPRO definitions; the anomalous scores are sorted with their region ids.
 Extra memory: about 5 B per pixel plus ~40 B per anomalous pixel; no float64 copy of the maps and no
 argsort of all pixels.
 """
@@ -35,7 +35,7 @@ def pixel_metrics(masks, maps, fpr_limit: float = 0.3) -> dict[str, float | None
 
     `masks`: (n, H, W) bool or 0/1 GT; `maps`: (n, H, W) float anomaly maps (numpy or torch).
     None where a metric does not apply: no anomalous pixel or no normal pixel (and for the AnomalyCLIP
-    variant, where its anchor fails).
+    definition, where its anchor fails).
     """
     masks, maps = image_stack(masks, maps)
     return pixel_metrics_checked(masks, maps, fpr_limit_value(fpr_limit))
