@@ -391,7 +391,7 @@ def _check_values(cfg: RunConfig, source: str) -> None:
         else:
             problems.extend(
                 f"model.compat {m.compat} sets model.{key} to {value!r}, but it is {getattr(m, key)!r}; "
-                f"drop one of the two" for key, value in COMPAT_PRESETS[m.compat].items() if getattr(m, key) != value)
+                f"drop one of the two, or set model.compat: null to switch the {m.compat} preset off" for key, value in COMPAT_PRESETS[m.compat].items() if getattr(m, key) != value)
     if t.micro_batch_size is not None and not 1 <= t.micro_batch_size <= t.batch_size:
         problems.append("train.micro_batch_size must lie in [1, train.batch_size]")
     if not 0.0 <= t.feature_cache_memory <= 1.0:
@@ -461,7 +461,10 @@ def config_with_overrides(base: str | Path, overrides: Mapping[str, Any], source
     The one place that applies overrides: ``wmoe-clip run-config --set`` and the workflow's
     ``overrides:`` (checked when Snakemake builds its DAG, before any job runs) both come here.
     """
-    data = load_config(base).to_dict()
+    load_config(base)  # the base alone must be valid; its errors name its own file
+    # The base as written, not resolved: model.compat fills its options only after the overrides, so an
+    # override of model.compat (null switches the preset off) or of one of its options is what counts.
+    data = _read_yaml(resolve_config_path(base)) or {}
     for key, value in overrides.items():
         *parents, leaf = str(key).split(".")
         node = data
@@ -486,15 +489,18 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
     raise ConfigError(f"config {str(name_or_path)!r} is neither an existing YAML file nor a shipped config ({known})")
 
 
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+
+
 def load_config(name_or_path: str | Path | None = None, variant: str | None = None) -> RunConfig:
     """Load a run config (defaults when None), optionally applying a Table 2 variant."""
     if name_or_path is None:
         cfg = RunConfig()
     else:
         path = resolve_config_path(name_or_path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        cfg = config_from_dict(data, str(path))
+        cfg = config_from_dict(_read_yaml(path), str(path))
     return cfg.with_variant(variant) if variant else cfg
