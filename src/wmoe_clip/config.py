@@ -38,6 +38,9 @@ class CTDSConfig:
     decoder_hidden: int = 512
     # Draw z ~ N(mu, sigma) at evaluation too; false uses z = mu so that scores are deterministic.
     sample_at_eval: bool = False
+    # How P(z) shifts the prompt slots: "shared" (one vector added to every slot of both prompts) or
+    # "per_slot" (a different vector for each slot of each prompt); the paper does not fix it.
+    shift: str = "shared"
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,7 @@ COMPAT_PRESETS: dict[str, dict[str, Any]] = {
     "anomalyclip": {"global_token_ln_post": False, "pos_embed_interpolation": "bilinear", "precision": "fp32"},
 }
 POS_EMBED_INTERPOLATIONS = ("bicubic", "bilinear")
+CTDS_SHIFTS = ("shared", "per_slot")
 
 
 @dataclass(frozen=True)
@@ -399,6 +403,7 @@ def _check_values(cfg: RunConfig, source: str) -> None:
     if cfg.data.mask_interpolation not in ("bilinear", "nearest"):
         problems.append("data.mask_interpolation must be 'bilinear' or 'nearest'")
     for key, value, allowed in (("model.init", m.init, INIT_SCHEMES), ("model.precision", m.precision, PRECISIONS),
+                                ("model.ctds.shift", m.ctds.shift, CTDS_SHIFTS),
                                 ("model.wcma.dwt_mode", m.wcma.dwt_mode, DWT_MODES)):
         if value not in allowed:
             problems.append(f"{key} must be one of {', '.join(allowed)}, got {value!r}")

@@ -45,8 +45,9 @@ class WMoECLIP(FrozenBackboneModel):
         zero = m.init == "zero_residual"
         self.prompts = PromptLearner(m.prompt_normal, m.prompt_abnormal, m.prompt_length, width,
                                      self.backbone.context_length)
-        self.ctds = CTDS(dim, m.ctds.latent_dim, m.ctds.decoder_hidden, width, m.ctds.sample_at_eval, zero) \
-            if m.ctds.enabled else None
+        slot_shape = (2, m.prompt_length) if m.ctds.shift == "per_slot" else None
+        self.ctds = CTDS(dim, m.ctds.latent_dim, m.ctds.decoder_hidden, width, m.ctds.sample_at_eval, zero,
+                         slot_shape) if m.ctds.enabled else None
         self.wcma = WCMA(layers, dim, m.wcma.reduction, m.wcma.attn_dim, m.wcma.heads, m.wcma.residual,
                          m.wcma.per_layer, m.wcma.dwt_mode, zero) if m.wcma.enabled else None
         self.sa_moe = SAMoE(layers, dim, m.sa_moe.adapter_dim, m.sa_moe.num_experts, m.sa_moe.top_k,
