@@ -182,6 +182,9 @@ class EvalConfig:
     num_workers: int = 2
     device: str = "auto"
     figure_samples: int = 8
+    # A class where a metric is undefined (one label only): "omit" leaves it out of the mean (AnomalyCLIP
+    # lineage; the mean says over how many classes), "zero" counts it as 0 (AdaCLIP, AA-CLIP).
+    undefined_metric: str = "omit"
 
 
 @dataclass(frozen=True)
@@ -404,6 +407,7 @@ def _check_values(cfg: RunConfig, source: str) -> None:
         problems.append("data.mask_interpolation must be 'bilinear' or 'nearest'")
     for key, value, allowed in (("model.init", m.init, INIT_SCHEMES), ("model.precision", m.precision, PRECISIONS),
                                 ("model.ctds.shift", m.ctds.shift, CTDS_SHIFTS),
+                                ("eval.undefined_metric", cfg.eval.undefined_metric, ("omit", "zero")),
                                 ("model.wcma.dwt_mode", m.wcma.dwt_mode, DWT_MODES)):
         if value not in allowed:
             problems.append(f"{key} must be one of {', '.join(allowed)}, got {value!r}")

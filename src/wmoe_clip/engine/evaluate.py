@@ -209,7 +209,8 @@ class _ModelRun:
             f"eval {self.source} -> {target} {self.run_name} seed{self.seed}", tags, parent_run_id=self.train_run_id))
         self.tracker.log_params(self.cfg.to_dict())
         self.acc = ClassMetricAccumulator(image=spec.image_metrics, pixel=spec.pixel_metrics, image_size=(size, size),
-                                          expected={cls: len(idx) for cls, idx in classes.items()})
+                                          expected={cls: len(idx) for cls, idx in classes.items()},
+                                          undefined=self.cfg.eval.undefined_metric)
         self.picks = select_samples(dataset.records, self.cfg.eval.figure_samples)
         self.figure_maps: dict[int, tuple[np.ndarray, float]] = {}
         self.score_parts = ScoreParts() if spec.image_metrics else None
