@@ -228,14 +228,19 @@ def run_groups(paper: PaperResults, results: Results) -> list[RunGroup]:
     keys = {d.key for d in paper.datasets}
     runs = {(e.method, e.variant) for e in results.evaluations if e.target in keys and e.method != main}
     order = [m.key for m in paper.methods] + list(paper.references.method_names())
-    released = paper.references.released_runs
     for method, run in sorted(runs, key=lambda mr: (order.index(mr[0]) if mr[0] in order else len(order), mr)):
         published = "paper" if any(m.key == method for m in paper.methods) else (
             "reference" if any(c.method == method for s in paper.references.sources for c in s.cells) else None)
-        name = paper.method_name(method)
-        label = name if run == method else (f"{name} (released checkpoint)" if run in released else f"{name} ({run})")
-        groups.append(RunGroup(method, run, label, False, published))
+        groups.append(RunGroup(method, run, run_label(paper, method, run), False, published))
     return groups
+
+
+def run_label(paper: PaperResults, method: str, run: str) -> str:
+    """A method run's name in the report: the method's, with its run when that is not the method's own."""
+    name = paper.method_name(method)
+    if run == method:
+        return name
+    return f"{name} (released checkpoint)" if run in paper.references.released_runs else f"{name} ({run})"
 
 
 def _group_cells(group: RunGroup, s: Summary | None, cell: Cell | None, why: str | None,
@@ -519,7 +524,7 @@ def per_class_tables(paper: PaperResults, results: Results) -> list[Table]:
         log = paper.references.released_log(method, source, target)
         metrics = [(lvl, m) for lvl, m in PER_CLASS_METRICS if evals[0].data["dataset"][f"{lvl}_metrics"]]
         per_metric = ["Official", "Ours", "Δ"] if log else ["Ours"]
-        name = paper.method_name(method) if run == method else f"{paper.method_name(method)} ({run})"
+        name = run_label(paper, method, run)
         trained = "training-free" if source == UNTRAINED else f"trained on {source}"
         table = Table(
             key=f"per-class-{target}-{source}-{run}",
