@@ -125,6 +125,11 @@ def test_the_page_carries_the_provenance_on_hover(tmp_path, paper_path, capsys):
     err = capsys.readouterr().err
     assert "anomalyclip.yaml: no published number for ksdd2 (AnomalyCLIP&#39;s SDD is KolektorSDD v1" in html
     assert "anomalyclip.yaml: no published number for ksdd2 (AnomalyCLIP's SDD is KolektorSDD v1" in err
+    # Per-class tables, collapsed: ours alone where no official per-class log matches (WMoE-CLIP).
+    start = html.index("<details><summary>MVTec-AD — WMoE-CLIP (full), trained on visa</summary>")
+    section = html[start:html.index("</details>", start)]
+    assert "<th>Ours</th>" in section and "Official" not in section
+    assert "<tr><td>bottle</td>" in section and "<tr><td>mean</td>" in section
 
 
 def test_methods_not_run_keep_the_paper_numbers_only(tmp_path, paper_path):

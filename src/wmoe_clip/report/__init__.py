@@ -59,6 +59,8 @@ def _run_summary(results: Results, paper: PaperResults) -> list[tuple[str, str]]
         ("Code", f"git {', '.join(sorted(software)) or 'unknown'}{' (uncommitted changes)' if dirty else ''}"),
         ("Inference time (all evaluations)", f"{inference:.1f} s"),
         ("Paper numbers", f"{paper.path.as_posix()} ({paper.citation()})"),
+        ("Published numbers of the methods", "; ".join(f"{s.citation}: {s.path.as_posix()}"
+                                                      for s in paper.references.sources if s.key != "paper") or "–"),
         ("Report", f"wmoe-clip {__version__}"),
     ]
     return rows
