@@ -9,7 +9,6 @@ import re
 
 import numpy as np
 import pytest
-import yaml
 
 from conftest import compile_latex, eval_json, random_scores, write_eval
 from wmoe_clip.report import build_report, load_paper_results, load_results, table1, table2

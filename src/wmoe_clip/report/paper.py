@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import WMoEError
-from .references import Cell, Protocol, References, load_references, read_yaml
+from .references import LEVELS, Cell, Protocol, References, load_references, read_yaml
 
 DEFAULT_PATH = Path("config/paper_results.yaml")
-LEVELS = ("image", "pixel")
 
 
 @dataclass(frozen=True)
