@@ -1,5 +1,5 @@
 # Entry point. `include` does not carry the included file's default target, so it is set here
-# (PIPELINE.md §1.3).
+# (docs/PIPELINE.md §1.3).
 
 
 include: "workflow/Snakefile"

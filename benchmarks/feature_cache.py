@@ -8,7 +8,7 @@ On CUDA it also records peak memory. With the full config the backbone has rando
     python benchmarks/feature_cache.py --config tiny --per-class 8 --epochs 3
     python benchmarks/feature_cache.py --config vit_l14_336 --per-class 1 --epochs 1 --batch-size 4
 
-The estimate of the whole protocol (10 trainings, 22 evaluations, METHOD.md §5) scales the measured
+The estimate of the whole protocol (10 trainings, 22 evaluations, docs/METHOD.md §5) scales the measured
 images/s to the registry's test-split sizes.
 """
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from wmoe_clip.config import PRECISIONS, VARIANTS, load_config
+from wmoe_clip.config import PRECISIONS, load_config
 from wmoe_clip.data import registry as data_registry
 from wmoe_clip.data.dataset import AnomalyDataset
 from wmoe_clip.engine import runtime
@@ -40,6 +40,7 @@ from wmoe_clip.engine.smoothing import gaussian_smooth
 from wmoe_clip.model import build_model
 from wmoe_clip.model.backbone import FrozenCLIP
 from wmoe_clip.model.base import ImageFeatures
+from wmoe_clip.model.wmoe_clip.settings import VARIANTS
 
 from loader import make_dataset, one_pass  # noqa: E402  (benchmarks/ is run as a script folder)
 from train_step import random_targets, random_weights, timed  # noqa: E402

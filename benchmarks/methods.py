@@ -46,12 +46,15 @@ def main() -> None:
         t_encoder = timed(lambda: backbone.encode_image(images), args.repeats, args.warmup, device)
 
     # AnomalyCLIP's deep tokens enter before text blocks 1..8: a smaller text tower (the tiny one) takes fewer.
-    depth = min(base.model.anomalyclip.deep_prompt_depth, backbone.clip.transformer.layers)
-    anomalyclip = dataclasses.replace(base.model.anomalyclip, deep_prompt_depth=depth)
+    anomalyclip = base.for_method("anomalyclip").model.anomalyclip
+    depth = min(anomalyclip.deep_prompt_depth, backbone.clip.transformer.layers)
+    anomalyclip = dataclasses.replace(anomalyclip, deep_prompt_depth=depth)
     rows = []
     for name, spec in METHODS.items():
         torch.manual_seed(0)
-        cfg = dataclasses.replace(base, method=name, model=dataclasses.replace(base.model, anomalyclip=anomalyclip))
+        cfg = base.for_method(name) if name != base.method else base
+        if name == "anomalyclip":
+            cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, anomalyclip=anomalyclip))
         model = build_model(cfg, backbone=backbone).to(device)
         with torch.no_grad():
             feats = model.encode_image(images)

@@ -1,4 +1,4 @@
-"""Benchmark of wmoe_clip.metrics on synthetic MVTec-sized data (issue 3); prints figures for metrics.md.
+"""Benchmark of wmoe_clip.metrics on synthetic MVTec-sized data; prints figures for metrics.md.
 
 Three measurements in one process:
 1. The evaluation protocol: the 15 MVTec AD test classes (1725 images of 518², blob defects), each class

@@ -1,5 +1,5 @@
 """How far the bf16 (or fp16) frozen encoders move the maps from fp32, and how far each residual branch
-moves CLIP at initialisation (``model.init: default`` vs ``zero_residual``).
+moves CLIP at initialisation (``model.wmoe_clip.init: default`` vs ``zero_residual``).
 
     python benchmarks/precision.py                       # ViT-L-14-336, random weights, 8 images, CPU
     python benchmarks/precision.py --config tiny --images 16
@@ -38,9 +38,11 @@ from wmoe_clip.model.wmoe_clip.diagnostics import diagnostics
 SEED = 0
 
 
-def _model(cfg, **changes):
+def _model(cfg, precision: str, init: str | None = None):
     torch.manual_seed(SEED)
-    return build_model(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **changes))).eval()
+    settings = dataclasses.replace(cfg.model.wmoe_clip, init=init or cfg.model.wmoe_clip.init)
+    return build_model(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, precision=precision,
+                                                                           wmoe_clip=settings))).eval()
 
 
 def _images(image_size: int, n: int) -> list[torch.Tensor]:

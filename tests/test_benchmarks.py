@@ -17,5 +17,5 @@ def test_gpu_benchmark_runs_on_cpu_with_the_tiny_config():
     for line in ("frozen encoder images/s by batch: 2: ", "training on cached features, images/s (batch 4): full ",
                  "evaluation of 5 checkpoints", "loader, 1024² JPEG -> 112 px"):
         assert line in out
-    # The paper protocol as issue 13 counts it: 10 trainings, 22 evaluations, 15,368 distinct test images.
+    # The paper protocol as the run summary counts it: 10 trainings, 22 evaluations, 15,368 distinct test images.
     assert "10 trainings of 2 epochs, 22 evaluations, 15368 distinct images" in out

@@ -1,5 +1,9 @@
 import os
+import re
+import socket
 import stat
+import subprocess
+import sys
 
 import pytest
 
@@ -41,3 +45,16 @@ def test_nan_is_refused_rather_than_written(tmp_path):
     with pytest.raises(ValueError):
         write_json(tmp_path / "m.json", {"auroc": float("nan")})
     assert not (tmp_path / "m.json").exists()
+
+
+def test_a_dead_writers_temporary_is_removed_by_the_next_write_and_a_live_ones_kept(tmp_path):
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    host = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())  # as temporaries name their host
+    dead = tmp_path / f".tmp-out.json.{child.pid}@{host}.abc"
+    live = tmp_path / f".tmp-out.json.{os.getpid()}@{host}.def"
+    other_host = tmp_path / f".tmp-out.json.{child.pid}@elsewhere-{host}.ghi"
+    for path in (dead, live, other_host):
+        path.write_text("half written")
+    write_json(tmp_path / "out.json", {"x": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out.json", live.name, other_host.name])

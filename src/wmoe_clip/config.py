@@ -1,15 +1,18 @@
 """Run configuration: dataclasses in code, YAML on disk, strict validation in between.
 
 A run config names its ``method`` (a key of ``wmoe_clip.model.registry``: ``wmoe_clip``, ``anomalyclip``,
-``clip``) and has five sections (``model``, ``loss``, ``train``, ``eval``, ``data``); a method's own
-settings sit under ``model.<method>``. Every field has the default of ``docs/REPRODUCTION.md``; a YAML
-file overrides any subset. Unknown keys and values of the wrong type are errors that name the file and
-the key, so a typo never silently falls back to a default. The Table 2 variants of WMoE-CLIP are named
-switch sets applied on top of a config.
+``clip``) and has four sections (``model``, ``train``, ``eval``, ``data``). ``model`` holds the keys every
+method shares (the frozen backbone and how it runs) and the method's own settings under
+``model.<method>``: the ``Settings`` dataclass of the method's folder (``model/<method>/settings.py``),
+loss weights included. Every field has the default of ``docs/REPRODUCTION.md``; a YAML file overrides
+any subset. Unknown keys, values of the wrong type, another method's section and keys that moved into a
+method's section are errors that name the file and the key, so a typo never silently falls back to a
+default. A method's variants (WMoE-CLIP's Table 2 rows) are named overrides of its settings.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import re
@@ -23,79 +26,13 @@ from typing import Any
 import yaml
 
 from .errors import WMoEError
+from .model import registry
 
-CONFIG_DIR = Path(__file__).parent / "configs"
+DEFAULT_METHOD = "wmoe_clip"
 
 
 class ConfigError(WMoEError, ValueError):
     """A run config that does not validate; the message names the file and the key."""
-
-
-@dataclass(frozen=True)
-class CTDSConfig:
-    enabled: bool = True
-    latent_dim: int = 256
-    decoder_hidden: int = 512
-    # Draw z ~ N(mu, sigma) at evaluation too; false uses z = mu so that scores are deterministic.
-    sample_at_eval: bool = False
-    # How P(z) shifts the prompt slots: "shared" (one vector added to every slot of both prompts) or
-    # "per_slot" (a different vector for each slot of each prompt); the paper does not fix it.
-    shift: str = "shared"
-
-
-@dataclass(frozen=True)
-class WCMAConfig:
-    enabled: bool = True
-    reduction: int = 4
-    attn_dim: int = 256
-    heads: int = 1
-    # T~ = T + attention (true) or T~ = attention alone (false).
-    residual: bool = True
-    # One WCMA module per feature layer (true) or one shared by all layers (false).
-    per_layer: bool = True
-    # Border handling of the Haar DWT (pytorch_wavelets mode); "zero" was the behaviour before it was a choice.
-    dwt_mode: str = "symmetric"
-
-
-@dataclass(frozen=True)
-class SAMoEConfig:
-    enabled: bool = True
-    adapter_dim: int = 256
-    num_experts: int = 8
-    top_k: int = 2
-    expert_hidden: int = 512
-    load_balance_weight: float = 0.0
-
-
-@dataclass(frozen=True)
-class AnomalyCLIPConfig:
-    """The learnable prompts of the ``anomalyclip`` method (their ``n_ctx``, ``depth``, ``t_n_ctx``)."""
-
-    # Learnable context vectors per state, placed right after the start token.
-    prompt_length: int = 12
-    # Words after the context vectors: "[V1..V12] object." and "[V1..V12] damaged object.".
-    normal_suffix: str = "object."
-    abnormal_suffix: str = "damaged object."
-    # Deep text tokens replace token positions 1..deep_prompt_length before text blocks
-    # 1..deep_prompt_depth-1 (0-based), one learnable set per block, shared by both prompts.
-    deep_prompt_depth: int = 9
-    deep_prompt_length: int = 4
-    # λ of the loss CE + λ·Σ_layers (focal + dice + dice); the method ignores the loss section.
-    local_weight: float = 4.0
-    # The feature layers its maps use, a subset of model.feature_layers (null: all of them), so that
-    # it can share one backbone configuration with the other methods of a protocol.
-    layers: tuple[int, ...] | None = None
-
-
-@dataclass(frozen=True)
-class ClipConfig:
-    """The training-free ``clip`` baseline: class-name prompts on CLIP's plain last-block tokens."""
-
-    # "{cls}" is replaced by the class name with "_" as a space.
-    normal_template: str = "a photo of a normal {cls}"
-    abnormal_template: str = "a photo of an anomalous {cls}"
-    # τ of softmax(cos/τ); null: CLIP's own learned scale, 1 / logit_scale.exp() (1/100 for OpenAI's).
-    temperature: float | None = None
 
 
 # What ``model.compat`` sets: the backbone options that restore another code base's numerics.
@@ -103,11 +40,13 @@ COMPAT_PRESETS: dict[str, dict[str, Any]] = {
     "anomalyclip": {"global_token_ln_post": False, "pos_embed_interpolation": "bilinear", "precision": "fp32"},
 }
 POS_EMBED_INTERPOLATIONS = ("bicubic", "bilinear")
-CTDS_SHIFTS = ("shared", "per_slot")
+PRECISIONS = ("bf16", "fp16", "fp32")
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class SharedModelConfig:
+    """The keys of ``model`` that every method shares: the frozen backbone and how it runs."""
+
     backbone: str = "ViT-L-14-336-quickgelu"
     # open_clip pretrained tag ("openai"), a path to a weights file, or null for random weights.
     pretrained: str | None = "openai"
@@ -121,11 +60,6 @@ class ModelConfig:
     vv_start_layer: int | None = None
     # Cut every text batch right after its last EOT token (exact for a causal encoder, much cheaper).
     truncate_text: bool = True
-    prompt_length: int = 2
-    prompt_normal: str = "a photo of a good"
-    prompt_abnormal: str = "a photo of a damaged"
-    temperature: float = 0.07
-    alpha: float = 0.5
     # The global token is ``ln_post(class token) @ proj`` (CLIP's), or ``class token @ proj`` (false,
     # AnomalyCLIP's image score).
     global_token_ln_post: bool = True
@@ -138,24 +72,17 @@ class ModelConfig:
     precision: str = "bf16"
     # A name of COMPAT_PRESETS: sets the backbone options above to that code base's values.
     compat: str | None = None
-    # "zero_residual": the last layer of every residual branch (WCMA's output projection, each expert's
-    # output layer, CTDS's prompt map P) starts at zero, so every variant starts as CLIP; "default":
-    # PyTorch's initialisation everywhere.
-    init: str = "zero_residual"
-    anomalyclip: AnomalyCLIPConfig = field(default_factory=AnomalyCLIPConfig)
-    clip: ClipConfig = field(default_factory=ClipConfig)
-    ctds: CTDSConfig = field(default_factory=CTDSConfig)
-    wcma: WCMAConfig = field(default_factory=WCMAConfig)
-    sa_moe: SAMoEConfig = field(default_factory=SAMoEConfig)
 
 
-@dataclass(frozen=True)
-class LossConfig:
-    focal_gamma: float = 2.0
-    global_weight: float = 1.0
-    local_weight: float = 1.0
-    kl_weight: float = 0.001
-    rec_weight: float = 1.0
+# ``model``: the shared keys, and one section per registered method (its ``settings.Settings``), of
+# which a run config holds its own method's alone (the others are None and absent from its YAML).
+ModelConfig = dataclasses.make_dataclass(
+    "ModelConfig",
+    [(name, spec.Settings | None, field(default=None)) for name, spec in registry.METHODS.items()],
+    bases=(SharedModelConfig,),
+    frozen=True,
+    namespace={"__module__": __name__},
+)
 
 
 @dataclass(frozen=True)
@@ -189,64 +116,70 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    # "bilinear" (then > 0.5, convention A of DATASETS.md) or "nearest" (convention B).
+    # "bilinear" (then > 0.5, convention A of docs/DATASETS.md §4.2) or "nearest" (convention B).
     mask_interpolation: str = "bilinear"
 
 
 @dataclass(frozen=True)
 class RunConfig:
     # The method (wmoe_clip.model.registry) that reads this config; configs without the key are WMoE-CLIP's.
-    method: str = "wmoe_clip"
+    method: str = DEFAULT_METHOD
     model: ModelConfig = field(default_factory=ModelConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     data: DataConfig = field(default_factory=DataConfig)
 
-    def to_dict(self) -> dict[str, Any]:
-        return _to_plain(self)
-
-    def with_variant(self, variant: str) -> "RunConfig":
-        """This config with the three module switches of a Table 2 variant (WMoE-CLIP's)."""
-        ctds, wcma, sa_moe = variant_switches(variant)
-        m = self.model
-        model = dataclasses.replace(
-            m,
-            ctds=dataclasses.replace(m.ctds, enabled=ctds),
-            wcma=dataclasses.replace(m.wcma, enabled=wcma),
-            sa_moe=dataclasses.replace(m.sa_moe, enabled=sa_moe),
-        )
-        return dataclasses.replace(self, model=model)
+    def __post_init__(self) -> None:
+        if self.method not in registry.METHODS:
+            raise ConfigError(f"method must be one of {', '.join(registry.METHODS)}, got {self.method!r}")
+        other = next((name for name in registry.METHODS
+                      if name != self.method and getattr(self.model, name) is not None), None)
+        if other is not None:
+            raise ConfigError(f"model.{other} is the section of method {other}, but this config's method is "
+                              f"{self.method}; drop the section or set method: {other}")
+        if self.settings is None:  # the method's default settings
+            model = dataclasses.replace(self.model, **{self.method: registry.get(self.method).Settings()})
+            object.__setattr__(self, "model", model)
 
     @property
-    def variant(self) -> str:
-        key = (self.model.ctds.enabled, self.model.wcma.enabled, self.model.sa_moe.enabled)
-        for name, switches in VARIANTS.items():
-            if switches == key:
-                return name
-        return "custom"
+    def settings(self) -> Any:
+        """The method's own settings, ``model.<method>``."""
+        return getattr(self.model, self.method)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = _to_plain(self)
+        data["model"] = {k: v for k, v in data["model"].items() if not (k in registry.METHODS and v is None)}
+        return data
+
+    def for_method(self, method: str) -> "RunConfig":
+        """This config's shared settings (backbone, train, eval, data) with ``method`` and its default settings."""
+        model = dataclasses.replace(self.model, **{name: None for name in registry.METHODS})
+        return RunConfig(method=method, model=model, train=self.train, eval=self.eval, data=self.data)
+
+    def with_variant(self, variant: str) -> "RunConfig":
+        """This config with the settings of one of its method's variants (WMoE-CLIP's Table 2 rows)."""
+        variants = registry.get(self.method).variants
+        if variant not in variants:
+            have = f"choose one of {', '.join(variants)}" if variants else "it has none"
+            raise ConfigError(f"unknown variant {variant!r} of method {self.method}; {have}")
+        data = self.to_dict()
+        data["model"][self.method] = _merge(data["model"][self.method], variants[variant])
+        return config_from_dict(data, f"variant {variant}")
+
+    @property
+    def variant(self) -> str | None:
+        """The first of its method's variants whose settings this config has, "custom" for none of them,
+        None for a method without variants."""
+        variants = registry.get(self.method).variants
+        if not variants:
+            return None
+        settings = _to_plain(self.settings)
+        return next((name for name, sets in variants.items() if _holds(settings, sets)), "custom")
 
 
-INIT_SCHEMES = ("zero_residual", "default")
-PRECISIONS = ("bf16", "fp16", "fp32")
-# pytorch_wavelets' border modes; on an odd grid they differ only in the last row and column of the bands.
-DWT_MODES = ("zero", "symmetric", "reflect", "periodic", "periodization")
-
-# The rows of the paper's Table 2: (CTDS, WCMA, SA-MoE).
-VARIANTS: dict[str, tuple[bool, bool, bool]] = {
-    "base": (False, False, False),
-    "ctds": (True, False, False),
-    "ctds_wcma": (True, True, False),
-    "ctds_samoe": (True, False, True),
-    "full": (True, True, True),
-}
-
-
-def variant_switches(variant: str) -> tuple[bool, bool, bool]:
-    try:
-        return VARIANTS[variant]
-    except KeyError:
-        raise ConfigError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}") from None
+def _holds(data: Mapping[str, Any], sets: Mapping[str, Any]) -> bool:
+    """Whether every (nested) key of ``sets`` has its value in ``data``."""
+    return all(_holds(data.get(k) or {}, v) if isinstance(v, Mapping) else data.get(k) == v for k, v in sets.items())
 
 
 def _to_plain(obj: Any) -> Any:
@@ -326,17 +259,80 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 
 def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> RunConfig:
-    """Validate a (partial) config mapping over the defaults."""
+    """Validate a (partial) config mapping over the defaults of its method."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping")
+    method = data.get("method", DEFAULT_METHOD)
+    if not isinstance(method, str) or method not in registry.METHODS:
+        raise ConfigError(f"{source}: method must be one of {', '.join(registry.METHODS)}, got {method!r}")
+    moved = _moved_keys(data, method)
+    if moved:
+        raise ConfigError(f"{source}: {'; '.join(moved)}")
     try:
-        cfg = _build(RunConfig, _merge(RunConfig().to_dict(), _with_compat(data)), "")
+        cfg = _build(RunConfig, _merge(RunConfig(method=method).to_dict(), _with_compat(data)), "")
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     _check_values(cfg, source)
     return cfg
+
+
+def _lookup(data: Mapping[str, Any], dotted: str) -> tuple[bool, Any]:
+    """(found, value) of a dotted key in nested mappings."""
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def _legacy_key_owner(old: str, method: str) -> str | None:
+    """The method whose section an old run config key moved to: the config's own method if it has the key,
+    else the first that has it; None for a key that never moved."""
+    owners = [name for name, spec in registry.METHODS.items() if old in spec.legacy_keys]
+    return method if method in owners else next(iter(owners), None)
+
+
+def _all_legacy_keys() -> list[str]:
+    return list(dict.fromkeys(key for spec in registry.METHODS.values() for key in spec.legacy_keys))
+
+
+def _moved_keys(data: Mapping[str, Any], method: str) -> list[str]:
+    """One message per key of ``data`` that sits where a method's settings were before each method owned its
+    section, naming where it is now."""
+    out = []
+    for old in _all_legacy_keys():
+        if _lookup(data, old)[0]:
+            owner = _legacy_key_owner(old, method)
+            out.append(f"{old} moved to model.{owner}.{registry.get(owner).legacy_keys[old]}")
+    return out
+
+
+def migrate_legacy_keys(data: dict[str, Any]) -> dict[str, Any]:
+    """A config mapping written before each method owned its section (checkpoint formats 1 to 3), in
+    today's layout: the keys of its method move into ``model.<method>``; the keys and sections of other
+    methods, which its method never read (older code wrote every method's defaults), are dropped."""
+    data = copy.deepcopy(data)
+    method = data.get("method", DEFAULT_METHOD)
+    model = data.setdefault("model", {})
+    section = model.setdefault(method, {})
+    for old in _all_legacy_keys():
+        found, value = _lookup(data, old)
+        if not found:
+            continue
+        *parents, leaf = old.split(".")
+        parent = data
+        for part in parents:
+            parent = parent[part]
+        del parent[leaf]
+        if _legacy_key_owner(old, method) == method:
+            section[registry.get(method).legacy_keys[old]] = value
+    for name in registry.METHODS:
+        if name != method:
+            model.pop(name, None)
+    return data
 
 
 def _with_compat(data: dict[str, Any]) -> dict[str, Any]:
@@ -349,47 +345,15 @@ def _with_compat(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_values(cfg: RunConfig, source: str) -> None:
-    from .model.registry import method_names
-
+    """The generic checks, then those of the config's method (its ``settings.problems``)."""
     m, t = cfg.model, cfg.train
     problems = []
-    if cfg.method not in method_names():
-        problems.append(f"method must be one of {', '.join(method_names())}, got {cfg.method!r}")
     if m.image_size < 1:
         problems.append("model.image_size must be positive")
     if not m.feature_layers or min(m.feature_layers) < 1:
         problems.append("model.feature_layers must list layer numbers starting at 1")
-    if not 0.0 <= m.alpha <= 1.0:
-        problems.append("model.alpha must lie in [0, 1]")
-    if not 1 <= m.sa_moe.top_k <= m.sa_moe.num_experts:
-        problems.append("model.sa_moe.top_k must lie in [1, num_experts]")
     if m.vv_start_layer is not None and m.vv_start_layer < 1:
         problems.append("model.vv_start_layer must be at least 1")
-    if m.wcma.heads < 1 or m.wcma.attn_dim % m.wcma.heads:
-        problems.append("model.wcma.heads must be positive and divide model.wcma.attn_dim")
-    if m.temperature <= 0:
-        problems.append("model.temperature must be positive")
-    if m.prompt_length < 1:
-        problems.append("model.prompt_length must be at least 1")
-    a = m.anomalyclip
-    if a.local_weight < 0:
-        problems.append("model.anomalyclip.local_weight must not be negative")
-    if a.prompt_length < 1 or a.deep_prompt_depth < 1 or a.deep_prompt_length < 0:
-        problems.append("model.anomalyclip: prompt_length and deep_prompt_depth must be at least 1, "
-                        "deep_prompt_length at least 0")
-    elif a.deep_prompt_depth > 1 and not 1 <= a.deep_prompt_length <= a.prompt_length:
-        problems.append("model.anomalyclip.deep_prompt_length must lie in [1, prompt_length]: the deep "
-                        "tokens replace context slots")
-    if a.layers is not None and (not a.layers or not set(a.layers) <= set(m.feature_layers)):
-        problems.append(f"model.anomalyclip.layers {list(a.layers)} must be a non-empty subset of "
-                        f"model.feature_layers {list(m.feature_layers)}")
-    c = m.clip
-    for key, template in (("normal_template", c.normal_template), ("abnormal_template", c.abnormal_template)):
-        if template.count("{cls}") != 1 or "{" in template.replace("{cls}", ""):
-            problems.append(f"model.clip.{key} must hold the placeholder {{cls}} once and no other braces, "
-                            f"got {template!r}")
-    if c.temperature is not None and not c.temperature > 0:
-        problems.append("model.clip.temperature must be positive or null")
     if m.pos_embed_interpolation not in POS_EMBED_INTERPOLATIONS:
         problems.append(f"model.pos_embed_interpolation must be one of {', '.join(POS_EMBED_INTERPOLATIONS)}")
     if m.compat is not None:
@@ -398,22 +362,19 @@ def _check_values(cfg: RunConfig, source: str) -> None:
         else:
             problems.extend(
                 f"model.compat {m.compat} sets model.{key} to {value!r}, but it is {getattr(m, key)!r}; "
-                f"drop one of the two, or set model.compat: null to switch the {m.compat} preset off" for key, value in COMPAT_PRESETS[m.compat].items() if getattr(m, key) != value)
+                f"drop one of the two, or set model.compat: null to switch the {m.compat} preset off"
+                for key, value in COMPAT_PRESETS[m.compat].items() if getattr(m, key) != value)
+    if m.precision not in PRECISIONS:
+        problems.append(f"model.precision must be one of {', '.join(PRECISIONS)}, got {m.precision!r}")
     if t.micro_batch_size is not None and not 1 <= t.micro_batch_size <= t.batch_size:
         problems.append("train.micro_batch_size must lie in [1, train.batch_size]")
     if not 0.0 <= t.feature_cache_memory <= 1.0:
         problems.append("train.feature_cache_memory must lie in [0, 1]")
     if cfg.data.mask_interpolation not in ("bilinear", "nearest"):
         problems.append("data.mask_interpolation must be 'bilinear' or 'nearest'")
-    for key, value, allowed in (("model.init", m.init, INIT_SCHEMES), ("model.precision", m.precision, PRECISIONS),
-                                ("model.ctds.shift", m.ctds.shift, CTDS_SHIFTS),
-                                ("eval.undefined_metric", cfg.eval.undefined_metric, ("omit", "zero")),
-                                ("model.wcma.dwt_mode", m.wcma.dwt_mode, DWT_MODES)):
-        if value not in allowed:
-            problems.append(f"{key} must be one of {', '.join(allowed)}, got {value!r}")
-    if m.init == "zero_residual" and not m.wcma.residual:
-        problems.append("model.init zero_residual needs model.wcma.residual true (a non-residual WCMA cannot "
-                        "start at the identity); set model.init: default")
+    if cfg.eval.undefined_metric not in ("omit", "zero"):
+        problems.append(f"eval.undefined_metric must be one of omit, zero, got {cfg.eval.undefined_metric!r}")
+    problems += registry.get(cfg.method).problems(cfg)
     problems += _range_problems(cfg)
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(problems))
@@ -424,21 +385,15 @@ _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 def _range_problems(cfg: RunConfig) -> list[str]:
-    """The ranges of the numeric settings: a value outside them would crash late or train nothing."""
-    m, t, e, lo = cfg.model, cfg.train, cfg.eval, cfg.loss
+    """The ranges of the shared numeric settings: a value outside them would crash late or train nothing."""
+    m, t, e = cfg.model, cfg.train, cfg.eval
     problems = [f"{name} must be a finite number, got {value!r}"
                 for name, value in _numbers(cfg.to_dict()) if not math.isfinite(value)]
     at_least = {
         "train.epochs": (t.epochs, 1), "train.batch_size": (t.batch_size, 1), "train.num_workers": (t.num_workers, 0),
         "train.seed": (t.seed, 0), "eval.batch_size": (e.batch_size, 1), "eval.num_workers": (e.num_workers, 0),
         "eval.sigma": (e.sigma, 0), "eval.figure_samples": (e.figure_samples, 0),
-        "loss.focal_gamma": (lo.focal_gamma, 0), "loss.global_weight": (lo.global_weight, 0),
-        "loss.local_weight": (lo.local_weight, 0), "loss.kl_weight": (lo.kl_weight, 0),
-        "loss.rec_weight": (lo.rec_weight, 0), "model.backbone_seed": (m.backbone_seed, 0),
-        "model.ctds.latent_dim": (m.ctds.latent_dim, 1), "model.ctds.decoder_hidden": (m.ctds.decoder_hidden, 1),
-        "model.wcma.reduction": (m.wcma.reduction, 1), "model.wcma.attn_dim": (m.wcma.attn_dim, 1),
-        "model.sa_moe.adapter_dim": (m.sa_moe.adapter_dim, 1), "model.sa_moe.expert_hidden": (m.sa_moe.expert_hidden, 1),
-        "model.sa_moe.load_balance_weight": (m.sa_moe.load_balance_weight, 0),
+        "model.backbone_seed": (m.backbone_seed, 0),
     }
     problems += [f"{name} must be at least {low}, got {value!r}" for name, (value, low) in at_least.items()
                  if value < low]
@@ -468,14 +423,28 @@ def config_with_overrides(base: str | Path, overrides: Mapping[str, Any], source
     """The config ``base`` (shipped name or YAML file) with each dotted ``key: value`` set, validated whole.
 
     The one place that applies overrides: ``wmoe-clip run-config --set`` and the workflow's
-    ``overrides:`` (checked when Snakemake builds its DAG, before any job runs) both come here.
+    ``overrides:`` (checked when Snakemake builds its DAG, before any job runs) both come here. Setting
+    ``method`` to another method keeps the base's shared settings and gives the new method its default
+    settings; keys of another method's section (``model.<other>.…``) do not concern the config's method
+    and are left out, so that one set of overrides serves every method of a protocol.
     """
     load_config(base)  # the base alone must be valid; its errors name its own file
     # The base as written, not resolved: model.compat fills its options only after the overrides, so an
     # override of model.compat (null switches the preset off) or of one of its options is what counts.
     data = _read_yaml(resolve_config_path(base)) or {}
+    base_method = data.get("method", DEFAULT_METHOD)
+    method = overrides.get("method", base_method)
+    if method != base_method:
+        if not isinstance(method, str) or method not in registry.METHODS:
+            raise ConfigError(f"{source}: method must be one of {', '.join(registry.METHODS)}, got {method!r}")
+        # The base's shared settings with the new method's defaults: its own method's section goes.
+        data["method"] = method
+        if isinstance(data.get("model"), dict):
+            data["model"].pop(base_method, None)
     for key, value in overrides.items():
         *parents, leaf = str(key).split(".")
+        if parents[:1] == ["model"] and len(parents) > 1 and parents[1] in registry.METHODS and parents[1] != method:
+            continue
         node = data
         for part in parents:
             child = node.setdefault(part, {})
@@ -486,16 +455,28 @@ def config_with_overrides(base: str | Path, overrides: Mapping[str, Any], source
     return config_from_dict(data, source)
 
 
+def shipped_configs() -> dict[str, Path]:
+    """The run configs shipped in the methods' folders (``model/<method>/configs/NAME.yaml``), by NAME."""
+    found: dict[str, Path] = {}
+    for spec in registry.METHODS.values():
+        for path in sorted(spec.configs_dir.glob("*.yaml")):
+            if path.stem in found:
+                raise ConfigError(f"shipped config name {path.stem!r} is used twice: {found[path.stem]} and {path}; "
+                                  "rename one of them")
+            found[path.stem] = path
+    return found
+
+
 def resolve_config_path(name_or_path: str | Path) -> Path:
-    """A file path, or the name of a config shipped with the package (``tiny``, ``vit_l14_336``)."""
+    """A file path, or the name of a run config shipped in a method's folder (``tiny``, ``vit_l14_336``)."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") and path.exists():
         return path
-    shipped = CONFIG_DIR / f"{name_or_path}.yaml"
-    if shipped.exists():
-        return shipped
-    known = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
-    raise ConfigError(f"config {str(name_or_path)!r} is neither an existing YAML file nor a shipped config ({known})")
+    shipped = shipped_configs()
+    if str(name_or_path) in shipped:
+        return shipped[str(name_or_path)]
+    raise ConfigError(f"config {str(name_or_path)!r} is neither an existing YAML file nor a shipped config "
+                      f"({', '.join(sorted(shipped))})")
 
 
 def _read_yaml(path: Path) -> Any:
@@ -506,7 +487,7 @@ def _read_yaml(path: Path) -> Any:
 
 
 def load_config(name_or_path: str | Path | None = None, variant: str | None = None) -> RunConfig:
-    """Load a run config (defaults when None), optionally applying a Table 2 variant."""
+    """Load a run config (defaults when None), optionally applying a variant of its method."""
     if name_or_path is None:
         cfg = RunConfig()
     else:

@@ -1,18 +1,28 @@
-"""Atomic file writes: a reader never sees a half-written output.
+"""Atomic file writes: a reader never sees a half-written output; no output overwrites an input.
 
 Every output is written to a temporary sibling and moved into place with ``os.replace``, which is
 atomic on POSIX file systems; a crash leaves at most a ``.tmp-*`` file that no rule treats as done.
-``check_writable`` tests an output location before any work starts, so a read-only, full or
-mistyped destination fails in the first second, not after hours of compute.
+A temporary's name holds its owner (``<pid>@<host>``): one whose owner no longer runs on this host is
+removed by the next write beside it. ``check_writable`` tests an output location before any work
+starts, so a read-only, full or mistyped destination fails in the first second, not after hours of
+compute; ``check_output`` adds the rules on what an output may replace (see there). ``file_lock``
+is the one inter-process lock of the package.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import pickle
+import re
 import shutil
+import socket
+import stat
+import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,9 +40,75 @@ def _umask() -> int:
     return mask
 
 
+def _owner() -> str:
+    """``<pid>@<host>``: who owns a temporary (the host reduced to characters safe in a file name)."""
+    return f"{os.getpid()}@{re.sub(r'[^A-Za-z0-9-]', '-', socket.gethostname())}"
+
+
+_OWNER = re.compile(r"\.(\d+)@([A-Za-z0-9-]+)\.")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, name: str | None = None) -> list[Path]:
+    """Remove the ``.tmp-*`` and ``.old-*`` entries in ``folder`` (of ``name`` only, if given) whose owner
+    process no longer runs on this host, left by a killed or crashed job; returns what was removed.
+    Another host's temporaries are left alone: their owner's liveness cannot be seen from here."""
+    folder = Path(folder)
+    host = _owner().split("@", 1)[1]
+    removed = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith((".tmp-", ".old-")):
+            continue
+        if name is not None and not entry.name[5:].startswith(f"{name}."):
+            continue
+        match = _OWNER.search(entry.name[5:])
+        if match is None or match.group(2) != host or _alive(int(match.group(1))):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                entry.unlink()
+        removed.append(entry)
+    return removed
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike) -> Iterator[None]:
+    """An exclusive lock across processes, held on the file ``path`` (created if missing), POSIX ``flock``;
+    where that is unavailable, atomic writes alone keep outputs whole."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def _temp_beside(path: Path, suffix: str = "") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", suffix=suffix, dir=path.parent)
+    remove_stale_temporaries(path.parent, path.name)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.{_owner()}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     # mkstemp creates 0600; outputs get the usual permissions (shared clusters, DVC caches).
@@ -57,12 +133,13 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary directory beside ``path`` that replaces ``path`` as a whole on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}.", dir=path.parent))
+    remove_stale_temporaries(path.parent, path.name)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}.{_owner()}.", dir=path.parent))
     tmp.chmod(0o777 & ~_umask())
     try:
         yield tmp
         if path.exists():
-            old = path.with_name(f".old-{path.name}.{os.getpid()}")
+            old = path.with_name(f".old-{path.name}.{_owner()}.")
             os.replace(path, old)
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
@@ -147,17 +224,33 @@ def check_writable(path: str | os.PathLike, what: str, *, folder: bool = False, 
 
 
 def torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` atomically, with the same bytes for the same object: written through a file object,
+    the archive's records are named ``archive/...`` (from a path torch would name them after the
+    temporary file). A full disk or another OS error is a one-line ``WMoEError``."""
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                torch.save(obj, fh)
+    except (OSError, RuntimeError) as exc:
+        # torch's zip writer reports a failed write as a RuntimeError, the OSError as its context.
+        cause = exc
+        while cause is not None and not isinstance(cause, OSError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            if "write" not in str(exc).lower() and "unexpected pos" not in str(exc):
+                raise
+            full = shutil.disk_usage(path.parent).free < (1 << 20)
+            code = errno.ENOSPC if full else errno.EIO
+            cause = OSError(code, os.strerror(code))
+        raise WMoEError(os_error_message(OSError(cause.errno, cause.strerror, str(path)), f"writing {path}")) from None
 
 
 def torch_load(path: str | os.PathLike, what: str, advice: str, map_location: Any = "cpu") -> Any:
     """``torch.load(weights_only=True)`` of a file this project wrote; a wrong, truncated or corrupt
     file is a one-line ``WMoEError`` naming it, ``what`` it should be and the ``advice``."""
-    import torch
-
     path = Path(path)
     with open(path, "rb") as fh:
         head = fh.read(len(_ZIP_MAGIC))
@@ -165,7 +258,170 @@ def torch_load(path: str | os.PathLike, what: str, advice: str, map_location: An
         raise WMoEError(f"{path} is not a {what}: it is not a file written by torch.save "
                         f"(it starts with {head!r}); {advice}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return load_plain_tensors(path, map_location)
+    except pickle.UnpicklingError as exc:
+        raise WMoEError(f"{path} is refused as a {what}: it holds objects that are not plain tensors "
+                        f"({load_failure(exc)}); nothing in it was run; {advice}") from None
     except Exception as exc:  # noqa: BLE001 - any decoding failure means a damaged file
-        detail = str(exc).splitlines()[0] if str(exc) else ""
-        raise WMoEError(f"{what} {path} is truncated or corrupt ({type(exc).__name__}: {detail}); {advice}") from None
+        raise WMoEError(f"{what} {path} is truncated or corrupt ({load_failure(exc)}); {advice}") from None
+
+
+def load_plain_tensors(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
+    """``torch.load(weights_only=True)`` with torch's warnings silenced (a legacy or TorchScript file
+    makes torch warn before it fails; the caller's one-line error is what the user should read)."""
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location=map_location, weights_only=True)
+
+
+# Sentences of torch's load errors that advise loading with weights_only=False (which would run
+# whatever code the file holds) or allowing more globals: never shown to a user.
+_TORCH_ADVICE = re.compile(r"Weights only load failed|still be loaded|two options|trust|Alternatively"
+                           r"|In PyTorch 2\.6|Re-running|weights_only`? set to|weights_only=False|arbitrary code"
+                           r"|Check the documentation|Please|safe_globals|file an issue", re.IGNORECASE)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def load_failure(exc: BaseException) -> str:
+    """Why ``torch.load`` failed, in one line: its type and torch's reason, without torch's advice."""
+    text = _ANSI.sub("", str(exc))
+    sentences = [s.strip() for line in text.splitlines() for s in re.split(r"(?<=\.)\s+", line)]
+    reason = " ".join(s for s in sentences if s and not _TORCH_ADVICE.search(s))
+    reason = reason.replace("WeightsUnpickler error: ", "").rstrip(".")
+    return f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
+
+
+def _json_doc(path: Path) -> Any:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
+def _first_line(path: Path) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.readline(200)
+    except OSError:
+        return ""
+
+
+def _is_checkpoint(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        if fh.read(len(_ZIP_MAGIC)) != _ZIP_MAGIC:
+            return False
+    try:
+        payload = torch_load(path, "checkpoint", "")
+    except WMoEError:
+        return False
+    return isinstance(payload, dict) and payload.get("format") == "wmoe-clip/checkpoint"
+
+
+def _is_figure(path: Path) -> bool:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return img.format == "PNG" and str(img.info.get("Software", "")).startswith(FIGURE_SOFTWARE)
+    except Exception:  # noqa: BLE001 - anything unreadable is not our figure
+        return False
+
+
+def _is_history(path: Path) -> bool:
+    doc = _json_doc(path)
+    return isinstance(doc, list) and all(isinstance(e, dict) and "epoch" in e and "loss" in e for e in doc)
+
+
+# PNG figures carry this in their ``Software`` text chunk, which tells a rerun its own earlier figure.
+FIGURE_SOFTWARE = "wmoe-clip"
+
+# Each kind of output: what it is, and how an earlier one of that kind is recognised.
+OUTPUT_KINDS: dict[str, tuple[str, Any]] = {
+    "eval": ("evaluation JSON", lambda p: isinstance(d := _json_doc(p), dict) and d.get("format") == "wmoe-clip/eval"),
+    "figure": ("figure of wmoe-clip evaluate", _is_figure),
+    "checkpoint": ("wmoe-clip checkpoint", _is_checkpoint),
+    "run": ("training record", lambda p: isinstance(d := _json_doc(p), dict)
+            and {"source", "method", "config", "model"} <= d.keys()),
+    "history": ("training history", _is_history),
+    "run-config": ("resolved run config", lambda p: _first_line(p).startswith("# Resolved run config:")),
+    "report-tex": ("report table", lambda p: _first_line(p).startswith("% Generated by `wmoe-clip report`")),
+    # Pages written before the generator mark are known by their title.
+    "report-html": ("report page", lambda p: any(mark in p.read_text(encoding="utf-8", errors="replace")[:2000] for mark
+                                                 in ('<meta name="generator" content="wmoe-clip report">',
+                                                     "<title>WMoE-CLIP reproduction"))),
+    "scores-json": ("predict scores", lambda p: isinstance(d := _json_doc(p), dict) and {"checkpoint", "images"} <= d.keys()),
+    "scores-csv": ("predict scores", lambda p: _first_line(p).startswith("path,status,")),
+    "meta": ("prepared manifest", lambda p: isinstance(d := _json_doc(p), dict) and {"root", "dataset", "test"} <= d.keys()),
+    "prepare-report": ("prepare report", lambda p: isinstance(d := _json_doc(p), dict) and {"dataset", "counts"} <= d.keys()),
+}
+
+
+def _is_within(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _special_kind(mode: int) -> str | None:
+    for test, name in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return None
+
+
+def check_output(path: str | os.PathLike, what: str, kind: str, *, inputs: Any = (), force: bool = False,
+                 earlier: bool = False) -> bool:
+    """Raise ``WMoEError`` unless the output file ``path`` may be written, before any work starts;
+    returns whether an existing file will be replaced.
+
+    The rules: an output never replaces one of the command's ``inputs`` (the same file, by
+    ``os.path.samefile``) nor, inside an input folder, a file that is not its own earlier output,
+    whatever ``force`` says; it never replaces what is not a regular file (a symbolic link, a device,
+    a pipe, a folder); it replaces an existing file silently only when that file is recognisably an
+    earlier output of the same ``kind`` (a rerun, see ``OUTPUT_KINDS``), anything else only with
+    ``force``, and then says so on stderr. ``earlier``: the caller knows the file to be an earlier
+    output of its kind by other means.
+    Then :func:`check_writable` tests the location.
+    """
+    path = Path(path)
+    description, recognise = OUTPUT_KINDS[kind]
+    try:
+        st = os.lstat(path)
+    except OSError:  # missing, or below a file: check_writable names the problem
+        st = None
+    if st is not None:
+        if stat.S_ISLNK(st.st_mode):
+            raise WMoEError(f"{what} {path} is a symbolic link (to {os.readlink(path)}); outputs replace only regular "
+                            "files: give the path of a new or regular file")
+        special = _special_kind(st.st_mode)
+        if special:
+            raise WMoEError(f"{what} {path} is {special}; outputs replace only regular files: give another path")
+        given = [Path(g) for g in inputs if g is not None]
+        for source in given:
+            if _same_file(path, source):
+                raise WMoEError(f"{what} {path} is an input of this command ({source}); writing it would destroy "
+                                "the input: give another path")
+        if not (earlier or recognise(path)):
+            for folder in given:
+                if folder.is_dir() and _is_within(path, folder):
+                    raise WMoEError(f"{what} {path} is a file of the input folder {folder}; writing it would destroy "
+                                    "it: give another path")
+            if not force:
+                raise WMoEError(f"{what} {path} exists and is not a {description} wmoe-clip wrote; give another "
+                                "path, or pass --force to replace it")
+            print(f"wmoe-clip: replacing {path} (--force): it was not a {description}", file=sys.stderr)
+    check_writable(path, what)
+    return st is not None

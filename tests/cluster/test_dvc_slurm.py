@@ -21,7 +21,7 @@ def test_training_stage_runs_as_a_slurm_job(slurm_partition, tmp_path):
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     name = f"wmoe-dvc-{uuid.uuid4().hex[:8]}"
     launcher = f"srun --partition={slurm_partition} --ntasks=1 --cpus-per-task=1 --mem=2000 --time=15 --job-name={name}"
-    train = f"train@{params['sources'][0]}-{params['variants'][0]}-{params['seeds'][0]}"
+    train = f"train@{next(iter(params['trainings']))}"
 
     ran = stages_run(dvc(repo, "repro", train, env={"WMOE_DVC_LAUNCHER": launcher}))
     assert train in ran and not any(s.startswith(("evaluate", "report")) for s in ran)

@@ -28,7 +28,7 @@ from wmoe_clip.cli import main
 from wmoe_clip.data import registry
 from wmoe_clip.data.download import RetryBudget, download_dataset, fetch
 from wmoe_clip.data.registry import DatasetSpec, DownloadSpec, FileSpec
-from wmoe_clip.data.weights import WEIGHTS_FILE, download_weights, openai_source
+from wmoe_clip.data.weights import SOURCES, WEIGHTS_FILE, download_weights, registry_source
 from wmoe_clip.errors import WMoEError
 
 
@@ -118,7 +118,7 @@ def _sha(data: bytes) -> str:
 def _spec(kind: str, files: tuple[FileSpec, ...], totals=(1, 1)) -> DatasetSpec:
     return DatasetSpec(
         key="toy", display_name="Toy", domain="industrial", image_metrics=True, pixel_metrics=True,
-        classes={"widget": totals}, licence="CC0", homepage="https://example.org/toy", protocol="test split",
+        classes={"widget": totals}, licence="CC0", homepage="https://example.org/toy", description="test split",
         download=DownloadSpec(kind=kind, files=files, manual="Ask the toy maker for toy.zip."),
         citation="Nobody, 2026.", totals=totals,
     )
@@ -433,8 +433,8 @@ def test_download_weights_checksum_mismatch(server, tmp_path, capsys, torchscrip
         download_weights(dest, url=server.base + "/clip/ViT-tiny.pt")
 
 
-def test_openai_source_is_open_clips_vit_l14_336_url():
-    url, sha = openai_source()
+def test_registry_source_is_open_clips_vit_l14_336_url():
+    url, sha = registry_source()
     assert url.endswith("/ViT-L-14-336px.pt") and "openaipublic" in url
     # The full sha256 published in OpenAI's CLIP repository for ViT-L/14@336px.
     assert sha == "3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02"
@@ -527,3 +527,56 @@ def test_the_released_checkpoints_are_those_of_the_references_file():
     assert refs["source"]["commit"] == ANOMALYCLIP_COMMIT
     assert [(c["checkpoint"], c["git_blob_sha1"], c["training"], c["dataset"]) for c in refs["released"]["checkpoints"]] \
         == [(c.path, c.git_blob_sha1, c.trained_on, c.tested_on) for c in RELEASED]
+
+
+def test_registry_source_of_vit_b16_plus_240_publishes_a_sha256_prefix():
+    url, prefix = registry_source("ViT-B-16-plus-240")
+    assert url == ("https://github.com/mlfoundations/open_clip/releases/download/v0.2-weights/"
+                   "vit_b_16_plus_240-laion400m_e31-8fb26589.pt")
+    assert prefix == "8fb26589"
+
+
+@pytest.fixture(scope="module")
+def pickled_weights(tmp_path_factory):
+    """A checkpoint as open_clip's releases ship them: the state dict under "state_dict", "module."-prefixed."""
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        model = _tiny_clip()
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    torch.save({"epoch": 31, "state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}, path)
+    return model.state_dict(), path.read_bytes()
+
+
+def test_download_weights_records_the_sha256_open_clip_publishes_only_a_prefix_of(server, tmp_path, monkeypatch,
+                                                                                  pickled_weights):
+    import open_clip
+
+    from wmoe_clip.data import weights
+
+    reference, data = pickled_weights
+    name = f"/rel/tiny-laion-{_sha(data)[:8]}.pt"
+    server.files[name] = data
+    monkeypatch.setattr(weights, "registry_source", lambda backbone: (server.base + name, _sha(data)[:8]))
+    dest = tmp_path / "weights"
+    out = download_weights(dest, backbone="ViT-B-16-plus-240")
+    src = SOURCES["ViT-B-16-plus-240"]
+    assert out == dest / src.file
+    fresh = _tiny_clip()
+    open_clip.load_checkpoint(fresh, str(out))
+    for key, value in reference.items():
+        assert torch.equal(fresh.state_dict()[key], value), key
+    record = json.loads((dest / src.record).read_text())
+    assert record["source_sha256"] == _sha(data) and record["tag"] == "laion400m_e31"
+    n_requests = len(server.log)
+    assert download_weights(dest, backbone="ViT-B-16-plus-240") == out
+    assert len(server.log) == n_requests
+    # The source changed after the first download: the hash recorded then refuses it.
+    out.unlink()
+    server.files[name] = data + b"x"
+    with pytest.raises(WMoEError, match="sha256 mismatch"):
+        download_weights(dest, backbone="ViT-B-16-plus-240")
+    # A fresh folder knows only the prefix, which a different file fails.
+    monkeypatch.setattr(weights, "registry_source", lambda backbone: (server.base + name, "0" * 8))
+    with pytest.raises(WMoEError, match="publishes a hash starting 00000000"):
+        download_weights(tmp_path / "other", backbone="ViT-B-16-plus-240")
+    assert not (tmp_path / "other" / src.file).exists()

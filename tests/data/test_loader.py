@@ -1,7 +1,7 @@
 """The torch Dataset: every image format, masks, conventions A and B, broken inputs.
 
 References are independent of the loader: torchvision's ``Resize``/``ToTensor``/``Normalize`` (what
-AnomalyCLIP applies, DATASETS.md §4) with the mean/std written out from DATASETS.md §4.1, RGB
+AnomalyCLIP applies, docs/DATASETS.md §4) with the mean/std written out from docs/DATASETS.md §4.1, RGB
 expectations built from the pixel arrays the test wrote, and hand-computed resampling weights.
 """
 

@@ -47,36 +47,38 @@ def test_partial_mvtec_prepares_with_a_warning_and_strict_refuses_it(tmp_path, c
 
 
 def _custom_truth(truth):
-    """What prepare must make of synth's folder: the class with one unmasked anomaly keeps no mask."""
-    unmasked = {t["cls_name"] for t in truth if t["anomaly"] and not t["mask_path"]}
-    partly = {c for c in unmasked if any(t["mask_path"] for t in truth if t["cls_name"] == c)}
-    return sorted((t["cls_name"], t["img_path"], "" if t["cls_name"] in partly else t["mask_path"], t["anomaly"])
-                  for t in truth)
+    """What prepare must make of synth's folder: every record with its own mask, where it has one."""
+    return sorted((t["cls_name"], t["img_path"], t["mask_path"], t["anomaly"]) for t in truth)
 
 
-@pytest.mark.parametrize("variant", [None, "csv"])
-def test_own_dataset_with_a_missing_mask_a_stray_file_and_an_image_only_class(variant, tmp_path):
+@pytest.mark.parametrize("protocol", [None, "csv"])
+def test_own_dataset_with_a_missing_mask_a_stray_file_and_an_image_only_class(protocol, tmp_path):
     raw, out = tmp_path / "parts", tmp_path / "out"
-    truth = generate("folder", raw, size=4, seed=1, variant=variant)
-    kind = {"raw": raw} if variant is None else {"csv_path": raw / "labels.csv"}
+    truth = generate("folder", raw, size=4, seed=1, protocol=protocol)
+    kind = {"raw": raw} if protocol is None else {"csv_path": raw / "labels.csv"}
     result = prepare_custom("parts", out, **kind, progress=False)
     root, meta = load_meta(out)
-    assert root == raw.resolve() and meta["dataset"] == "parts" and meta["variant"] is None
+    assert root == raw.resolve() and meta["dataset"] == "parts" and meta["protocol"] is None
     got = sorted((r["cls_name"], r["img_path"], r["mask_path"], r["anomaly"]) for recs in meta["test"].values()
                  for r in recs)
     assert got == _custom_truth(truth)
     # Masks paired by name: screw's masks are <stem>.png and <stem>_mask.png alike.
     screw = [r for r in meta["test"]["screw"] if r["anomaly"]]
     assert all(r["mask_path"] for r in screw)
-    if variant is None:
+    if protocol is None:
         assert {r["mask_path"].endswith("_mask.png") for r in screw} == {True, False}
     # Derived capabilities: both levels overall; per class what its data allows.
     assert meta["custom"] == {"display_name": "parts", "image_metrics": True, "pixel_metrics": True,
-                              "protocol": meta["custom"]["protocol"]}
-    assert result.report["class_levels"] == {"screw": ["image", "pixel"], "plate": ["image"], "cable": ["image"],
-                                             "weld": ["pixel"]}
-    assert [w for w in result.warnings if "'cable'" in w and "image level only" in w]
-    stray = "README.txt" if variant is None else "images/unlisted.png"
+                              "description": meta["custom"]["description"]}
+    # cable keeps the masks it has: one of its anomalous images has none and is named.
+    assert result.report["class_levels"] == {"screw": ["image", "pixel"], "plate": ["image"],
+                                             "cable": ["image", "pixel"], "weld": ["pixel"]}
+    unmasked = [t["img_path"] for t in truth if t["cls_name"] == "cable" and t["anomaly"] and not t["mask_path"]]
+    n_cable = sum(t["anomaly"] for t in truth if t["cls_name"] == "cable")
+    assert len(unmasked) == 1
+    assert f"class 'cable': 1 of {n_cable} anomalous images have no mask ({unmasked[0]}); they are left out of " \
+           f"the pixel metrics, which use the {n_cable - 1} with a mask" in " ".join(result.warnings)
+    stray = "README.txt" if protocol is None else "images/unlisted.png"
     assert stray in {i["path"] for i in result.report["ignored"]}
     spec = dataset_spec(meta)
     assert spec.custom and spec.key == "parts" and spec.classes == {c: None for c in meta["test"]}
@@ -101,7 +103,7 @@ def test_derived_levels_image_only_and_pixel_only(tmp_path):
 
 def test_own_dataset_errors_name_the_file(tmp_path):
     raw = tmp_path / "parts"
-    truth = generate("folder", raw, size=2, variant="csv")
+    truth = generate("folder", raw, size=2, protocol="csv")
     csv_path = raw / "labels.csv"
     text = csv_path.read_text()
     csv_path.write_text(text + "images/gone.png,anomaly,,screw\n")
@@ -136,7 +138,7 @@ def test_cli_prepare_folder(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "my_parts: 3 normal / 5 anomalous test images" in captured.out
     assert "warning: my_parts: class 'cable'" in captured.err and "README.txt" in captured.err
-    generate("folder", tmp_path / "csv", size=2, variant="csv")
+    generate("folder", tmp_path / "csv", size=2, protocol="csv")
     # A .csv given as --raw is read as --csv (the workflow passes every custom target as --raw).
     assert main(["prepare", "folder", "--raw", str(tmp_path / "csv" / "labels.csv"), "--out", str(out),
                  "--name", "line3"]) == 0

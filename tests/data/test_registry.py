@@ -1,15 +1,16 @@
-"""The dataset registry against DATASETS.md §1 (counts, capabilities) and the Table 1 names."""
+"""The dataset registry against docs/DATASETS.md §1 (counts, capabilities) and the Table 1 names."""
 
 import dataclasses
 import re
+from pathlib import Path
 
 import pytest
 
-from wmoe_clip.data import converters, registry
-from wmoe_clip.data.synth.layouts import WRITERS
+from wmoe_clip.data import datasets, registry
+from wmoe_clip.data.synth.writer import Shape
 from wmoe_clip.errors import WMoEError
 
-# DATASETS.md §1 overview, typed in independently: key -> (display name, domain, classes, normal, anomalous).
+# docs/DATASETS.md §1 overview, typed in independently: key -> (display name, domain, classes, normal, anomalous).
 DOC_TABLE = {
     "mvtec": ("MVTec-AD", "industrial", 15, 467, 1258),
     "visa": ("VisA", "industrial", 12, 962, 1200),
@@ -31,8 +32,9 @@ PIXEL_ONLY = {"isic", "colondb", "clinicdb", "endo", "kvasir"}
 
 
 def test_keys_in_table1_order():
-    assert registry.keys() == tuple(DOC_TABLE)
-    assert [s.key for s in registry.all()] == list(DOC_TABLE)
+    # The paper's datasets first, in Table 1 order; a dataset added later follows them.
+    assert registry.keys()[:len(DOC_TABLE)] == tuple(DOC_TABLE)
+    assert [s.key for s in registry.all()] == list(registry.keys())
 
 
 @pytest.mark.parametrize("key", list(DOC_TABLE))
@@ -46,7 +48,7 @@ def test_entry_matches_datasets_doc(key):
         assert (sum(c[0] for c in known), sum(c[1] for c in known)) == (normal, anomalous)
     assert spec.image_metrics == (key not in PIXEL_ONLY)
     assert spec.pixel_metrics == (key not in IMAGE_ONLY)
-    assert spec.licence and spec.homepage and spec.protocol and spec.citation
+    assert spec.licence and spec.homepage and spec.description and spec.citation
 
 
 def test_published_per_class_counts():
@@ -91,19 +93,38 @@ def test_mask_threshold_only_for_jpeg_masks():
 
 
 @pytest.mark.parametrize("key", list(DOC_TABLE))
-def test_every_key_and_variant_has_a_converter_and_a_synth_writer(key):
-    conv = converters.get(key)
-    assert conv.__doc__
-    variants = converters.variants(key)
-    # The converter's variants are the registry's, in the same order (the first is the default).
-    assert list(variants) == (list(registry.get(key).variants) or [None])
-    for variant, v in variants.items():
-        assert callable(v.convert) and v.layout is not None
-        assert (key, variant) in WRITERS
+def test_every_key_and_protocol_has_a_module_with_converter_and_synth_writer(key):
+    module = datasets.module(key)
+    assert module.__doc__ and module.__name__ == f"wmoe_clip.data.datasets.{key}"
+    protocols = datasets.protocols(key)
+    # The module's protocols are the registry's, in the same order (the first is the default).
+    assert list(protocols) == (list(registry.get(key).protocols) or [None])
+    for p in protocols.values():
+        assert callable(p.convert) and callable(p.write) and p.layout is not None
+    assert isinstance(datasets.shape(key), Shape)
+
+
+def test_the_dataset_modules_are_the_registry_keys():
+    folder = Path(datasets.__file__).parent
+    assert sorted(p.stem for p in folder.glob("*.py") if p.stem != "__init__") == sorted(registry.keys())
+
+
+def test_unknown_dataset_names_are_one_line_errors():
+    registry.check_keys(["visa", "mvtec"], "config.yaml targets")
+    with pytest.raises(WMoEError, match=r"^config.yaml targets: unknown datasets 'mvtec-ad', 'kolektor'; known "
+                       r"datasets \(registry.yaml\): mvtec, visa, .*, kvasir$"):
+        registry.check_keys(["visa", "mvtec-ad", "kolektor"], "config.yaml targets")
+
+
+def test_a_registry_key_without_its_module_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(registry, "get", lambda key, protocol=None: None)
+    with pytest.raises(WMoEError, match="'widget' is in the registry but has no module "
+                       "src/wmoe_clip/data/datasets/widget.py"):
+        datasets.protocols("widget")
 
 
 # DATASETS.md §5.4/§5.5 and the sources in docs/REPRODUCTION.md, typed in independently.
-VARIANT_TABLE = {
+PROTOCOL_TABLE = {
     ("ksdd2", "bayes-pfl"): ({"Metal": (356, 356)}, None),
     ("ksdd2", "official"): ({"Metal": (894, 110)}, None),
     ("ksdd2", "official-balanced"): ({"Metal": (356, 356)}, 0),
@@ -115,21 +136,21 @@ VARIANT_TABLE = {
 }
 
 
-@pytest.mark.parametrize("key, variant", list(VARIANT_TABLE))
-def test_protocol_variants(key, variant):
-    classes, seed = VARIANT_TABLE[key, variant]
-    spec = registry.get(key, variant)
-    assert (spec.key, spec.variant, spec.classes, spec.balance_seed) == (key, variant, classes, seed)
-    assert spec.protocol and spec.variants == tuple(v for k, v in VARIANT_TABLE if k == key)
+@pytest.mark.parametrize("key, protocol", list(PROTOCOL_TABLE))
+def test_protocols(key, protocol):
+    classes, seed = PROTOCOL_TABLE[key, protocol]
+    spec = registry.get(key, protocol)
+    assert (spec.key, spec.protocol, spec.classes, spec.balance_seed) == (key, protocol, classes, seed)
+    assert spec.description and spec.protocols == tuple(p for k, p in PROTOCOL_TABLE if k == key)
 
 
-def test_default_variant_and_totals():
-    assert registry.get("ksdd2").variant == "bayes-pfl" and registry.get("dagm").variant == "bayes-pfl"
+def test_default_protocol_and_totals():
+    assert registry.get("ksdd2").protocol == "bayes-pfl" and registry.get("dagm").protocol == "bayes-pfl"
     # Kaggle Test split: 575 images per class for Class1-6 and 1,150 for Class7-10.
     assert registry.get("dagm", "kaggle").totals == (6996, 1054)
     assert registry.get("ksdd2", "official").totals == (894, 110)
-    assert registry.get("mvtec").variant is None and registry.get("mvtec").variants == ()
-    with pytest.raises(WMoEError, match="unknown protocol variant 'kaggle'; variants: bayes-pfl, official"):
+    assert registry.get("mvtec").protocol is None and registry.get("mvtec").protocols == ()
+    with pytest.raises(WMoEError, match="unknown protocol 'kaggle'; protocols: bayes-pfl, official"):
         registry.get("ksdd2", "kaggle")
     with pytest.raises(WMoEError, match="single protocol"):
         registry.get("mvtec", "official")
@@ -142,3 +163,16 @@ def test_custom_names_stay_apart_from_the_registry():
             registry.check_custom_name(bad)
     spec = registry.custom_spec("parts", "parts", False, True, ("a",), "mine")
     assert spec.custom and not registry.get("mvtec").custom
+
+
+@pytest.mark.parametrize("key", ["folder", "My-Set"])
+def test_a_registry_key_must_be_able_to_name_a_module(key, tmp_path, monkeypatch):
+    path = tmp_path / "registry.yaml"
+    path.write_text(f"{key}: {{}}\n")
+    monkeypatch.setattr(registry, "REGISTRY_FILE", path)
+    registry._load.cache_clear()
+    try:
+        with pytest.raises(WMoEError, match=f"dataset key '{key}': use lower-case letters"):
+            registry.keys()
+    finally:
+        registry._load.cache_clear()

@@ -69,7 +69,7 @@ def test_strict_fails_on_count_difference_and_writes_no_meta(tmp_path):
 def test_strict_passes_when_counts_match(tmp_path, monkeypatch):
     spec = registry.get("btad")
     matching = dataclasses.replace(spec, classes={c: (2, 2) for c in spec.classes}, totals=(6, 6))
-    monkeypatch.setattr(registry, "get", lambda key, variant=None: matching)
+    monkeypatch.setattr(registry, "get", lambda key, protocol=None: matching)
     generate("btad", tmp_path / "raw", size=SIZE)
     result = prepare("btad", tmp_path / "raw", tmp_path / "out", strict=True, progress=False)
     assert result.differences == [] and result.meta_path.is_file()

@@ -72,7 +72,7 @@ def test_score_parts_are_the_aurocs_of_s_g_and_of_the_smoothed_map_maximum(evalu
         s_g = out.global_score.numpy()
         map_max = gaussian_smooth(out.anomaly_map, cfg.eval.sigma).flatten(1).amax(dim=1).numpy()
         # The parts are the parts of the recorded image score.
-        np.testing.assert_allclose(cfg.model.alpha * s_g + (1 - cfg.model.alpha) * map_max,
+        np.testing.assert_allclose(cfg.model.wmoe_clip.alpha * s_g + (1 - cfg.model.wmoe_clip.alpha) * map_max,
                                    doc["image_scores"][cls]["scores"], atol=1e-6)
         for name, scores in (("global_score", s_g), ("map_max", map_max)):
             expected = roc_auc_score(labels, scores)

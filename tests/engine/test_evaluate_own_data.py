@@ -33,7 +33,7 @@ def own_results(trained, tmp_path_factory):
     prepare("mvtec", base / "raw" / "mvtec", base / "prepared" / "mvtec", progress=False)
     generate("folder", base / "raw" / "parts", size=4, seed=1)
     prepare_custom("parts", base / "prepared" / "parts", raw=base / "raw" / "parts", progress=False)
-    generate("folder", base / "raw" / "line3", size=4, seed=2, variant="csv")
+    generate("folder", base / "raw" / "line3", size=4, seed=2, protocol="csv")
     prepare_custom("line3", base / "prepared" / "line3", csv_path=base / "raw" / "line3" / "labels.csv",
                    progress=False)
     shutil.copytree(base / "raw" / "parts" / "plate", base / "raw" / "plates" / "plate")
@@ -50,7 +50,7 @@ def test_partial_dataset_records_the_classes_evaluated(own_results):
     docs, _ = own_results
     dataset = docs["mvtec"]["dataset"]
     assert dataset["classes_evaluated"] == list(KEPT) == list(docs["mvtec"]["per_class"])
-    assert dataset["n_registry_classes"] == 15 and dataset["protocol_variant"] is None
+    assert dataset["n_registry_classes"] == 15 and dataset["protocol"] is None
     assert docs["mvtec"]["mean"]["image"]["auroc"]["n_classes"] == 2
 
 
@@ -64,11 +64,15 @@ def test_own_dataset_computes_only_what_applies(own_results, target):
     for cls in ("screw", "plate", "cable"):
         scores = doc["image_scores"][cls]
         assert per_class[cls]["image"]["auroc"] == pytest.approx(roc_auc_score(scores["labels"], scores["scores"]))
-    # Image-only classes (no masks, or masks dropped for a missing one) and the pixel-only class.
-    assert all(v is None for cls in ("plate", "cable") for v in per_class[cls]["pixel"].values())
-    assert per_class["screw"]["pixel"]["auroc"] is not None and per_class["weld"]["pixel"]["auroc"] is not None
+    # The image-only class (no masks), the pixel-only class, and cable, whose one anomalous image
+    # without a mask is left out of its pixel metrics (and counted) but not of its image metrics.
+    assert all(v is None for v in per_class["plate"]["pixel"].values())
+    assert all(per_class[cls]["pixel"]["auroc"] is not None for cls in ("screw", "cable", "weld"))
+    assert per_class["cable"]["n_anomalous_without_mask"] == 1 and doc["counts"]["n_anomalous_without_mask"] == 1 + \
+        per_class["plate"]["n_anomalous"]
+    assert per_class["cable"]["n_anomalous"] == sum(doc["image_scores"]["cable"]["labels"])
     assert all(v is None for v in per_class["weld"]["image"].values())
-    assert doc["mean"]["image"]["auroc"]["n_classes"] == 3 and doc["mean"]["pixel"]["auroc"]["n_classes"] == 2
+    assert doc["mean"]["image"]["auroc"]["n_classes"] == 3 and doc["mean"]["pixel"]["auroc"]["n_classes"] == 3
 
 
 def test_image_only_dataset_has_no_pixel_level(own_results):
@@ -88,7 +92,7 @@ def test_report_marks_the_partial_mean_and_adds_a_section_for_own_data(own_resul
         assert f"<td>{name}</td>" in section
     plates = re.search(r"<tr><td>plates</td>(.*?)</tr>", section).group(1)
     assert plates.count("n/a") == 3  # pixel AUROC, AP, PRO do not apply
-    assert "image level over 3 of 4 classes and pixel level over 2 of 4 classes" in section
+    assert "image level over 3 of 4 classes and pixel level over 3 of 4 classes" in section
     assert "custom" not in table1 and "parts" not in table1
 
 

@@ -25,8 +25,7 @@ SCHEMA = json.loads(resources.files("wmoe_clip").joinpath("schemas/eval.schema.j
 @pytest.fixture(scope="module")
 def clip_config(tmp_path_factory):
     path = tmp_path_factory.mktemp("clip") / "clip.yaml"
-    cfg = load_config("tiny").to_dict()
-    path.write_text(yaml.safe_dump({**cfg, "method": "clip"}))
+    path.write_text(yaml.safe_dump(load_config("tiny").for_method("clip").to_dict()))
     return path
 
 
@@ -49,6 +48,23 @@ def test_clip_is_evaluated_from_its_run_config_as_source_none_seed0(clip_config,
     check_scores_match_sklearn(doc)
     # Its image score is s_g alone: the score part of s_g equals the image AUROC.
     assert doc["score_parts"]["global_score"]["mean"]["auroc"] == doc["mean"]["image"]["auroc"]
+
+
+def test_winclip_is_evaluated_from_its_shipped_config_without_the_feature_cache(make_prepared, tmp_path, capsys):
+    data = str(make_prepared("mvtec", 4))
+    out = tmp_path / "eval" / "none" / "mvtec" / "winclip" / "seed0.json"
+    assert main(["evaluate", "--config", "tiny_winclip", "--target", "mvtec", "--data", data, "--out", str(out),
+                 "--no-tracking", "--quiet"]) == 0
+    doc = json.loads(out.read_text())
+    assert (doc["method"], doc["source"], doc["variant"], doc["seed"]) == ("winclip", "none", "winclip", 0)
+    check_scores_match_sklearn(doc)
+    # Zero-shot, its image score is the whole image's score alone.
+    assert doc["score_parts"]["global_score"]["mean"]["auroc"] == doc["mean"]["image"]["auroc"]
+    # The window embeddings are its own encoder's: the backbone's cache cannot serve it.
+    code = main(["evaluate", "--config", "tiny_winclip", "--target", "mvtec", "--data", data, "--out",
+                 str(tmp_path / "cached.json"), "--no-tracking", "--quiet", "--feature-cache"])
+    assert code == 2 and "without the feature cache" in capsys.readouterr().err
+    assert not (tmp_path / "cached.json").exists()
 
 
 def test_a_method_that_trains_is_not_evaluated_from_a_run_config(make_prepared, tmp_path, capsys):

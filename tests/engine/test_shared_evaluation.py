@@ -28,7 +28,7 @@ def models(trained, make_prepared, tmp_path_factory):
     anomalyclip = apply_overrides(load_config("tiny_anomalyclip"), None, seed=0, epochs=1)
     train(anomalyclip, "visa", data, root / "anomalyclip", progress=False)
     clip = root / "clip.yaml"
-    clip.write_text(yaml.safe_dump({**load_config("tiny").to_dict(), "method": "clip"}))
+    clip.write_text(yaml.safe_dump(load_config("tiny").for_method("clip").to_dict()))
     return [("--checkpoint", trained[1] / "model.pt"), ("--checkpoint", root / "base" / "model.pt"),
             ("--config", clip), ("--checkpoint", root / "anomalyclip" / "model.pt")]
 

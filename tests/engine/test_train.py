@@ -87,7 +87,8 @@ def test_gradient_accumulation_gives_the_full_batch_gradients(make_prepared):
     # deterministic and the split batch must give the whole batch's gradients.
     cfg = load_config("tiny", "full")
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(
-        cfg.model, ctds=dataclasses.replace(cfg.model.ctds, enabled=False)))
+        cfg.model, wmoe_clip=dataclasses.replace(cfg.model.wmoe_clip, ctds=dataclasses.replace(
+            cfg.model.wmoe_clip.ctds, enabled=False))))
     torch.manual_seed(0)
     model = build_model(cfg)
     dataset = AnomalyDataset(make_prepared("btad", 4), "test", cfg.model.image_size)

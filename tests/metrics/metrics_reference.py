@@ -1,10 +1,10 @@
 """Independent references for the metric tests and the benchmark; they share no code with wmoe_clip.metrics.
 
-- `sklearn_rank`: sklearn's AUROC and AP, and F1-max by the AdaCLIP / VAND-APRIL-GAN recipe (METRICS.md §2.3).
+- `sklearn_rank`: sklearn's AUROC and AP, and F1-max by the AdaCLIP / VAND-APRIL-GAN recipe (docs/METRICS.md §2.3).
 - `brute_force_aupro`: the MVTec semantics spelled out (§3.1): explicit connected components with
   scipy.ndimage.label per image, every distinct score as a threshold, the polyline with (0, 0) and (1, 1),
   trapezoids up to the limit with linear interpolation there, divided by the limit. O(U * N): small inputs.
-- `anomalyclip_loop`: the AnomalyCLIP / cflow-ad `cal_pro_score` procedure as METRICS.md §3.2 describes it
+- `anomalyclip_loop`: the AnomalyCLIP / cflow-ad `cal_pro_score` procedure as docs/METRICS.md §3.2 describes it
   (200 uniform thresholds, skimage labelling per mask at every threshold, strict FPR < limit, min-max
   rescaled FPR, sklearn `auc`). Masks are counted as integers so that FPR denominators stay exact.
 """

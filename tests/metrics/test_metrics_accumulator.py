@@ -133,3 +133,33 @@ def test_bad_batches_are_refused_with_the_argument_named():
     with pytest.raises(MetricInputError, match="size"):
         acc.add("a", [0, 1], [0.1, 0.2], masks=np.zeros((2, 4, 4)), maps=np.zeros((2, 4, 4)))
     assert acc.classes == []
+
+
+def test_anomalous_images_without_a_mask_count_in_image_metrics_only():
+    data = _dataset(np.random.default_rng(3))
+    labels, scores, masks, maps = data["bottle"]
+    # Two anomalous images whose masks are unknown: their all-zero masks must not enter the pixel metrics.
+    unknown = np.flatnonzero(labels)[[1, 3]]
+    masks = masks.copy()
+    masks[unknown] = 0
+    masked = np.ones(labels.size, dtype=bool)
+    masked[unknown] = False
+    acc = ClassMetricAccumulator(image=True, pixel=True, image_size=(12, 12))
+    for start in range(0, labels.size, 4):
+        rows = slice(start, start + 4)
+        acc.add("bottle", labels[rows], scores[rows], masks=masks[rows], maps=maps[rows], masked=masked[rows])
+    got = acc.results()["bottle"]
+    assert got["n_anomalous_without_mask"] == 2 and got["n_anomalous"] == int(labels.sum())
+    assert got["image"] == pytest.approx(sklearn_rank(labels, scores), abs=1e-12)
+    kept = masked.nonzero()[0]
+    assert got["pixel"] == pytest.approx(pixel_metrics(masks[kept], maps[kept]), abs=1e-12)
+    assert {k: got["pixel"][k] for k in ("auroc", "ap", "f1_max")} == pytest.approx(
+        sklearn_rank(masks[kept].ravel(), maps[kept].ravel()), abs=1e-12)
+    assert got["pixel"]["aupro"] == pytest.approx(brute_force_aupro(masks[kept], maps[kept]), abs=1e-12)
+    # Counting the unknown masks as normal pixels would have moved the pixel AUROC.
+    assert sklearn_rank(masks.ravel(), maps.ravel())["auroc"] != pytest.approx(got["pixel"]["auroc"], abs=1e-6)
+    full = ClassMetricAccumulator(image=True, pixel=True, image_size=(12, 12))
+    full.add("bottle", labels, scores, masks=masks, maps=maps)
+    assert "n_anomalous_without_mask" not in full.results()["bottle"]
+    with pytest.raises(MetricInputError, match="masked: a normal image is false"):
+        full.add("cable", [0], [0.5], masks=masks[:1], maps=maps[:1], masked=[False])

@@ -57,7 +57,7 @@ def test_exact_aupro_is_invariant_to_increasing_transforms_anomalyclip_is_not():
     base, moved = pixel_metrics(masks, maps), pixel_metrics(masks, skewed)
     assert {m: moved[m] for m in exact} == pytest.approx({m: base[m] for m in exact}, abs=1e-12)
     assert aupro(masks, skewed) == pytest.approx(aupro(masks, maps), abs=1e-12)
-    # The anchor's grid is uniform in score, so a skewed map moves it (METRICS.md §7.8).
+    # The anchor's grid is uniform in score, so a skewed map moves it (docs/METRICS.md §7.8).
     assert abs(aupro(masks, skewed, variant="anomalyclip") - aupro(masks, maps, variant="anomalyclip")) > 1e-4
 
 
@@ -75,7 +75,7 @@ def test_defect_free_images_enter_the_fpr():
     masks = np.array([[[1, 0, 0, 0]], [[0, 0, 0, 0]]], dtype=bool)
     maps = np.array([[[0.55, 0.2, 0.4, 0.6]], [[0.7, 0.1, 0.3, 0.5]]])
     assert aupro(masks, maps) == pytest.approx(1 / 21, abs=1e-12)
-    assert aupro(masks[:1], maps[:1]) == 0.0  # without image 2 the value would be wrong (METRICS.md §7.5)
+    assert aupro(masks[:1], maps[:1]) == 0.0  # without image 2 the value would be wrong (docs/METRICS.md §7.5)
 
 
 def test_variant_and_limit_are_validated():

@@ -1,4 +1,4 @@
-"""The test vectors of METRICS.md §7 (values given there, tolerance 1e-12 unless stated)."""
+"""The test vectors of docs/METRICS.md §7 (values given there, tolerance 1e-12 unless stated)."""
 
 import numpy as np
 import pytest

@@ -15,12 +15,15 @@ def tiny_cfg():
 @pytest.fixture
 def build_tiny():
     """Build the tiny model of a variant with a fixed seed for the learnable modules (and optional
-    changes to the model config)."""
+    changes to the model config: keys of WMoE-CLIP's settings go to ``model.wmoe_clip``)."""
 
-    def build(variant="full", seed=0, **model_changes):
+    def build(variant="full", seed=0, **changes):
         cfg = load_config("tiny", variant)
+        own = {f.name for f in dataclasses.fields(cfg.model.wmoe_clip)}
+        settings = dataclasses.replace(cfg.model.wmoe_clip, **{k: v for k, v in changes.items() if k in own})
+        model = dataclasses.replace(cfg.model, wmoe_clip=settings, **{k: v for k, v in changes.items() if k not in own})
         torch.manual_seed(seed)
-        return build_model(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **model_changes)))
+        return build_model(dataclasses.replace(cfg, model=model))
 
     return build
 
@@ -46,9 +49,9 @@ def labels():
 
 
 def _closed_form_counts(model):
-    """Parameters of each learnable module from METHOD.md's shapes (weights and biases of each map)."""
-    m = model.cfg.model
-    d, w, L = model.backbone.embed_dim, model.backbone.text_width, len(m.feature_layers)
+    """Parameters of each learnable module from docs/METHOD.md's shapes (weights and biases of each map)."""
+    m = model.cfg.model.wmoe_clip
+    d, w, L = model.backbone.embed_dim, model.backbone.text_width, len(model.cfg.model.feature_layers)
     lat, hid = m.ctds.latent_dim, m.ctds.decoder_hidden
     identity_p = lat == w and m.init == "default"
     ctds = 2 * (d * lat + lat) + (lat * hid + hid) + (hid * d + d) + (0 if identity_p else lat * w + w)
@@ -61,5 +64,5 @@ def _closed_form_counts(model):
 
 @pytest.fixture(scope="session")
 def closed_form_counts():
-    """Learnable parameters per module computed from the shapes METHOD.md gives, not from the model."""
+    """Learnable parameters per module computed from the shapes docs/METHOD.md gives, not from the model."""
     return _closed_form_counts

@@ -7,7 +7,8 @@ import open_clip
 import pytest
 import torch
 
-from wmoe_clip.config import AnomalyCLIPConfig, load_config
+from wmoe_clip.config import load_config
+from wmoe_clip.model.anomalyclip.settings import Settings as AnomalyCLIPSettings
 from wmoe_clip.errors import WMoEError
 from wmoe_clip.model.anomalyclip import AnomalyCLIP, load_anomalyclip_checkpoint, read_anomalyclip_checkpoint
 from wmoe_clip.model.checkpoint import load_learnable_state, read_checkpoint, save_checkpoint
@@ -44,7 +45,7 @@ def test_vit_l14_336_checkpoint_with_the_real_keys_and_shapes_imports(tmp_path):
     state = their_state_dict(768)
     assert state["ctx_pos"].shape == (1, 1, 12, 768) and state["compound_prompts_text.7"].shape == (4, 768)
     assert state["token_suffix_neg"].shape == (1, 1, 64, 768) and state["tokenized_prompts_pos"].shape == (1, 1, 77)
-    imported = read_anomalyclip_checkpoint(write(tmp_path / "epoch_15.pth", state), AnomalyCLIPConfig())
+    imported = read_anomalyclip_checkpoint(write(tmp_path / "epoch_15.pth", state), AnomalyCLIPSettings())
     assert set(imported.state) == {"prompts.context", "prompts.deep"}
     assert torch.equal(imported.state["prompts.context"][0], state["ctx_pos"][0, 0])
     assert torch.equal(imported.state["prompts.context"][1], state["ctx_neg"][0, 0])

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from wmoe_clip.config import ConfigError, RunConfig, config_from_dict, config_with_overrides, load_config
+from wmoe_clip.errors import WMoEError
 from wmoe_clip.model.backbone import FrozenCLIP
 from wmoe_clip.model.tiny import register_tiny_backbone
 
@@ -126,3 +127,42 @@ def test_precision_fp32_runs_the_backbone_in_fp32_under_autocast(native_weights)
     torch.testing.assert_close(forced_text, reference_text, atol=0, rtol=0)
     # The configured precision, not the caller's autocast, decides: bf16 runs in bf16 without one.
     assert bf16.encode_image(images)[1].dtype == torch.bfloat16
+
+
+def _open_clip_global(visual, tokens: torch.Tensor) -> torch.Tensor:
+    """open_clip's own modules (its transformer, batch first in open_clip 3.x) on input tokens (B,n,W)."""
+    assert visual.transformer.batch_first
+    x = visual.transformer(visual.ln_pre(tokens))
+    return visual.ln_post(x[:, 0]) @ visual.proj
+
+
+def test_encode_tokens_is_open_clips_transformer_on_any_token_subset():
+    cfg = dataclasses.replace(load_config("tiny").model, backbone="wmoe-tiny-gelu", image_size=112, feature_layers=(4,),
+                              vv_attention=False)
+    backbone = FrozenCLIP(cfg)
+    images = torch.randn(2, 3, 112, 112, generator=torch.Generator().manual_seed(3))
+    tokens = backbone.embed_image(images)
+    assert tokens.shape == (2, 1 + 49, 64)
+    with torch.no_grad():
+        # All tokens: CLIP's image embedding, as open_clip computes it from the pixels.
+        torch.testing.assert_close(backbone.encode_tokens(tokens), backbone.clip.visual(images), atol=1e-5, rtol=1e-5)
+        # Two windows of one image in one batch: each attends within itself only.
+        a, b = tokens[0, [0, 1, 2, 8, 9]], tokens[0, [0, 41, 42, 48, 49]]
+        both = backbone.encode_tokens(torch.stack([a, b]))
+        reference = _open_clip_global(backbone.clip.visual, torch.stack([a, b]))
+        torch.testing.assert_close(both, reference, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(both[1], backbone.encode_tokens(b[None])[0], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(both[0], both[1], atol=1e-3)
+
+
+def test_shipped_weights_are_normalised_as_the_data_pipeline_normalises():
+    from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
+    from wmoe_clip.model.backbone import check_normalisation
+
+    for backbone, tag in (("ViT-L-14-336-quickgelu", "openai"), ("ViT-B-16-plus-240", "laion400m_e31")):
+        pre = open_clip.get_pretrained_cfg(backbone, tag)
+        assert (tuple(pre["mean"]), tuple(pre["std"])) == (OPENAI_DATASET_MEAN, OPENAI_DATASET_STD)
+        check_normalisation(dataclasses.replace(RunConfig().model, backbone=backbone, pretrained=tag))
+    with pytest.raises(WMoEError, match="normalised with mean"):
+        check_normalisation(dataclasses.replace(RunConfig().model, backbone="ViT-L-14", pretrained="laion2b_s32b_b82k"))

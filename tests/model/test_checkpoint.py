@@ -11,10 +11,11 @@ from wmoe_clip.errors import WMoEError
 from wmoe_clip.model import build_model, load_checkpoint, read_checkpoint, save_checkpoint
 from wmoe_clip.model.checkpoint import FORMAT_VERSION
 
+DATA = Path(__file__).parent / "data"
 # Written by the code at commit 8ea8c65 (format 1, before model.init, dwt_mode and precision existed),
 # with the outputs that code computed; see data/README.md.
-LEGACY = Path(__file__).parent / "data" / "legacy_v1_full.pt"
-LEGACY_OUTPUTS = Path(__file__).parent / "data" / "legacy_v1_full_outputs.pt"
+LEGACY = DATA / "legacy_v1_full.pt"
+LEGACY_OUTPUTS = DATA / "legacy_v1_full_outputs.pt"
 
 
 def test_round_trip_rebuilds_the_identical_model(build_tiny, images, tmp_path):
@@ -26,7 +27,7 @@ def test_round_trip_rebuilds_the_identical_model(build_tiny, images, tmp_path):
     path = tmp_path / "model.pt"
     save_checkpoint(model, path)
     payload = torch.load(path, weights_only=True)
-    assert payload["variant"] == "full" and payload["format_version"] == 3
+    assert payload["variant"] == "full" and payload["format_version"] == 4
     assert payload["method"] == payload["config"]["method"] == "wmoe_clip"
     assert not any(k.startswith("backbone.") for k in payload["state"])
     assert set(payload["state"]) == {n for n, _ in model.learnable_named_parameters()}
@@ -48,7 +49,8 @@ def test_loading_into_another_variant_names_what_differs(build_tiny, tmp_path):
         load_checkpoint(path, model=other)
     msg = str(err.value)
     assert "'ctds_wcma'" in msg and "'ctds_samoe'" in msg
-    assert "model.wcma.enabled: True != False" in msg and "model.sa_moe.enabled: False != True" in msg
+    assert "model.wmoe_clip.wcma.enabled: True != False" in msg
+    assert "model.wmoe_clip.sa_moe.enabled: False != True" in msg
     assert "missing in checkpoint: sa_moe." in msg and "not in model: wcma." in msg
 
 
@@ -68,8 +70,8 @@ def _legacy_images():
 def test_a_format_1_checkpoint_computes_what_the_code_that_wrote_it_computed():
     model = load_checkpoint(LEGACY)
     assert model.cfg.method == "wmoe_clip" and type(model).__name__ == "WMoECLIP"
-    m = model.cfg.model
-    assert (m.init, m.wcma.dwt_mode, m.precision) == ("default", "zero", "fp32")
+    m = model.cfg.model.wmoe_clip
+    assert (m.init, m.wcma.dwt_mode, model.cfg.model.precision) == ("default", "zero", "fp32")
     expected = torch.load(LEGACY_OUTPUTS, weights_only=True)
     with torch.no_grad():
         out = model(_legacy_images())
@@ -77,8 +79,8 @@ def test_a_format_1_checkpoint_computes_what_the_code_that_wrote_it_computed():
     torch.testing.assert_close(out.global_score, expected["global_score"], atol=1e-6, rtol=0)
     torch.testing.assert_close(out.image_score, expected["image_score"], atol=1e-6, rtol=0)
     # The filled-in values matter: with today's DWT border the same weights compute other maps.
-    cfg = dataclasses.replace(model.cfg, model=dataclasses.replace(
-        m, wcma=dataclasses.replace(m.wcma, dwt_mode="symmetric")))
+    cfg = dataclasses.replace(model.cfg, model=dataclasses.replace(model.cfg.model, wmoe_clip=dataclasses.replace(
+        m, wcma=dataclasses.replace(m.wcma, dwt_mode="symmetric"))))
     symmetric = build_model(cfg).eval()
     symmetric.load_state_dict(model.state_dict())
     with torch.no_grad():
@@ -89,7 +91,8 @@ def test_a_format_1_checkpoint_computes_what_the_code_that_wrote_it_computed():
 def test_init_default_is_the_initialisation_of_the_code_before_it():
     cfg, state = read_checkpoint(LEGACY)
     ours = load_config("tiny", "full")
-    ours = dataclasses.replace(ours, model=dataclasses.replace(ours.model, init="default"))
+    ours = dataclasses.replace(ours, model=dataclasses.replace(
+        ours.model, wmoe_clip=dataclasses.replace(ours.model.wmoe_clip, init="default")))
     torch.manual_seed(0)  # the seed the fixture was built with
     fresh = build_model(ours).learnable_state_dict()
     assert fresh.keys() == state.keys()
@@ -114,12 +117,36 @@ def test_a_format_1_checkpoint_does_not_load_into_a_model_of_other_settings():
     with pytest.raises(WMoEError) as err:
         load_checkpoint(LEGACY, model=build_model(load_config("tiny", "full")))
     msg = str(err.value)
-    assert "model.init: 'default' != 'zero_residual'" in msg and "model.wcma.dwt_mode: 'zero' != 'symmetric'" in msg
+    assert "model.wmoe_clip.init: 'default' != 'zero_residual'" in msg
+    assert "model.wmoe_clip.wcma.dwt_mode: 'zero' != 'symmetric'" in msg
 
 
 def test_an_unknown_format_version_is_refused(tmp_path):
     payload = torch.load(LEGACY, weights_only=True)
     payload["format_version"] = FORMAT_VERSION + 1
     torch.save(payload, tmp_path / "future.pt")
-    with pytest.raises(WMoEError, match=f"format version {FORMAT_VERSION + 1}; this wmoe-clip reads versions 1, 2, 3"):
+    with pytest.raises(WMoEError, match=f"format version {FORMAT_VERSION + 1}; this wmoe-clip reads versions 1, 2, 3, 4"):
         read_checkpoint(tmp_path / "future.pt")
+
+
+@pytest.mark.parametrize("name", ["v3_full", "v3_anomalyclip"])
+def test_a_format_3_checkpoint_computes_what_the_code_that_wrote_it_computed(name):
+    """Format 3 kept WMoE-CLIP's settings directly under ``model`` and in ``loss``, AnomalyCLIP's temperature
+    in ``model.temperature``, and every method's section: they move into the method's section."""
+    stored = torch.load(DATA / f"legacy_{name}.pt", weights_only=True)
+    assert stored["format_version"] == 3
+    model = load_checkpoint(DATA / f"legacy_{name}.pt")
+    old = stored["config"]
+    if model.cfg.method == "wmoe_clip":
+        s = model.cfg.model.wmoe_clip
+        assert s.alpha == old["model"]["alpha"] and s.loss.kl_weight == old["loss"]["kl_weight"]
+        assert s.ctds.latent_dim == old["model"]["ctds"]["latent_dim"] == 32
+    else:
+        assert model.cfg.model.anomalyclip.temperature == old["model"]["temperature"]
+    assert model.cfg.model.backbone == old["model"]["backbone"]
+    expected = torch.load(DATA / f"legacy_{name}_outputs.pt", weights_only=True)
+    with torch.no_grad():
+        out = model(_legacy_images())
+    torch.testing.assert_close(out.anomaly_map[:, ::4, ::4], expected["anomaly_map"], atol=1e-6, rtol=0)
+    torch.testing.assert_close(out.global_score, expected["global_score"], atol=1e-6, rtol=0)
+    torch.testing.assert_close(out.image_score, expected["image_score"], atol=1e-6, rtol=0)

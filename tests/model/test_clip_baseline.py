@@ -16,7 +16,7 @@ from wmoe_clip.model.registry import get
 @pytest.fixture(scope="module")
 def clip_model():
     cfg = load_config("tiny")
-    return build_model(dataclasses.replace(cfg, method="clip")).eval()
+    return build_model(cfg.for_method("clip")).eval()
 
 
 def reference(model, images, classes, scale):
@@ -69,7 +69,8 @@ def test_maps_and_scores_equal_open_clips_model_with_class_name_prompts(clip_mod
 
 def test_temperature_overrides_clips_learned_scale(images):
     cfg = load_config("tiny")
-    cfg = dataclasses.replace(cfg, method="clip", model=dataclasses.replace(
+    cfg = cfg.for_method("clip")
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(
         cfg.model, clip=dataclasses.replace(cfg.model.clip, temperature=0.5)))
     model = build_model(cfg).eval()
     with torch.no_grad():

@@ -8,7 +8,7 @@ import pytest
 import torch
 from pytorch_wavelets import DWTInverse
 
-from wmoe_clip.config import DWT_MODES
+from wmoe_clip.model.wmoe_clip.settings import DWT_MODES
 from wmoe_clip.model import losses
 from wmoe_clip.model.wmoe_clip import losses as wmoe_losses
 from wmoe_clip.model.wmoe_clip.sa_moe import SAMoE, top_k_routing
@@ -68,8 +68,8 @@ def test_dwt_mode_is_the_same_on_an_even_grid():
 
 
 def test_the_configured_dwt_mode_reaches_every_wcma_layer(build_tiny, tiny_cfg):
-    assert tiny_cfg.model.wcma.dwt_mode == "symmetric"
-    model = build_tiny("full", wcma=dataclasses.replace(tiny_cfg.model.wcma, dwt_mode="reflect"))
+    assert tiny_cfg.model.wmoe_clip.wcma.dwt_mode == "symmetric"
+    model = build_tiny("full", wcma=dataclasses.replace(tiny_cfg.model.wmoe_clip.wcma, dwt_mode="reflect"))
     assert [layer.enhance.haar.dwt.mode for layer in model.wcma.layers] == ["reflect"] * 4
 
 

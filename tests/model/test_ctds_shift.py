@@ -1,4 +1,4 @@
-"""model.ctds.shift: one P(z) added to every prompt slot ("shared") or a different one per slot ("per_slot")."""
+"""model.wmoe_clip.ctds.shift: one P(z) added to every prompt slot ("shared") or a different one per slot ("per_slot")."""
 
 import dataclasses
 
@@ -47,9 +47,9 @@ def test_shared_mode_adds_the_same_p_of_z_to_every_slot_of_both_prompts():
 
 
 def test_the_tiny_model_runs_per_slot_and_starts_at_the_base_prompts(build_tiny, tiny_cfg):
-    ctds = dataclasses.replace(tiny_cfg.model.ctds, shift="per_slot")
+    ctds = dataclasses.replace(tiny_cfg.model.wmoe_clip.ctds, shift="per_slot")
     model = build_tiny("full", ctds=ctds).eval()
-    assert model.ctds.to_prompt.out_features == 2 * tiny_cfg.model.prompt_length * model.backbone.text_width
+    assert model.ctds.to_prompt.out_features == 2 * tiny_cfg.model.wmoe_clip.prompt_length * model.backbone.text_width
     base = build_tiny("full").eval()
     images = torch.randn(2, 3, tiny_cfg.model.image_size, tiny_cfg.model.image_size)
     with torch.no_grad():
@@ -59,6 +59,7 @@ def test_the_tiny_model_runs_per_slot_and_starts_at_the_base_prompts(build_tiny,
 
 
 def test_an_unknown_shift_mode_is_refused():
-    assert config_from_dict({"model": {"ctds": {"shift": "per_slot"}}}).model.ctds.shift == "per_slot"
-    with pytest.raises(ConfigError, match="model.ctds.shift must be one of shared, per_slot"):
-        config_from_dict({"model": {"ctds": {"shift": "each"}}})
+    per_slot = config_from_dict({"model": {"wmoe_clip": {"ctds": {"shift": "per_slot"}}}})
+    assert per_slot.model.wmoe_clip.ctds.shift == "per_slot"
+    with pytest.raises(ConfigError, match="model.wmoe_clip.ctds.shift must be one of shared, per_slot"):
+        config_from_dict({"model": {"wmoe_clip": {"ctds": {"shift": "each"}}}})

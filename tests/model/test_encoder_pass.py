@@ -19,7 +19,7 @@ def test_digest_names_what_the_encoder_pass_depends_on():
     assert len(base) == 12 and int(base, 16) >= 0 and _digest() == base
     # Models that may share a pass: settings of the methods, training and figures do not enter it.
     for same in ({"method": "clip"}, {"train.epochs": 7}, {"eval.figure_samples": 1}, {"eval.sigma": 2.0},
-                 {"model.alpha": 0.3}):
+                 {"model.wmoe_clip.alpha": 0.3}):
         assert _digest(**same) == base, same
     # The frozen encoder's outputs and the batches of the pass do.
     for other in ({"model.image_size": 32}, {"model.feature_layers": [4]}, {"model.precision": "bf16"},

@@ -1,5 +1,5 @@
-"""METHOD §6: with ``model.init: zero_residual`` every variant starts as CLIP (the ``base`` variant)
-and still learns everywhere; ``model.init: default`` is PyTorch's initialisation, as before."""
+"""docs/METHOD.md §6: with ``model.wmoe_clip.init: zero_residual`` every variant starts as CLIP (the ``base`` variant)
+and still learns everywhere; ``init: default`` is PyTorch's initialisation, as before."""
 
 import dataclasses
 import re
@@ -7,9 +7,10 @@ import re
 import pytest
 import torch
 
-from wmoe_clip.config import VARIANTS, ConfigError, config_from_dict, load_config
+from wmoe_clip.config import ConfigError, config_from_dict, load_config
 from wmoe_clip.model import build_model
 from wmoe_clip.model.wmoe_clip.ctds import CTDS
+from wmoe_clip.model.wmoe_clip.settings import SWITCHES
 
 # The last layer of each residual branch: WCMA's output projection, each expert's output layer, P.
 ZEROED = re.compile(r"^(wcma\.layers\.\d+\.cross\.o|sa_moe\.experts\.\d+\.2|ctds\.to_prompt)\.(weight|bias)$")
@@ -20,14 +21,15 @@ BEHIND_ZEROED = re.compile(r"^(wcma\.layers\.\d+\.(enhance|cross\.[qkv])\.|sa_mo
 KEY_BIAS = re.compile(r"^wcma\.layers\.\d+\.cross\.k\.bias$")
 
 
-def _with_model(cfg, **changes):
-    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **changes))
+def _with_settings(cfg, **changes):
+    return dataclasses.replace(cfg, model=dataclasses.replace(
+        cfg.model, wmoe_clip=dataclasses.replace(cfg.model.wmoe_clip, **changes)))
 
 
 @pytest.mark.parametrize("mode", ["eval", "train"])
 def test_every_variant_starts_as_base(mode, build_tiny, images):
     outputs = {}
-    for variant in VARIANTS:
+    for variant in SWITCHES:
         model = build_tiny(variant, seed=4).train(mode == "train")
         torch.manual_seed(9)  # CTDS noise in training mode: P(z) = 0 whatever z is
         with torch.no_grad():
@@ -46,7 +48,7 @@ def test_every_variant_starts_as_base(mode, build_tiny, images):
 def test_zero_residual_zeroes_exactly_the_last_layers(tiny_cfg):
     cfg = tiny_cfg.with_variant("full")
     torch.manual_seed(0)
-    default = dict(build_model(_with_model(cfg, init="default")).learnable_named_parameters())
+    default = dict(build_model(_with_settings(cfg, init="default")).learnable_named_parameters())
     torch.manual_seed(0)
     zero = dict(build_model(cfg).learnable_named_parameters())
     assert zero.keys() == default.keys()
@@ -67,9 +69,10 @@ def test_prompt_map_is_a_zero_linear_even_when_the_widths_match():
 
 
 def test_non_residual_wcma_cannot_start_at_zero():
-    with pytest.raises(ConfigError, match="model.init zero_residual needs model.wcma.residual true"):
-        config_from_dict({"model": {"wcma": {"residual": False}}})
-    assert not config_from_dict({"model": {"init": "default", "wcma": {"residual": False}}}).model.wcma.residual
+    with pytest.raises(ConfigError, match="model.wmoe_clip.init zero_residual needs model.wmoe_clip.wcma.residual"):
+        config_from_dict({"model": {"wmoe_clip": {"wcma": {"residual": False}}}})
+    cfg = config_from_dict({"model": {"wmoe_clip": {"init": "default", "wcma": {"residual": False}}}})
+    assert not cfg.model.wmoe_clip.wcma.residual
 
 
 def _grads(model, images, labels, masks):
@@ -118,7 +121,7 @@ def test_zeroed_branches_still_learn_after_one_step(build_tiny, images, labels, 
         assert torch.equal(v, frozen_before[k]), k
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("variant", list(SWITCHES))
 def test_every_variant_learns_everywhere_from_step_one(variant, build_tiny, images, labels, masks):
     model = build_tiny(variant).train()
     opt = torch.optim.Adam(model.learnable_parameters(), lr=1e-3)

@@ -6,19 +6,20 @@ import open_clip
 import pytest
 import torch
 
-from wmoe_clip.config import VARIANTS, load_config
+from wmoe_clip.config import load_config
 from wmoe_clip.errors import WMoEError
 from wmoe_clip.model import ImageFeatures, build_model
+from wmoe_clip.model.wmoe_clip.settings import SWITCHES
 
 MODULE_OF_SWITCH = {"ctds": 0, "wcma": 1, "sa_moe": 2}
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("variant", list(SWITCHES))
 def test_shapes_and_value_ranges(variant, build_tiny, images, labels, masks):
     model = build_tiny(variant).train()
-    m = model.cfg.model
+    m = model.cfg.model.wmoe_clip
     out = model(images)
-    b, s, n_layers = images.shape[0], m.image_size, len(m.feature_layers)
+    b, s, n_layers = images.shape[0], model.cfg.model.image_size, len(model.cfg.model.feature_layers)
     assert out.layer_maps.shape == (b, n_layers, s, s)
     assert out.anomaly_map.shape == (b, s, s)
     assert out.global_score.shape == out.image_score.shape == (b,)
@@ -45,13 +46,13 @@ def _learnable_shapes(model):
 
 @pytest.mark.parametrize("switch", list(MODULE_OF_SWITCH))
 def test_each_switch_adds_exactly_its_module(switch, build_tiny):
-    for name, flags in VARIANTS.items():
+    for name, flags in SWITCHES.items():
         on = list(flags)
         if not on[MODULE_OF_SWITCH[switch]]:
             continue
         off = list(on)
         off[MODULE_OF_SWITCH[switch]] = False
-        partner = next((n for n, f in VARIANTS.items() if list(f) == off), None)
+        partner = next((n for n, f in SWITCHES.items() if list(f) == off), None)
         if partner is None:
             continue
         with_module, without = _learnable_shapes(build_tiny(name)), _learnable_shapes(build_tiny(partner))
@@ -61,11 +62,11 @@ def test_each_switch_adds_exactly_its_module(switch, build_tiny):
         assert all(with_module[k] == without[k] for k in without)
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("variant", list(SWITCHES))
 def test_parameter_counts_match_the_closed_form(variant, build_tiny, closed_form_counts):
     model = build_tiny(variant)
     expected = closed_form_counts(model)
-    flags = dict(zip(MODULE_OF_SWITCH, VARIANTS[variant]))
+    flags = dict(zip(MODULE_OF_SWITCH, SWITCHES[variant]))
     for name, count in expected.items():
         module = getattr(model, name)
         got = 0 if module is None else sum(p.numel() for p in module.parameters())
@@ -74,7 +75,7 @@ def test_parameter_counts_match_the_closed_form(variant, build_tiny, closed_form
         c for n, c in expected.items() if flags.get(n, True))
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("variant", list(SWITCHES))
 def test_default_init_gradients_reach_every_learnable_and_no_clip_parameter(variant, build_tiny, images, labels,
                                                                             masks):
     # With PyTorch's initialisation nothing is zero, so every learnable gets a gradient at step 0.

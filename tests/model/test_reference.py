@@ -1,7 +1,7 @@
-"""The whole model against METHOD.md written out by hand: CTDS, WCMA steps 1–5, SA-MoE, scores, losses.
+"""The whole model against docs/METHOD.md written out by hand: CTDS, WCMA steps 1–5, SA-MoE, scores, losses.
 
 The reference below reads the learnable weights but none of the model's own forward code: it applies
-the equations of METHOD.md with plain tensor algebra (the Haar DWT straight from pytorch_wavelets in the
+the equations of docs/METHOD.md with plain tensor algebra (the Haar DWT straight from pytorch_wavelets in the
 configured border mode, the text encoder through the backbone, which test_model.py checks against
 open_clip).
 """
@@ -47,7 +47,7 @@ def _prompts(model, shift):
 
 
 def _reference(model, feats):
-    m = model.cfg.model
+    m = model.cfg.model.wmoe_clip
     tau = m.temperature
     g = _unit(feats.global_token.float())
     patches = _unit(feats.patch_tokens.float())
@@ -86,7 +86,8 @@ def _reference(model, feats):
         # 5. M_l = softmax_c(cos(F_l, T~_c)/τ), abnormal channel, bilinear to the input size.
         cos = torch.einsum("bnd,bcd->bnc", f, refined)
         prob = torch.softmax(cos / tau, dim=-1)[..., 1].reshape(b, 1, gh, gw)
-        layer_maps.append(F.interpolate(prob, size=(m.image_size,) * 2, mode="bilinear", align_corners=False)[:, 0])
+        size = (model.cfg.model.image_size,) * 2
+        layer_maps.append(F.interpolate(prob, size=size, mode="bilinear", align_corners=False)[:, 0])
     layer_maps = torch.stack(layer_maps, dim=1)
     anomaly_map = layer_maps.mean(dim=1)
 
@@ -136,8 +137,10 @@ def test_forward_equals_the_method_written_out_by_hand(trained_like_model, image
 def test_loss_total_is_the_weighted_sum_of_the_method_terms(trained_like_model, images, labels, masks):
     model = trained_like_model
     cfg = model.cfg
-    weights = dataclasses.replace(cfg.loss, global_weight=0.7, local_weight=1.3, kl_weight=0.2, rec_weight=0.4)
-    model.cfg = dataclasses.replace(cfg, loss=weights)
+    s = cfg.model.wmoe_clip
+    weights = dataclasses.replace(s.loss, global_weight=0.7, local_weight=1.3, kl_weight=0.2, rec_weight=0.4)
+    model.cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, wmoe_clip=dataclasses.replace(
+        s, loss=weights)))
     with torch.no_grad():
         out = model(images)
         terms = model.loss(out, labels, masks)

@@ -8,10 +8,11 @@ import pytest
 import torch
 
 import wmoe_clip.model.base as model_base
-from wmoe_clip.config import VARIANTS, load_config
+from wmoe_clip.config import load_config
 from wmoe_clip.model import build_model
 from wmoe_clip.model.wmoe_clip import LEARNABLE_MODULES
 from wmoe_clip.model.summary import parameter_counts
+from wmoe_clip.model.wmoe_clip.settings import SWITCHES
 
 SEED = 0
 
@@ -59,7 +60,7 @@ def test_vit_l14_336_variants_start_as_base(vit_l, monkeypatch):
     # random weights come from model.backbone_seed, outside the global RNG) is shared, to save time.
     monkeypatch.setattr(model_base, "FrozenCLIP", lambda cfg: full.backbone)
     outputs = {}
-    for variant in VARIANTS:
+    for variant in SWITCHES:
         torch.manual_seed(SEED)
         model = full if variant == "full" else build_model(_cfg(variant))
         with torch.no_grad():

@@ -1,4 +1,4 @@
-"""Fixtures of the robustness tests (issue 11): tiny trained models and results made through the
+"""Fixtures of the robustness tests: tiny trained models and results made through the
 command line as a user would, and destinations that cannot be written (permissions, a read-only file
 system, a full disk). Each test also proves, with ``robustness_util.tree``, that nothing that existed
 before was lost or changed."""

@@ -1,4 +1,4 @@
-"""Run-config ranges, at every entry point, before any computation (issue 11, cases 2 and 3)."""
+"""Run-config ranges, at every entry point, before any computation."""
 
 from __future__ import annotations
 
@@ -33,14 +33,17 @@ OUT_OF_RANGE = [
     ("eval.sigma", -1.0, "eval.sigma must be at least 0, got -1.0"),
     ("eval.batch_size", 0, "eval.batch_size must be at least 1, got 0"),
     ("eval.num_workers", -1, "eval.num_workers must be at least 0, got -1"),
-    ("loss.kl_weight", -0.5, "loss.kl_weight must be at least 0, got -0.5"),
+    ("model.wmoe_clip.loss.kl_weight", -0.5, "model.wmoe_clip.loss.kl_weight must be at least 0, got -0.5"),
 ]
 IDS = [f"{k}={v}" for k, v, _ in OUT_OF_RANGE]
 
 
 def _nested(key: str, value) -> dict:
-    section, leaf = key.split(".")
-    return {section: {leaf: value}}
+    *sections, leaf = key.split(".")
+    nested = {leaf: value}
+    for section in reversed(sections):
+        nested = {section: nested}
+    return nested
 
 
 @pytest.mark.parametrize("key,value,message", OUT_OF_RANGE, ids=IDS)
@@ -113,7 +116,7 @@ def test_the_workflow_schema_ranges_agree_with_the_library():
 
 @pytest.mark.parametrize("override,message", [
     ({"train.epochs": 0}, "train.epochs"),  # refused by the schema
-    ({"model.sa_moe.top_k": 9}, "model.sa_moe.top_k must lie in [1, num_experts]"),  # by the library
+    ({"model.wmoe_clip.sa_moe.top_k": 9}, "model.wmoe_clip.sa_moe.top_k must lie in [1, num_experts]"),  # library
 ])
 def test_workflow_overrides_fail_when_the_dag_is_built(tmp_path, override, message):
     config = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())

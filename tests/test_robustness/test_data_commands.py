@@ -1,4 +1,4 @@
-"""synth, prepare and download against a careless user and a hostile network (issue 11, cases 1, 5, 6)."""
+"""synth, prepare and download against a careless user and a hostile network."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Outputs that cannot be written fail at once, in one line, and cost nothing (issue 11, case 4).
+"""Outputs that cannot be written fail at once, in one line, and cost nothing.
 
 Every command tests its destination before it reads data or builds a model: a read-only folder, a
 read-only file system or a full disk is reported in the first second with the path and what to do,

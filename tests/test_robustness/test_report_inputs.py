@@ -1,4 +1,4 @@
-"""report: no table from nothing, no wrong number rendered as is (issue 11, case 10)."""
+"""report: no table from nothing, no wrong number rendered as is."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Jobs started at once on a fresh MLflow store all get their runs, and a run that could not be
-logged is never a silent loss (issue 11, case 7).
+logged is never a silent loss.
 
 No ``tracking-init`` first, as a user starting jobs by hand or on a cluster would: every process
 reaches the store in the same instant (they wait on a start file after importing everything).

@@ -1,5 +1,5 @@
 """Evaluation is zero-shot and tied to its checkpoint; training state and manifests are checked
-(issue 11, case 9 and the minor cases)."""
+before they are used."""
 
 from __future__ import annotations
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wmoe_clip.config import VARIANTS, load_config
+from wmoe_clip.config import load_config
+from wmoe_clip.model.wmoe_clip.settings import VARIANTS
 
 REPO = Path(__file__).resolve().parents[2]
 PAPER = REPO / "config" / "paper_results.yaml"
@@ -29,7 +30,7 @@ def eval_json(source, target, variant, seed, image=None, pixel=None, scores=None
     Every class carries the mean values themselves, so the documented means hold. ``variant`` is the
     run name: a WMoE-CLIP variant, or a baseline's method name (``anomalyclip``, ``clip``), whose
     config here is the tiny one (the report reads its model and training settings only).
-    ``encoder``: the optional block of issue 13, absent when None.
+    ``encoder``: the optional encoder-pass block of the evaluation JSON, absent when None.
     """
     scores = scores or {}
     levels = {k: v for k, v in (("image", image), ("pixel", pixel)) if v is not None}

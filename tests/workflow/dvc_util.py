@@ -40,51 +40,49 @@ def dvc_stages(params: dict, root: Path) -> list:
         return list(repo.index.stages)
 
 
-# A small DVC setup for the end-to-end tests: the demo's synthetic data and tiny model on two datasets
-# and one variant (one training, one evaluation: the smallest DAG from data to report), one epoch, no
-# custom target, no baseline. Standalone, not `defaults: [demo]`: a setup's mappings merge over the one it names,
-# so the demo's custom target could not be dropped.
-SUBSET_SETUP = """\
-# @package _global_
-datasets: [visa, mvtec]
+# A small workflow config for the end-to-end tests, a DVC setup of its own: the demo's synthetic data
+# and tiny model on two datasets and one variant (one training, one evaluation: the smallest DAG from
+# data to report), one epoch, no custom target, no baseline. Standalone, not over config/config.yaml:
+# a merged config keeps the mappings it does not set, so the paper's other sources would stay.
+SUBSET_CONFIG = """\
+run: dvc-subset
+paths: {resources: resources/demo, results: results/demo, reports: reports/demo, logs: logs/demo}
+data_source: synth
+strict_counts: false
+synth_size: 2
+model_config: tiny
+overrides: {train.epochs: 1, train.num_workers: 0, eval.num_workers: 0, eval.figure_samples: 4}
+weights: {download: false}
 sources: [visa]
+targets: {visa: [mvtec]}
 variants: [full]
-main_cells: [{source: visa, target: mvtec, options: {}}]
-ablation_cells: []
-ablation_variants: []
-paths: {resources: resources/demo, results: results/demo, reports: reports/demo}
-data: {source: synth, args: {size: 2, seed: 0}}
-prepare: {strict: false}
-weights: []
-main_targets: [{name: mvtec, options: {}}]
-run_config:
-  set:
-    train: {epochs: 1, num_workers: 0}
-    eval: {num_workers: 0, figure_samples: 4}
-run_configs:
-  wmoe_clip: {base: tiny, input: src/wmoe_clip/configs/tiny.yaml, set: {}}
-trained_baselines: []
-untrained_baselines: []
 mlflow: {experiment: dvc-subset}
-custom_targets: {}
-custom_synth: {}
 """
 
 
 def fresh_clone(root: Path) -> Path:
     """``root`` as a fresh clone of the working tree (tracked and new files, nothing ignored), with
-    the setup ``subset`` added to config/dvc/setup/ and committed."""
+    the setup ``subset`` of SUBSET_CONFIG added to config/dvc/ by `wmoe-clip dvc-params`, and committed."""
     listing = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
                              capture_output=True, check=True).stdout.decode()
     for name in filter(None, listing.split("\0")):
         if (REPO / name).is_file():
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, root / name)
-    (root / "config" / "dvc" / "setup" / "subset.yaml").write_text(SUBSET_SETUP)
+    (root / "config" / "subset.yaml").write_text(SUBSET_CONFIG)
+    with open(root / "config" / "dvc" / "setups.yaml", "a") as f:
+        f.write("subset: [config/subset.yaml]\n")
+    subprocess.run([str(Path(sys.executable).parent / "wmoe-clip"), "dvc-params"], cwd=root, check=True,
+                   capture_output=True)
     for command in (["init", "-q"], ["config", "user.name", "wmoe-clip tests"],
                     ["config", "user.email", "tests@wmoe-clip.invalid"], ["add", "-A"], ["commit", "-q", "-m", "clone"]):
         subprocess.run(["git", *command], cwd=root, check=True, capture_output=True)
     return root
+
+
+def evaluate_stages(params: dict) -> set[str]:
+    """The names of the evaluate stages of ``params``: one per evaluate job."""
+    return {f"evaluate_{size}@{key}" for size, jobs in params["evaluate"].items() for key in jobs}
 
 
 def dvc(root: Path, *args: str, env: dict | None = None) -> str:

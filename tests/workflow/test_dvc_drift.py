@@ -1,11 +1,7 @@
 """dvc.yaml and the Snakemake DAG name the same outputs and run the same commands, for the paper and
-the demo alike (each DVC setup of config/dvc/ against the workflow config it mirrors), so the two
-descriptions cannot drift.
-
-Evaluation is the one place where they differ in form: Snakemake runs one job per (target, encoder
-pass) that scores all its models, while DVC, whose templating cannot give a stage a computed list of
-outputs, has a stage per model; each DVC stage runs its model with exactly the options of the Snakemake
-job that holds it."""
+the demo alike (each DVC setup of config/dvc/ against the workflow config it mirrors), and the DVC
+setups are what `wmoe-clip dvc-params` writes from those workflow configs, so the two descriptions
+cannot drift. An evaluate job is one job on both sides: one per target and backbone configuration."""
 
 from __future__ import annotations
 
@@ -17,6 +13,7 @@ import yaml
 
 from wmoe_clip.cli import main
 from wmoe_clip.config import load_config
+from wmoe_clip.dvc_params import Generated, stale
 
 from dvc_util import compose_params, dvc_stages
 from snakemake_util import REPO, outputs_by_rule, shell_commands
@@ -28,13 +25,13 @@ SETUPS = {"paper": "config/config.yaml", "demo": "config/demo.yaml"}
 # while Snakemake's download job finishes with the folder's download record (hand-placed files may
 # already sit in the folder before the job runs).
 RAW_RECORD = re.compile(r"^(\S+/raw/\w+)/download\.json$")
-# DVC's `raw` stage runs whichever command the data source names; Snakemake has a rule for each, and
-# one `train` rule where DVC has a stage per kind of method. Evaluation: Snakemake's evaluate_{target}_{digest}
-# rules and DVC's evaluate_* stages, each side as a whole.
-DVC_GROUPS = {"raw": ("download", "synth"), "train_baseline": ("train",)}
+# DVC's `raw` stage runs whichever command the data source names; Snakemake has a rule for each.
+# Evaluation: Snakemake's evaluate_{target}_{digest} rules and DVC's evaluate_n<K> stages, each side
+# as a whole.
+DVC_GROUPS = {"raw": ("download", "synth")}
 EVALUATE = re.compile(r"^evaluate_")
-# The options of one model in an evaluate command; --checkpoint or --config starts a model.
-MODEL_STARTS = ("--checkpoint", "--config")
+# DVC's first stage validates the composed params, which Snakemake does when it builds its DAG.
+DVC_ONLY = {"check_params"}
 # The placeholder for a cluster launcher in DVC's GPU stages; empty unless set (README, "Cluster").
 LAUNCHER = "$WMOE_DVC_LAUNCHER"
 
@@ -52,6 +49,8 @@ def dvc_outputs(stages) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     for stage in stages:
         group = stage.name.split("@")[0]
+        if group in DVC_ONLY:
+            continue
         out.setdefault("evaluate" if EVALUATE.match(group) else group, set()).update(o.def_path for o in stage.outs)
     for group, rules in DVC_GROUPS.items():
         if group in out:
@@ -87,15 +86,6 @@ def is_run_config(words: tuple[str, ...]) -> bool:
     return words[:2] == ("wmoe-clip", "run-config")
 
 
-def per_model(words: tuple[str, ...]) -> list[tuple[str, ...]]:
-    """An evaluate command as one command per model: its options before the first model, then that
-    model's; any other command as itself."""
-    if "evaluate" not in words or not any(w in MODEL_STARTS for w in words):
-        return [words]
-    starts = [i for i, w in enumerate(words) if w in MODEL_STARTS] + [len(words)]
-    return [words[: starts[0]] + words[a:b] for a, b in zip(starts, starts[1:])]
-
-
 def test_dvc_and_snakemake_name_the_same_outputs_stage_by_stage(setup):
     args, stages, _ = setup
     assert dvc_outputs(stages) == snakemake_outputs(args)
@@ -107,15 +97,21 @@ def test_paper_setup_has_the_whole_protocol():
 
 
 def test_dvc_and_snakemake_run_the_same_commands(setup):
-    # Word for word, an evaluate job's command taken model by model, but for the run configs (next test).
+    # Word for word, each evaluate job's command with all its models, but for the run configs (next test).
     args, stages, params = setup
-    smk = sorted(c for command in shell_commands(*args) for c in per_model(argv(command)))
-    dvc = sorted(argv(stage.cmd) for stage in stages)
-    assert all(len(per_model(c)) == 1 for c in dvc)
-    assert len(smk) == len(dvc) and len(smk) >= 14 + 14 + 1 + 1 + 10 + 22 + 1
+    smk = sorted(argv(command) for command in shell_commands(*args))
+    dvc = sorted(argv(stage.cmd) for stage in stages if stage.name not in DVC_ONLY)
+    assert len(smk) == len(dvc) and len(smk) >= 14 + 14 + 1 + 1 + 10 + 14 + 1
     assert sum(map(is_run_config, smk)) == sum(map(is_run_config, dvc)) == len(params["run_configs"])
     smk, dvc = [c for c in smk if not is_run_config(c)], [c for c in dvc if not is_run_config(c)]
     assert [c for c in dvc if c not in smk] == [] and [c for c in smk if c not in dvc] == []
+
+
+def test_an_evaluate_stage_is_a_snakemake_evaluate_job(setup):
+    args, stages, _ = setup
+    dvc = {frozenset(o.def_path for o in s.outs) for s in stages if EVALUATE.match(s.name)}
+    smk = {frozenset(outs) for rule, outs in outputs_by_rule(*args).items() if EVALUATE.match(rule)}
+    assert dvc == smk and len(dvc) in (14, 15)
 
 
 def _out(words: tuple[str, ...]) -> str:
@@ -150,14 +146,22 @@ def test_committed_params_are_the_default_composition():
     assert compose_params() == compose_params("setup=paper")
 
 
-def test_dvc_setups_mirror_the_workflow_configs(setup):
-    args, _, params = setup
-    config = yaml.safe_load((REPO / args[1]).read_text())
-    assert params["data"]["source"] == config["data_source"]
-    assert params["run_configs"]["wmoe_clip"]["base"] == config["model_config"]
-    baselines = config.get("methods", {}).get("baselines", [])
-    assert sorted(params["trained_baselines"] + params["untrained_baselines"]) == sorted(baselines)
-    assert sorted(params["run_configs"]) == sorted(["wmoe_clip", *baselines])
-    assert params["mlflow"]["experiment"] == config["mlflow"]["experiment"]
-    assert params["seeds"] == config["seeds"]
-    assert params["custom_targets"] == config.get("custom_targets", {})
+def test_committed_dvc_files_are_what_the_workflow_configs_make(monkeypatch, capsys):
+    # Fails when a workflow config (or the plan) changed without `wmoe-clip dvc-params` being rerun.
+    monkeypatch.chdir(REPO)
+    assert main(["dvc-params", "--check"]) == 0, capsys.readouterr().err
+
+
+def test_stale_names_each_file_that_differs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "same.yaml").write_text("a: 1\n")
+    (tmp_path / "old.yaml").write_text("a: 1\n")
+    generated = Generated({"same.yaml": "a: 1\n", "old.yaml": "a: 2\n", "missing.yaml": "a: 3\n"})
+    assert stale(generated) == ["old.yaml", "missing.yaml"]
+
+
+def test_dvc_params_outside_the_repository_root_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["dvc-params", "--check"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "config/dvc/setups.yaml not found" in err

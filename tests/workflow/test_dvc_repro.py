@@ -10,17 +10,17 @@ import json
 import pytest
 import yaml
 
-from dvc_util import compose_params, dvc, fresh_clone, stages_run
+from dvc_util import compose_params, dvc, evaluate_stages, fresh_clone, stages_run
 
 pytestmark = pytest.mark.slow
 
 
 def _downstream_of_run_config(params: dict) -> set[str]:
-    """The stages a training setting affects: the run config, every training and evaluation, the report."""
-    trains = {f"train@{s}-{v}-{seed}" for s in params["sources"] for v in params["variants"] for seed in params["seeds"]}
-    evals = {f"evaluate_main@cell{i}-{seed}" for i in range(len(params["main_cells"])) for seed in params["seeds"]}
-    assert not params["ablation_cells"]
-    return {f"run_config@{m}" for m in params["run_configs"]} | {"report"} | trains | evals
+    """The stages a training setting affects: the params check, the run config, every training and
+    evaluation, the report."""
+    trains = {f"train@{key}" for key in params["trainings"]}
+    runs = {f"run_config@{m}" for m in params["run_configs"]}
+    return runs | {"check_params", "report"} | trains | evaluate_stages(params)
 
 
 def test_dvc_repro_runs_reruns_nothing_and_reruns_what_a_parameter_change_affects(tmp_path):

@@ -81,11 +81,11 @@ def test_table2_has_every_number_of_the_paper(recorded):
 def test_table2_switches_are_the_projects_variants(recorded):
     # The text flattens the check marks (rows 3 and 4 both read "✓ ✓"); the prose (WCMA after CTDS
     # on MVTec-AD, SA-MoE after CTDS on VisA, next test) and the variants of the model fix them.
-    from wmoe_clip.config import VARIANTS
+    from wmoe_clip.model.wmoe_clip.settings import SWITCHES
 
     rows = recorded["table2"]["rows"]
-    assert [r["variant"] for r in rows] == list(VARIANTS)
-    assert all((r["ctds"], r["wcma"], r["sa_moe"]) == VARIANTS[r["variant"]] for r in rows)
+    assert [r["variant"] for r in rows] == list(SWITCHES)
+    assert all((r["ctds"], r["wcma"], r["sa_moe"]) == SWITCHES[r["variant"]] for r in rows)
 
 
 def test_paper_numbers_agree_with_the_papers_own_text(recorded):
@@ -115,7 +115,8 @@ def test_paper_datasets_match_the_registry(paper_path):
     from wmoe_clip.report import load_paper_results
 
     paper = load_paper_results(paper_path)
-    assert {d.key for d in paper.datasets} == set(registry.keys())
+    # Every dataset of the paper's tables is a registry dataset (the registry may hold more).
+    assert {d.key for d in paper.datasets} <= set(registry.keys())
     for d in paper.datasets:
         spec = registry.get(d.key)
         assert (spec.image_metrics, spec.pixel_metrics) == ("image" in d.values, "pixel" in d.values), d.key

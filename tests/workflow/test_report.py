@@ -179,15 +179,16 @@ def _with_dataset(doc, **dataset):
     return doc
 
 
-def test_dataset_names_carry_the_protocol_variant_and_a_partial_coverage(tmp_path, paper_path):
+def test_dataset_names_carry_the_protocol_and_a_partial_coverage(tmp_path, paper_path):
     results = _results(tmp_path / "results")
     path = results / "eval" / "visa" / "mvtec" / "full"
     for seed_file in path.glob("seed*.json"):
         doc = json.loads(seed_file.read_text())
-        seed_file.write_text(json.dumps(_with_dataset(doc, protocol_variant=None, classes_evaluated=["bottle"],
+        seed_file.write_text(json.dumps(_with_dataset(doc, protocol=None, classes_evaluated=["bottle"],
                                                       n_registry_classes=15)))
     write_eval(results, _with_dataset(eval_json("visa", "ksdd2", "full", 0, image=MVTEC_IMAGE, pixel=PIXEL),
-                                      protocol_variant="official", classes_evaluated=["all"], n_registry_classes=1))
+                                      protocol="official", classes_evaluated=["all"], n_registry_classes=1))
+    # A file written before the protocol had its name records it as protocol_variant.
     write_eval(results, _with_dataset(eval_json("visa", "dagm", "full", 0, image=MVTEC_IMAGE, pixel=PIXEL),
                                       protocol_variant="bayes-pfl", classes_evaluated=["all"], n_registry_classes=7))
     paper = load_paper_results(paper_path)
@@ -196,7 +197,7 @@ def test_dataset_names_carry_the_protocol_variant_and_a_partial_coverage(tmp_pat
     assert _row(t1, "KSDD2 (official)", "AUROC")["Ours"] == "90.0"
     assert _row(t1, "DAGM (bayes-pfl, 1/7 classes)", "AUROC")["Ours"] == "90.0"
     notes = " ".join(t1.notes)
-    assert "KSDD2 (official): evaluated on the protocol variant official, not the project's default bayes-pfl" in notes
+    assert "KSDD2 (official): evaluated on the protocol official, not the project's default bayes-pfl" in notes
     assert "MVTec-AD (1/15 classes): the mean covers 1 of 15 classes of the registry" in notes
     assert "DAGM (bayes-pfl, 1/7 classes): the mean covers 1 of 7" in notes and "DAGM (bayes-pfl, 1/7 classes): eval" not in notes
     t2 = table2(paper, load_results(results), resamples=50)
@@ -212,7 +213,7 @@ def test_own_datasets_get_a_section_of_their_own(tmp_path, paper_path):
     for variant in ("full", "base"):
         write_eval(results, _with_dataset(
             eval_json("visa", "parts", variant, 0, image=MVTEC_IMAGE, scores={"screw": random_scores(rng, 5, 5)}),
-            domain="custom", display_name="parts", protocol_variant=None, classes_evaluated=["screw"],
+            domain="custom", display_name="parts", protocol=None, classes_evaluated=["screw"],
             n_registry_classes=None))
     build_report(results, tmp_path / "report", paper_path, resamples=50)
     html = (tmp_path / "report" / "index.html").read_text()

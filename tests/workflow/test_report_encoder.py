@@ -1,4 +1,4 @@
-"""The run summary's encoder passes (issue 13) on hand cases: a job shared by several checkpoints counts
+"""The run summary's encoder passes on hand cases: a job shared by several checkpoints counts
 once, a training that read another job's feature cache counts 0, each backbone configuration gets its own
 line, and a file from before the counts existed makes the figure "not recorded", never a wrong number."""
 

@@ -1,6 +1,6 @@
-"""Table 1 with the baselines: for every method run, "ours" beside the published number of that method
-produced by our protocol (its own paper's where the protocol matches, else the paper's column), with Δ
-only where the protocols match and the provenance on hover; methods not run keep the paper's numbers
+"""Table 1 with the baselines of `methods:`: for every method run, "ours" beside the published number of
+that method produced by our protocol (its own paper's where the protocol matches, else the paper's column),
+with Δ only where the protocols match and the provenance on hover; methods not run keep the paper's numbers
 only; ``clip``, which has no column in the paper, gets AnomalyCLIP's published CLIP column."""
 
 from __future__ import annotations
@@ -172,7 +172,7 @@ def test_a_baseline_cell_that_is_not_zero_shot_keeps_its_dagger(tmp_path, paper_
 def test_table2_stays_wmoe_clip_alone(tmp_path, paper_path):
     results = _results(tmp_path)
     doc = eval_json("visa", "mvtec", "anomalyclip", 1, image=WMOE_MVTEC, pixel=PIXEL)
-    doc["dataset"].update(protocol_variant=None, classes_evaluated=["all"], n_registry_classes=15)
+    doc["dataset"].update(protocol=None, classes_evaluated=["all"], n_registry_classes=15)
     write_eval(results, doc)
     t = table2(load_paper_results(paper_path), load_results(results), resamples=20)
     # A baseline's partial evaluation of MVTec-AD does not label Table 2's MVTec-AD.
@@ -214,7 +214,7 @@ def test_latex_with_every_group_is_a_consistent_document(tmp_path, paper_path):
     paper = paper_path
     results = _results(tmp_path / "results")
     doc = eval_json("visa", "dagm", "full", 0, image=WMOE_MVTEC, pixel=PIXEL)
-    doc["dataset"].update(protocol_variant="kaggle", classes_evaluated=["all"], n_registry_classes=10)
+    doc["dataset"].update(protocol="kaggle", classes_evaluated=["all"], n_registry_classes=10)
     write_eval(results, doc)
     build_report(results, tmp_path / "report", paper, resamples=20)
     tex = (tmp_path / "report" / "table1.tex").read_text()

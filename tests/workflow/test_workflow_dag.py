@@ -61,7 +61,7 @@ def test_paper_dry_run_lists_exactly_the_protocol():
 
 
 def test_plain_dry_run_has_work_to_do():
-    # The root Snakefile must carry the default target itself (PIPELINE.md §1.3).
+    # The root Snakefile must carry the default target itself (docs/PIPELINE.md §1.3).
     out = snakemake("--dry-run", "--forceall").stdout
     assert "Nothing to be done" not in out and "report" in out
 

@@ -1,6 +1,6 @@
 # Raw data (downloaded, or generated stand-ins for the demo), the prepared manifests, the weights.
 
-if config["data_source"] == "download":
+if DOWNLOAD:
 
     rule download:
         output:
@@ -8,7 +8,7 @@ if config["data_source"] == "download":
         params:
             dest=lambda wildcards, output: os.path.dirname(output[0]),
         log:
-            f"{LOGS}/download/{{dataset}}.log",
+            PATHS.log("download"),
         conda:
             "../envs/wmoe-clip.yaml"
         shell:
@@ -18,12 +18,12 @@ else:
 
     rule synth:
         output:
-            directory(RAW),
+            directory(PATHS.resources(layout.RAW)),
         params:
             size=f"--size {config['synth_size']}" if config["synth_size"] else "",
             seed=config["synth_seed"],
         log:
-            f"{LOGS}/synth/{{dataset}}.log",
+            PATHS.log("synth"),
         conda:
             "../envs/wmoe-clip.yaml"
         shell:
@@ -32,12 +32,12 @@ else:
     # A custom target placed at raw/custom/{custom} in the config is generated too (the demo's).
     rule synth_custom:
         output:
-            directory(CUSTOM_RAW),
+            directory(PATHS.resources(layout.CUSTOM_RAW)),
         params:
             size=f"--size {config['synth_size']}" if config["synth_size"] else "",
             seed=config["synth_seed"],
         log:
-            f"{LOGS}/synth/custom/{{custom}}.log",
+            PATHS.log("synth_custom"),
         conda:
             "../envs/wmoe-clip.yaml"
         shell:
@@ -48,14 +48,14 @@ rule prepare:
     input:
         raw=RAW_READY,
     output:
-        meta=PREPARED,
-        report=PREPARE_REPORT,
+        meta=PATHS.resources(layout.PREPARED),
+        report=PATHS.resources(layout.PREPARE_REPORT),
     params:
         raw=raw_dir,
         out=lambda wildcards, output: os.path.dirname(output.meta),
         strict="--strict" if config["strict_counts"] else "",
     log:
-        f"{LOGS}/prepare/{{dataset}}.log",
+        PATHS.log("prepare"),
     conda:
         "../envs/wmoe-clip.yaml"
     shell:
@@ -66,12 +66,12 @@ rule prepare_custom:
     input:
         data=custom_source,
     output:
-        meta=CUSTOM_PREPARED,
-        report=CUSTOM_PREPARE_REPORT,
+        meta=PATHS.resources(layout.CUSTOM_PREPARED),
+        report=PATHS.resources(layout.CUSTOM_PREPARE_REPORT),
     params:
         out=lambda wildcards, output: os.path.dirname(output.meta),
     log:
-        f"{LOGS}/prepare/custom/{{custom}}.log",
+        PATHS.log("prepare_custom"),
     conda:
         "../envs/wmoe-clip.yaml"
     shell:
@@ -84,7 +84,7 @@ rule download_weights:
     params:
         dest=lambda wildcards, output: os.path.dirname(output[0]),
     log:
-        f"{LOGS}/download_weights.log",
+        PATHS.log("download_weights"),
     conda:
         "../envs/wmoe-clip.yaml"
     shell:

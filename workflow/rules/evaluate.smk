@@ -3,34 +3,32 @@
 # the target's images through the frozen encoder, and writes each model's JSON (format of
 # ARCHITECTURE.md) and figure as a single evaluation would. A target is a registry dataset or a custom
 # target; a model is a training's checkpoint, or for a method that does not train its run config.
-# A job's outputs are its models' files, so each job is a rule of its own, named
-# evaluate_{target}_{backbone digest}; threads and resources set for `evaluate` apply to all of them.
+# A job's outputs are its models' files, so each job (wmoe_clip.plan.EvaluateJob) is a rule of its
+# own, named evaluate_{target}_{backbone digest}; threads and resources set for `evaluate` apply to all.
 
-for job_name, job in EVALUATE_JOBS.items():
+for job in PLAN.jobs.values():
 
     rule:
         name:
-            job_name
+            job.name
         input:
-            models=evaluate_job_inputs(job),
-            data=target_data(job["target"]),
+            models=job.inputs(PATHS),
+            data=job.data(PATHS),
             tracking=tracking_inputs(None),
         output:
-            evaluate_job_outputs(job),
+            job.outputs(PATHS),
         params:
-            target=job["target"],
+            target=job.target,
             data=lambda wildcards, input: os.path.dirname(input.data),
-            options=evaluate_job_options(job),
-            models=evaluate_job_models(job),
+            options=" ".join(job.options(PATHS)),
+            models=" ".join(job.model_args(PATHS)),
             env=tracking_env(),
             tracking=tracking_flag(),
         log:
-            f"{LOGS}/evaluate/{job['target']}/{job['backbone']}.log",
-        threads: 4
+            PATHS.log("evaluate").format(target=job.target, backbone=job.backbone),
+        threads: EVALUATE_THREADS
         resources:
-            gpu=1,
-            mem_mb=32000,
-            runtime=120,
+            **EVALUATE_RESOURCES,
         # One cluster submission can carry several evaluate jobs (--group-components evaluate=N).
         group:
             "evaluate"
@@ -39,5 +37,3 @@ for job_name, job in EVALUATE_JOBS.items():
         shell:
             "{params.env} wmoe-clip evaluate --target {params.target} --data {params.data} {params.options}"
             " {params.tracking} {params.models} > {log} 2>&1"
-
-    apply_evaluate_settings(job_name)

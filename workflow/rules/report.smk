@@ -3,19 +3,20 @@
 
 rule report:
     input:
-        evaluations=all_eval_jsons(),
-        histories=all_histories(),
+        evaluations=EVAL_JSONS,
+        histories=HISTORIES,
         paper="config/paper_results.yaml",
+        references=REFERENCES,
     output:
         html=REPORT_FILES[0],
         table1=REPORT_FILES[1],
         table2=REPORT_FILES[2],
     params:
         # A function, not the bare prefix: snakemake --lint flags hard-coded path prefixes.
-        results=lambda wildcards, input: OUT,
+        results=lambda wildcards, input: PATHS.results_dir,
         out=lambda wildcards, output: os.path.dirname(output.html),
     log:
-        f"{LOGS}/report.log",
+        PATHS.log("report"),
     conda:
         "../envs/wmoe-clip.yaml"
     shell:

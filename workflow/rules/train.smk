@@ -11,7 +11,7 @@ rule run_config:
         base=run_config_base,
         sets=run_config_sets,
     log:
-        f"{LOGS}/run_config/{{method}}.log",
+        PATHS.log("run_config"),
     conda:
         "../envs/wmoe-clip.yaml"
     shell:
@@ -20,13 +20,13 @@ rule run_config:
 
 rule train:
     input:
-        data=PREPARED.format(dataset="{source}"),
+        data=PATHS.resources(layout.PREPARED).format(dataset="{source}"),
         run_config=train_run_config,
         tracking=tracking_inputs,
     output:
-        model=f"{TRAIN_DIR}/model.pt",
-        history=f"{TRAIN_DIR}/history.json",
-        run=f"{TRAIN_DIR}/run.json",
+        model=PATHS.results(layout.MODEL),
+        history=PATHS.results(layout.HISTORY),
+        run=PATHS.results(layout.RUN_RECORD),
     params:
         data=lambda wildcards, input: os.path.dirname(input.data),
         out=lambda wildcards, output: os.path.dirname(output.model),
@@ -37,7 +37,7 @@ rule train:
         env=tracking_env(),
         tracking=tracking_flag(),
     log:
-        f"{LOGS}/train/{{source}}/{{variant}}/seed{{seed}}.log",
+        PATHS.log("train"),
     threads: 4
     resources:
         gpu=1,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..data import registry
+from ..data import registry, weights
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,12 +25,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     w = subparsers.add_parser(
         "download-weights",
-        help="download the OpenAI ViT-L-14-336 CLIP weights for offline use",
-        description="Fetch the OpenAI ViT-L/14@336px weights named by open_clip's registry, verify their "
-        "sha256 and write DIR/vit_l14_336_openai.pt, a state dict that model.pretrained can point to.",
+        help="download a backbone's CLIP weights for offline use",
+        description="Fetch the CLIP weights of a backbone named by open_clip's registry (OpenAI's ViT-L/14@336px, "
+        "or LAION-400M's ViT-B-16-plus-240 for winclip), verify their sha256 and write a state dict into DIR "
+        "(vit_l14_336_openai.pt, vit_b16_plus_240_laion400m_e31.pt) that model.pretrained can point to.",
     )
     w.add_argument("--dest", required=True, help="folder for the weights, e.g. resources/weights")
-    w.add_argument("--url", default=None, help="mirror URL of the OpenAI TorchScript file (needs --sha256)")
+    w.add_argument("--backbone", default=weights.MODEL, choices=sorted(weights.SOURCES),
+                   help="whose weights (model.backbone; default %(default)s)")
+    w.add_argument("--url", default=None, help="mirror URL of the weights file (needs --sha256)")
     w.add_argument("--sha256", default=None, help="expected sha256 of the file at --url")
     w.add_argument("--anomalyclip", action="store_true",
                    help="also fetch AnomalyCLIP's two released checkpoints (official repository, fixed commit, "
@@ -66,12 +69,11 @@ def run_download(args: argparse.Namespace) -> int:
 
 
 def run_download_weights(args: argparse.Namespace) -> int:
-    from ..data.weights import MEDIA_BASE, RAW_BASE, download_weights, released_checkpoints
-
     budget = _budget(args)
     if not args.skip_clip:
-        download_weights(args.dest, url=args.url, sha256=args.sha256, budget=budget)
+        weights.download_weights(args.dest, url=args.url, sha256=args.sha256, budget=budget, backbone=args.backbone)
     if args.anomalyclip:
         base = args.anomalyclip_url_base.rstrip("/") if args.anomalyclip_url_base else None
-        released_checkpoints(args.dest, raw_base=base or RAW_BASE, media_base=base or MEDIA_BASE, budget=budget)
+        weights.released_checkpoints(args.dest, raw_base=base or weights.RAW_BASE,
+                                     media_base=base or weights.MEDIA_BASE, budget=budget)
     return 0

@@ -64,6 +64,10 @@ def register(subparsers) -> None:
                    help="read the frozen encoder's outputs from the feature cache (built if missing), e.g. the "
                    "one a training on this dataset built")
     p.add_argument("--cache-dir", help="feature cache root (default: $WMOE_CLIP_CACHE_DIR or ~/.cache/wmoe-clip/features)")
+    p.add_argument("--verify-cache", action="store_true", help="with --feature-cache: check the checksum of every "
+                   "cached array first (a damaged one is rebuilt)")
+    p.add_argument("--force", action="store_true",
+                   help="replace files at --out/--figure that are not earlier outputs of evaluate (never an input)")
     p.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run, parser=p)
@@ -87,7 +91,8 @@ def requests(args: argparse.Namespace) -> list:
             args.parser.error(f"{which} ({m.get('checkpoint') or m.get('config')}): --out is required")
         paths = {k: Path(m[k]) if m.get(k) else None for k in ("out", "checkpoint", "figure", "train_run")}
         out.append(ModelRequest(**paths, config=m.get("config"), source=m.get("source"),
-                                allow_same_source=m.get("allow_same_source", False), run=m.get("run")))
+                                allow_same_source=m.get("allow_same_source", False), run=m.get("run"),
+                                force=args.force))
     return out
 
 
@@ -98,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     wanted = requests(args)
     trackers = [Tracker(enabled=not args.no_tracking) for _ in wanted]
     docs = evaluate_models(wanted, args.target, args.data, trackers=trackers, feature_cache=args.feature_cache,
-                           cache_dir=args.cache_dir, progress=not args.quiet)
+                           cache_dir=args.cache_dir, progress=not args.quiet, verify_cache=args.verify_cache)
     for request, doc, tracker in zip(wanted, docs, trackers):
         means = ", ".join(f"{lvl} AUROC {m['auroc']['value']:.3f}" for lvl, m in doc["mean"].items()
                           if m["auroc"]["value"] is not None)

@@ -24,18 +24,20 @@ def register(subparsers) -> None:
                    help="run config of the method (YAML file or shipped name, e.g. anomalyclip), with the CLIP weights "
                    "the checkpoint was trained with")
     p.add_argument("--out", required=True, help="the wmoe-clip checkpoint to write, e.g. model.pt")
+    p.add_argument("--force", action="store_true",
+                   help="replace a file at --out that is not a wmoe-clip checkpoint (never FILE or CONFIG)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..errors import WMoEError
-    from ..io import check_writable
+    from ..io import check_output
     from ..model import save_checkpoint
     from ..model.registry import get
 
     spec = get(args.method)
-    check_writable(args.out, "--out")
+    check_output(args.out, "--out", "checkpoint", inputs=(args.file, args.config), force=args.force)
     cfg = load_config(args.config)
     if cfg.method != spec.name:
         raise WMoEError(f"--config {args.config} is a {cfg.method} run config; --from {spec.name} needs one with "

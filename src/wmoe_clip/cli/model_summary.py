@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 
 from ..config import load_config
-from ..model.registry import check_variant, get, method_names, run_name
+from ..model.registry import check_variant, get, method_names, run_name, variants_help
 
 
 def register(subparsers) -> None:
@@ -19,8 +19,8 @@ def register(subparsers) -> None:
     p.add_argument("--config", default="vit_l14_336", help="YAML file or shipped config name (default: vit_l14_336)")
     p.add_argument("--method", choices=method_names(),
                    help="the method to build on the config (default: the config's `method`)")
-    p.add_argument("--variant", help="Table 2 variant of wmoe_clip: base, ctds, ctds_wcma, ctds_samoe, full "
-                   "(default: the config's module switches, full for vit_l14_336)")
+    p.add_argument("--variant", help=f"variant of a method that has them ({variants_help()}; default: the "
+                   "config's own settings, full for vit_l14_336)")
     p.set_defaults(func=run)
 
 
@@ -29,9 +29,10 @@ def run(args: argparse.Namespace) -> int:
     from ..model.summary import parameter_table
 
     cfg = load_config(args.config)
+    if args.method and args.method != cfg.method:
+        cfg = cfg.for_method(args.method)
     # Counts do not depend on the weights, so the backbone is built without loading any.
-    cfg = dataclasses.replace(cfg, method=args.method or cfg.method,
-                              model=dataclasses.replace(cfg.model, pretrained=None))
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained=None))
     check_variant(cfg.method, args.variant)
     if args.variant:
         cfg = cfg.with_variant(args.variant)

@@ -23,6 +23,8 @@ def register(subparsers) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--max-pixels", type=int, help="most pixels decoded per image (default: 50 million)")
+    p.add_argument("--force", action="store_true", help="replace files at OUT/scores.json and OUT/scores.csv that "
+                   "predict did not write (never an input)")
     p.add_argument("--class-name", help="the images' class name, for a method whose prompts name it (clip)")
     p.set_defaults(func=run)
 
@@ -32,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels
     rows = predict(args.checkpoint, args.images, args.out, max_pixels=max_pixels, config=args.config,
-                   class_name=args.class_name)
+                   class_name=args.class_name, force=args.force)
     failed = sum(r["status"] == "skipped" for r in rows)
     if failed == len(rows):
         raise WMoEError(f"none of the {len(rows)} file(s) could be read as an image; see {args.out}/scores.csv")

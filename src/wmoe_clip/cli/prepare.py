@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 
 from ..data import registry
+from ._options import add_protocol, registry_protocols
 
-CUSTOM = "folder"
+CUSTOM = registry.CUSTOM_COMMAND
 SHOW = 10
 
 
@@ -23,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "prepare",
         help="convert a dataset in its native layout (or your own folder / CSV) into OUT_DIR/meta.json",
         description="Read DATASET as extracted in RAW_DIR (wrapping folders, and the dataset's folder inside a "
-        "multi-dataset pack, are found by themselves; so is the protocol variant of KSDD2 and DAGM) and "
+        "multi-dataset pack, are found by themselves; so is the protocol of a dataset with several) and "
         "write OUT_DIR/meta.json and OUT_DIR/prepare.json (counts vs the registry, mask value histogram). "
         "Registry classes absent from RAW_DIR (a partial download) are left out with a warning. "
         f"DATASET '{CUSTOM}' reads your own data: --raw DIR with one folder per class (good/ normal, any other "
@@ -36,14 +37,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         f"for '{CUSTOM}' a .csv file is read as --csv)")
     source.add_argument("--csv", help=f"'{CUSTOM}' only: CSV listing path,label[,mask][,class]")
     p.add_argument("--out", required=True, help="output folder for meta.json and prepare.json")
-    p.add_argument("--variant", help="protocol variant (ksdd2: bayes-pfl, official, official-balanced; dagm: "
-                   "bayes-pfl, kaggle); default: detected from the layout")
+    add_protocol(p, f"protocol of a dataset with several ({registry_protocols()}); default: detected from the layout")
     p.add_argument("--name", help=f"'{CUSTOM}' only: the dataset's name (default: from the folder or CSV name)")
     p.add_argument("--strict", action="store_true", help="fail when classes are missing or counts differ from the "
                    "registry")
     p.add_argument("--skip-bad", action="store_true",
                    help="skip unreadable images, missing or orphan masks and stray folders with a warning "
                    "(listed in prepare.json) instead of failing")
+    p.add_argument("--force", action="store_true", help="replace files at OUT_DIR/meta.json and prepare.json that "
+                   "are not earlier outputs of prepare (never a file of the raw data)")
     p.set_defaults(func=run)
 
 
@@ -59,17 +61,17 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import WMoEError
 
     if args.dataset == CUSTOM:
-        if args.variant or args.strict:
-            raise WMoEError(f"prepare {CUSTOM}: --variant and --strict apply to registry datasets only")
+        if args.protocol or args.strict:
+            raise WMoEError(f"prepare {CUSTOM}: --protocol and --strict apply to registry datasets only")
         csv_path = args.csv or (args.raw if args.raw.lower().endswith(".csv") else None)
         raw = None if csv_path else args.raw
         name = args.name or default_name(Path(csv_path or raw))
-        result = prepare_custom(name, args.out, raw=raw, csv_path=csv_path, skip_bad=args.skip_bad)
+        result = prepare_custom(name, args.out, raw=raw, csv_path=csv_path, skip_bad=args.skip_bad, force=args.force)
     else:
         if args.csv or args.name:
             raise WMoEError(f"prepare {args.dataset}: --csv and --name are for '{CUSTOM}' (your own dataset)")
         result = prepare(args.dataset, args.raw, args.out, strict=args.strict, skip_bad=args.skip_bad,
-                         variant=args.variant)
+                         protocol=args.protocol, force=args.force)
     key = result.report["dataset"]
     for problem in result.problems:
         print(f"warning: skipped {problem}", file=sys.stderr)
@@ -89,6 +91,6 @@ def run(args: argparse.Namespace) -> int:
         for line in result.differences:
             print(f"  {line}", file=sys.stderr)
     total = result.report["counts"]["total"]["found"]
-    variant = f" ({result.report['variant']})" if result.report["variant"] else ""
-    print(f"{key}{variant}: {total[0]} normal / {total[1]} anomalous test images -> {result.meta_path}")
+    protocol = f" ({result.report['protocol']})" if result.report.get("protocol") else ""
+    print(f"{key}{protocol}: {total[0]} normal / {total[1]} anomalous test images -> {result.meta_path}")
     return 0

@@ -24,12 +24,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resamples", type=int, default=1000,
                    help="bootstrap resamples for the image AUROC CIs, at least 1 (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap, 0 or more (default %(default)s)")
+    p.add_argument("--force", action="store_true", help="replace files at OUT's table1.tex, table2.tex and index.html "
+                   "that are not earlier reports (never an input)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..report import build_report
 
-    for path in build_report(args.results, args.out, args.paper, args.resamples, args.seed):
+    for path in build_report(args.results, args.out, args.paper, args.resamples, args.seed, force=args.force):
         print(f"wrote {path}")
     return 0

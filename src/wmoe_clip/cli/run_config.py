@@ -21,8 +21,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "run-config",
         help="write a resolved run config: a shipped config or YAML file plus dotted overrides",
         description="Load BASE (a shipped config name such as tiny or vit_l14_336, or a YAML file), set each "
-        "KEY=VALUE (dotted key, YAML value: --set train.epochs=2 --set model.pretrained=weights.pt), "
-        "validate the result and write every field to FILE.",
+        "KEY=VALUE (dotted key, YAML value: --set train.epochs=2 --set model.pretrained=weights.pt "
+        "--set model.wmoe_clip.alpha=0.4), validate the result and write every field to FILE. Setting method "
+        "gives the base's shared settings that method's defaults; keys of another method's section "
+        "(model.OTHER...) are left out.",
     )
     p.add_argument("base", metavar="BASE", help="shipped config name or YAML file")
     p.add_argument("--overrides", metavar="FILE[:KEY]", action="append", default=[],
@@ -31,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override one dotted key; repeatable")
     p.add_argument("--out", required=True, help="YAML file to write")
+    p.add_argument("--force", action="store_true",
+                   help="replace a file at --out that is not a resolved run config (never an input)")
     p.set_defaults(func=run)
 
 
@@ -78,9 +82,11 @@ def overrides_from_file(spec: str) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from ..config import config_with_overrides
-    from ..io import check_writable, write_text
+    from ..io import check_output, write_text
+    from ..model.registry import get
 
-    check_writable(args.out, "--out")
+    inputs = [args.base] + [spec.partition(":")[0] for spec in args.overrides]
+    check_output(args.out, "--out", "run-config", inputs=inputs, force=args.force)
     overrides = {}
     for spec in args.overrides:
         overrides.update(overrides_from_file(spec))
@@ -89,5 +95,6 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_with_overrides(args.base, overrides, f"{args.base} with {' '.join(options) or 'no overrides'}")
     header = f"# Resolved run config: {args.base}" + "".join(f" {o}" for o in options) + "\n"
     write_text(args.out, header + yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    print(f"wrote {args.out} (method {cfg.method}; WMoE-CLIP's variant switches are set per training with --variant)")
+    note = "; its variants are set per training with --variant" if get(cfg.method).variants else ""
+    print(f"wrote {args.out} (method {cfg.method}{note})")
     return 0

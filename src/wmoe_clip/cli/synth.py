@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..data import registry
+from ._options import add_protocol, registry_protocols
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,8 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write a synthetic miniature of a dataset in its native layout",
         description="Write textured images with planted defects (spots, scratches, texture swaps) and their "
         "masks into RAW_DIR, laid out and encoded like the official archive of DATASET (in the layout of "
-        f"--variant for KSDD2 and DAGM). '{CUSTOM}' writes a user's own dataset as `wmoe-clip prepare "
-        f"{CUSTOM}` reads it: class folders, or with --variant csv a CSV listing.",
+        f"--protocol for a dataset with several). '{CUSTOM}' writes a user's own dataset as `wmoe-clip prepare "
+        f"{CUSTOM}` reads it: class folders, or with --protocol csv a CSV listing.",
     )
     p.add_argument("dataset", choices=choices, metavar="DATASET", help=", ".join(choices))
     # --dest like `wmoe-clip download`, so both data sources are one command shape (dvc.yaml's `raw`).
@@ -25,8 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="raw dataset folder to write; replaced as a whole when it is empty or an earlier synth output")
     p.add_argument("--size", type=int, default=DEFAULT_SIZE, help="test images per class (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
-    p.add_argument("--variant", help="layout: ksdd2 bayes-pfl|official|official-balanced, dagm bayes-pfl|kaggle, "
-                   f"{CUSTOM} csv (default: the registry's default, class folders for {CUSTOM})")
+    add_protocol(p, f"layout of the protocol ({registry_protocols()}; {CUSTOM}: csv); default: the registry's "
+                 f"default, class folders for {CUSTOM}")
     p.add_argument("--force", action="store_true",
                    help="replace RAW_DIR even when it holds something else than a synth output (it is deleted)")
     p.set_defaults(func=run)
@@ -35,9 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..data.synth import generate
 
-    truth = generate(args.dataset, args.out, size=args.size, seed=args.seed, variant=args.variant, force=args.force)
+    truth = generate(args.dataset, args.out, size=args.size, seed=args.seed, protocol=args.protocol, force=args.force)
     n_anom = sum(r["anomaly"] for r in truth if r["split"] == "test")
     n_test = sum(r["split"] == "test" for r in truth)
-    variant = f" ({args.variant})" if args.variant else ""
-    print(f"{args.dataset}{variant}: wrote {n_test - n_anom} normal / {n_anom} anomalous test images to {args.out}")
+    protocol = f" ({args.protocol})" if args.protocol else ""
+    print(f"{args.dataset}{protocol}: wrote {n_test - n_anom} normal / {n_anom} anomalous test images to {args.out}")
     return 0

@@ -1,7 +1,7 @@
 """``wmoe-clip tracking-init``: create the MLflow store and experiment ahead of the jobs.
 
 Jobs create a missing store themselves, safely under a lock beside the SQLite file, so this is an
-optimisation (PIPELINE.md §3.2's race cannot lose runs); the workflow runs it first and makes every
+optimisation (docs/PIPELINE.md §3.2's race cannot lose runs); the workflow runs it first and makes every
 tracked job depend on its marker.
 """
 
@@ -25,14 +25,15 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.tracking import init_store
+    from ..engine.tracking import default_tracking_uri, init_store, store_failure
     from ..errors import WMoEError
     from ..io import write_json
 
+    uri = args.uri or default_tracking_uri()
     try:
-        info = init_store(args.uri, args.experiment)
+        info = init_store(uri, args.experiment)
     except Exception as exc:  # noqa: BLE001 - any store failure becomes a one-line, actionable error
-        raise WMoEError(f"cannot initialise the MLflow store {args.uri or '(default)'}: {exc}") from exc
+        raise WMoEError(store_failure(uri, exc)) from None
     if args.marker:
         write_json(args.marker, info)
     print(f"MLflow experiment {info['experiment']!r} (id {info['experiment_id']}) ready at {info['tracking_uri']}")

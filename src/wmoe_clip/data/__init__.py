@@ -1,10 +1,11 @@
-"""Datasets: the registry of the 14 benchmarks, download, conversion to meta.json, stand-ins and the loader."""
+"""Datasets: the registry of the benchmarks, one module per dataset (layout, converter, stand-in), download,
+conversion to meta.json and the loader."""
 
 __all__ = ["AnomalyDataset"]
 
 
 def __getattr__(name: str):
-    # Lazy, so that the registry and converters do not pay for importing torch and open_clip.
+    # Lazy, so that the registry and dataset modules do not pay for importing torch and open_clip.
     if name == "AnomalyDataset":
         from .dataset import AnomalyDataset
 

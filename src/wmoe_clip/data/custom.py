@@ -10,31 +10,41 @@ their image by name: the image's stem, with or without a ``_mask`` suffix, any i
 CSV: one row per image, ``path,label[,mask][,class]`` (a header naming these columns is optional),
 paths relative to the CSV's folder; ``label`` is 0/1 or normal/good vs anomaly/anomalous/abnormal/
 defect; an empty ``class`` is the dataset's name. Image files below the CSV's folder that no row
-names are listed as ignored.
+names are listed as ignored. The text is UTF-8 (a byte-order mark allowed) or UTF-16 with a
+byte-order mark; any other encoding is refused, naming the file.
 
 What applies is derived from what is there: pixel metrics iff some anomalous image has a mask, image
 metrics iff there are normal images (and anomalous ones). A class whose anomalous images have no
-masks is an image-only class. A class where only *some* anomalous images have a mask is evaluated at
-image level only (its masks are left out, with a warning naming the images without one): scoring
-pixels of unmasked defects as normal would bias every pixel metric. A listed file that does not
-exist, an image listed twice, a mask without an image, a mask of another size and an unreadable file
-are problems (an error, or skipped with ``--skip-bad``); stray files and folders are listed as ignored.
+masks is an image-only class. A class where only *some* anomalous images have a mask keeps those
+masks (a warning counts and names the images without one): its pixel metrics use the masked
+anomalous images and the normal ones, its image metrics all images; the evaluation leaves the
+unmasked ones out of the pixel metrics (scoring their defects as normal pixels would bias every
+pixel metric) and says how many (``n_anomalous_without_mask``). A class name is letters, digits,
+'_', '-', '.' and spaces (it becomes an MLflow metric name); anything else (``../x``) is refused.
+A listed file that does not exist, an image listed twice, a mask without an image, a mask of another
+size and an unreadable file are problems (an error, or skipped with ``--skip-bad``); stray files and
+folders are listed as ignored.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
+import re
 from collections import defaultdict
 from pathlib import Path, PurePosixPath
 
 from ..errors import WMoEError
 from . import registry
-from .converters.common import IMAGE_EXTS, Context, Record, Splits, is_image, list_images, match_masks, visible_entries
+from .convert import IMAGE_EXTS, Context, Record, Splits, is_image, list_images, match_masks, visible_entries
 
 NORMAL_FOLDER = "good"
 MASK_FOLDER = "ground_truth"
 MASK_SUFFIXES = ("", "_mask")
 COLUMNS = ("path", "label", "mask", "class")
+# Letters (any script), digits, '_', then also '-', '.' and inner spaces: what MLflow takes in a metric name.
+CLASS_NAME = re.compile(r"\w[\w.\- ]*(?<! )")
 LABELS = {"0": 0, "normal": 0, "good": 0, "1": 1, "anomaly": 1, "anomalous": 1, "abnormal": 1, "defect": 1}
 
 
@@ -84,9 +94,30 @@ def _inside(path: str) -> bool:
     return bool(path) and not p.is_absolute() and ".." not in p.parts
 
 
+CSV_ENCODINGS = "UTF-8 (with or without a byte-order mark) or UTF-16 with a byte-order mark"
+
+
+def _csv_text(csv_path: Path) -> str:
+    """The CSV's text: UTF-16 when it starts with a UTF-16 byte-order mark, else UTF-8 (a UTF-8 mark dropped).
+
+    No other encoding is guessed: a Latin-1 or cp1252 file would decode to *some* text and name
+    files that do not exist, so it is refused with the encodings that are read.
+    """
+    data = csv_path.read_bytes()
+    try:
+        if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            return data.decode("utf-16")
+        if b"\0" in data:
+            raise UnicodeDecodeError("utf-8", data, data.index(b"\0"), data.index(b"\0") + 1,
+                                     "a NUL byte: UTF-16 without a byte-order mark?")
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise WMoEError(f"{csv_path}: not a text encoding that is read (byte {exc.start}: {exc.reason}); "
+                        f"save the CSV as {CSV_ENCODINGS}") from None
+
+
 def _csv_rows(csv_path: Path) -> list[list[str]]:
-    with open(csv_path, newline="", encoding="utf-8-sig") as f:
-        rows = [r for r in csv.reader(f) if any(cell.strip() for cell in r)]
+    rows = [r for r in csv.reader(io.StringIO(_csv_text(csv_path), newline="")) if any(cell.strip() for cell in r)]
     if rows and [c.strip().lower() for c in rows[0]] == list(COLUMNS[: len(rows[0])]):
         return rows[1:]
     if rows and rows[0] and rows[0][0].strip().lower() == "path":
@@ -134,17 +165,25 @@ def _csv(ctx: Context, csv_path: Path) -> dict[str, list[Record]]:
     return dict(test)
 
 
-def _image_level_only(ctx: Context, test: dict[str, list[Record]]) -> None:
-    """A class with masks for only some of its anomalous images drops them all, with a warning."""
+def _warn_unmasked(ctx: Context, test: dict[str, list[Record]]) -> None:
+    """A class with masks for only some of its anomalous images keeps them, with a warning counting the rest."""
     for cls, records in test.items():
         anomalous = [r for r in records if r["anomaly"]]
         unmasked = [r["img_path"] for r in anomalous if not r["mask_path"]]
         if unmasked and len(unmasked) < len(anomalous):
             shown = ", ".join(unmasked[:5]) + (f" and {len(unmasked) - 5} more" if len(unmasked) > 5 else "")
             ctx.warnings.append(f"class {cls!r}: {len(unmasked)} of {len(anomalous)} anomalous images have no mask "
-                                f"({shown}); the class is evaluated at image level only")
-            for r in anomalous:
-                r["mask_path"] = ""
+                                f"({shown}); they are left out of the pixel metrics, which use the "
+                                f"{len(anomalous) - len(unmasked)} with a mask and the normal images; the image "
+                                "metrics use all")
+
+
+def _check_class_names(test: dict[str, list[Record]], source: Path) -> None:
+    """Class names become MLflow metric names and labels in reports: no path separators or odd characters."""
+    for cls in test:
+        if not CLASS_NAME.fullmatch(cls):
+            raise WMoEError(f"{source}: class name {cls!r}: use letters, digits, '_', '-', '.' and spaces, starting "
+                            "with a letter, digit or '_' (no '/' or '..'); rename the class")
 
 
 def convert_custom(name: str, raw: Path | None = None, csv_path: Path | None = None) -> tuple[Context, Splits]:
@@ -160,10 +199,11 @@ def convert_custom(name: str, raw: Path | None = None, csv_path: Path | None = N
     if raw is None and not csv_path.is_file():
         raise WMoEError(f"{name}: CSV file {csv_path} does not exist")
     root = raw if csv_path is None else csv_path.parent
-    protocol = f"user dataset: {'folder' if csv_path is None else 'CSV'} {source.name}"
-    ctx = Context(root=root, spec=registry.custom_spec(name, name, True, True, (), protocol))
+    description = f"user dataset: {'folder' if csv_path is None else 'CSV'} {source.name}"
+    ctx = Context(root=root, spec=registry.custom_spec(name, name, True, True, (), description))
     test = _folder(ctx) if csv_path is None else _csv(ctx, csv_path)
-    _image_level_only(ctx, test)
+    _check_class_names(test, source)
+    _warn_unmasked(ctx, test)
     records = [r for recs in test.values() for r in recs]
     if not records:
         raise WMoEError(f"{name}: no images found in {source}; expected "
@@ -174,5 +214,5 @@ def convert_custom(name: str, raw: Path | None = None, csv_path: Path | None = N
     if not (pixel or (normal and anomalous)):
         raise WMoEError(f"{name}: no metric applies to {source}: image metrics need normal and anomalous "
                         "images, pixel metrics need masks")
-    ctx.spec = registry.custom_spec(name, name, normal and anomalous, pixel, tuple(test), protocol)
+    ctx.spec = registry.custom_spec(name, name, normal and anomalous, pixel, tuple(test), description)
     return ctx, {"train": {}, "test": test}

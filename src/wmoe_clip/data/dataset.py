@@ -1,6 +1,7 @@
-"""The torch ``Dataset`` over a prepared ``meta.json`` (DATASETS.md §3, §4).
+"""The torch ``Dataset`` over a prepared ``meta.json`` (docs/DATASETS.md §3, §4).
 
-Image: decoded by PIL, converted to RGB (grey → 3 equal channels, alpha dropped, palette applied,
+Image: decoded by PIL (``data.images``: EXIF orientation applied, a JPEG over the pixel budget
+decoded at reduced scale), converted to RGB (grey → 3 equal channels, alpha dropped, palette applied,
 16-bit scaled to 8-bit by full range), squashed to S×S with bicubic resampling, normalised with the
 OpenAI CLIP mean and std. Mask: foreground is any colour channel above the manifest's
 ``mask_threshold`` (0 except for JPEG masks), decided at native resolution *before* resizing; then
@@ -28,6 +29,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from ..errors import WMoEError
+from .images import DecodedImage, ImageTooLarge, read_image
 from .masks import mask_values
 from .meta import load_meta
 
@@ -38,17 +40,16 @@ _MEAN = torch.tensor(OPENAI_DATASET_MEAN, dtype=torch.float32)[:, None, None]
 _STD = torch.tensor(OPENAI_DATASET_STD, dtype=torch.float32)[:, None, None]
 
 
-def _open(path: Path, what: str, where: str) -> Image.Image:
+def _open(path: Path, what: str, where: str) -> DecodedImage:
     try:
-        # The context closes the file at once (TIFF would keep it open); the pixels stay loaded.
-        with Image.open(path) as img:
-            img.load()
+        return read_image(path)
     except FileNotFoundError:
         raise WMoEError(f"{where}: {what} {path} does not exist; check the raw folder or re-run prepare") from None
+    except ImageTooLarge as exc:
+        raise WMoEError(f"{where}: {what} {path}: {exc}; shrink it") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise WMoEError(f"{where}: cannot decode {what} {path} ({exc}); the file is corrupt: "
                         "replace it from the source archive or re-run download") from None
-    return img
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -122,10 +123,10 @@ class AnomalyDataset(Dataset):
         self._check_masks(prepared_dir, split)
 
     def _check_masks(self, prepared_dir: str | os.PathLike, split: str) -> None:
-        from .registry import KEYS, get
+        from .registry import get, keys
 
         unmasked = [r["img_path"] for r in self.records if r["anomaly"] and not r["mask_path"]]
-        if unmasked and self.dataset in KEYS and get(self.dataset).pixel_metrics:
+        if unmasked and self.dataset in keys() and get(self.dataset).pixel_metrics:
             raise WMoEError(
                 f"{Path(prepared_dir) / 'meta.json'}: {len(unmasked)} anomalous {split} image(s) of {self.dataset!r} "
                 f"have no mask (mask_path \"\"), e.g. {unmasked[0]}; {self.dataset!r} has pixel metrics, so their "
@@ -144,14 +145,14 @@ class AnomalyDataset(Dataset):
         return f"dataset {self.dataset!r}, class {r['cls_name']!r}, record {index}"
 
     def load_pixels(self, index: int) -> tuple[torch.Tensor, tuple[int, int]]:
-        """The squashed S×S×3 uint8 pixels and the native (width, height)."""
+        """The squashed S×S×3 uint8 pixels and the native (width, height), as oriented by its EXIF."""
         path = self.root / self.records[index]["img_path"]
-        img = _open(path, "image", self._where(index))
+        decoded = _open(path, "image", self._where(index))
         try:
-            rgb = to_rgb(img)
+            rgb = to_rgb(decoded.image)
         except ValueError as exc:
             raise WMoEError(f"{self._where(index)}: image {path}: {exc}") from None
-        return squash(rgb, self.image_size), img.size
+        return squash(rgb, self.image_size), decoded.size
 
     def load_mask(self, index: int, native_size: tuple[int, int]) -> torch.Tensor:
         """The S×S bool mask; all false for normal and image-only records."""
@@ -160,13 +161,13 @@ class AnomalyDataset(Dataset):
         if not r["anomaly"] or not r["mask_path"]:
             return torch.zeros(s, s, dtype=torch.bool)
         path = self.root / r["mask_path"]
-        img = _open(path, "mask", self._where(index))
-        if img.size != native_size:
+        decoded = _open(path, "mask", self._where(index))
+        if decoded.size != native_size:
             raise WMoEError(
-                f"{self._where(index)}: mask {path} is {img.size[0]}x{img.size[1]} but its image is "
+                f"{self._where(index)}: mask {path} is {decoded.size[0]}x{decoded.size[1]} but its image is "
                 f"{native_size[0]}x{native_size[1]}: image and mask are mis-paired; re-run prepare"
             )
-        binary = Image.fromarray((mask_values(img) > self.mask_threshold).astype(np.uint8) * 255, mode="L")
+        binary = Image.fromarray((mask_values(decoded.image) > self.mask_threshold).astype(np.uint8) * 255, mode="L")
         resized = np.asarray(binary.resize((s, s), MASK_INTERPOLATIONS[self.mask_interpolation]))
         # Convention A thresholds the interpolated value at 0.5 (of 255); nearest keeps {0, 255}.
         return torch.from_numpy(resized > 127.5)

@@ -34,7 +34,7 @@ from tqdm import tqdm
 from .. import __version__
 from ..errors import WMoEError
 from ..io import atomic_dir, check_writable, write_json
-from .converters.common import IMAGE_EXTS
+from .convert import IMAGE_EXTS
 from .extract import extract_into, is_archive
 from .registry import FileSpec
 

@@ -1,17 +1,19 @@
 """The ``meta.json`` manifest: schema, validation, reading and writing.
 
 A prepared dataset directory holds ``meta.json`` in the AnomalyCLIP schema with the project's
-additions (docs/ARCHITECTURE.md, DATASETS.md §3)::
+additions (docs/ARCHITECTURE.md, docs/DATASETS.md §3)::
 
-    {"root": <RAW_DIR relative to the prepared dir>, "dataset": <key>, "variant": <protocol variant | null>,
+    {"root": <RAW_DIR relative to the prepared dir>, "dataset": <key>, "protocol": <protocol | null>,
      "mask_threshold": <int>, "train": {cls: [record, ...]}, "test": {cls: [record, ...]},
-     "custom": {"display_name", "image_metrics", "pixel_metrics", "protocol"}  (a user's dataset only)}
+     "custom": {"display_name", "image_metrics", "pixel_metrics", "description"}  (a user's dataset only)}
 
 Each record has ``img_path``, ``mask_path`` ("" where none), ``cls_name``, ``specie_name``,
 ``anomaly`` (0/1) and ``dataset_name``; paths are relative to the raw root. ``mask_threshold``
-(default 0) says which mask values count as foreground: ``value > mask_threshold``. ``variant`` names
-the registry protocol variant the data follows (absent or null: the dataset's only or default one).
+(default 0) says which mask values count as foreground: ``value > mask_threshold``. ``protocol`` names
+the registry protocol the data follows (absent or null: the dataset's only or default one).
 A user's own dataset is no registry entry; its ``custom`` block holds what the registry would.
+Manifests written before the protocols had their name (``"variant"``, and ``custom.protocol`` for
+the description) are read as the current ones (``migrate``).
 """
 
 from __future__ import annotations
@@ -48,12 +50,12 @@ _RECORD = {
 _SPLIT = {"type": "object", "additionalProperties": {"type": "array", "items": _RECORD}}
 _CUSTOM = {
     "type": "object",
-    "required": ["display_name", "image_metrics", "pixel_metrics", "protocol"],
+    "required": ["display_name", "image_metrics", "pixel_metrics", "description"],
     "properties": {
         "display_name": {"type": "string", "minLength": 1},
         "image_metrics": {"type": "boolean"},
         "pixel_metrics": {"type": "boolean"},
-        "protocol": {"type": "string"},
+        "description": {"type": "string"},
     },
     "additionalProperties": False,
 }
@@ -63,7 +65,7 @@ SCHEMA = {
     "properties": {
         "root": {"type": "string", "minLength": 1},
         "dataset": {"type": "string", "minLength": 1},
-        "variant": {"type": ["string", "null"]},
+        "protocol": {"type": ["string", "null"]},
         "mask_threshold": {"type": "integer", "minimum": 0},
         "train": _SPLIT,
         "test": _SPLIT,
@@ -104,16 +106,30 @@ def validate(meta: dict[str, Any], where: str = "meta.json") -> None:
 def custom_block(spec: DatasetSpec) -> dict[str, Any]:
     """What meta.json keeps of a user's dataset spec (``registry.custom_spec``)."""
     return {"display_name": spec.display_name, "image_metrics": spec.image_metrics,
-            "pixel_metrics": spec.pixel_metrics, "protocol": spec.protocol}
+            "pixel_metrics": spec.pixel_metrics, "description": spec.description}
+
+
+def migrate(meta: Any) -> Any:
+    """``meta`` with the keys of older manifests renamed: ``variant`` -> ``protocol`` and, in the custom
+    block, ``protocol`` (then its description) -> ``description``. Anything else is left to ``validate``."""
+    if not isinstance(meta, dict):
+        return meta
+    meta = dict(meta)
+    if "variant" in meta and "protocol" not in meta:
+        meta["protocol"] = meta.pop("variant")
+    custom = meta.get("custom")
+    if isinstance(custom, dict) and "protocol" in custom and "description" not in custom:
+        meta["custom"] = {("description" if k == "protocol" else k): v for k, v in custom.items()}
+    return meta
 
 
 def dataset_spec(meta: dict[str, Any]) -> DatasetSpec:
-    """The spec of a prepared dataset: the registry's (in the manifest's variant), or a user dataset's own."""
+    """The spec of a prepared dataset: the registry's (in the manifest's protocol), or a user dataset's own."""
     custom = meta.get("custom")
     if custom is None:
-        return registry.get(meta["dataset"], meta.get("variant"))
+        return registry.get(meta["dataset"], meta.get("protocol"))
     return registry.custom_spec(meta["dataset"], custom["display_name"], custom["image_metrics"],
-                                custom["pixel_metrics"], tuple(meta["test"]), custom["protocol"])
+                                custom["pixel_metrics"], tuple(meta["test"]), custom["description"])
 
 
 def write_meta(out_dir: str | os.PathLike, meta: dict[str, Any]) -> Path:
@@ -125,7 +141,7 @@ def write_meta(out_dir: str | os.PathLike, meta: dict[str, Any]) -> Path:
 
 
 def load_meta(prepared_dir: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
-    """Read and validate ``prepared_dir/meta.json``; returns (absolute raw root, manifest).
+    """Read, migrate and validate ``prepared_dir/meta.json``; returns (absolute raw root, manifest).
 
     The manifest's ``mask_threshold`` is filled in (0) when absent, so readers can rely on it.
     """
@@ -133,7 +149,7 @@ def load_meta(prepared_dir: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
     if not path.is_file():
         raise WMoEError(f"{path} not found: run `wmoe-clip prepare DATASET --raw RAW_DIR --out {prepared_dir}` first")
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
+        meta = migrate(json.loads(path.read_text(encoding="utf-8")))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise WMoEError(f"{path}: not valid JSON ({exc}); re-run prepare") from None
     validate(meta, str(path))
@@ -142,6 +158,16 @@ def load_meta(prepared_dir: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
     if not root.is_dir():
         raise WMoEError(f"{path}: raw root {root} does not exist (was the raw folder moved?); re-run prepare")
     return root, meta
+
+
+def data_folders(prepared_dir: str | os.PathLike) -> tuple[Path, ...]:
+    """The folders a dataset is read from: the prepared folder and, when its manifest reads, the raw
+    root (the inputs that no output of a command reading the dataset may overwrite)."""
+    try:
+        root, _ = load_meta(prepared_dir)
+    except WMoEError:  # reported where the data is read, after the outputs are checked
+        return (Path(prepared_dir),)
+    return (Path(prepared_dir), root)
 
 
 # Written by `wmoe-clip synth` into the raw root; results and reports say "synthetic data" when present.

@@ -1,8 +1,8 @@
 """``prepare``: convert a dataset in its native layout into ``OUT_DIR/meta.json``.
 
 Steps: find the dataset root inside RAW_DIR (descending through a single wrapping folder) and, for a
-dataset with protocol variants, which variant's layout it holds (``--variant`` overrides), run the
-converter, decode every image and mask (unreadable files, empty or mis-sized masks are problems),
+dataset with several protocols, which protocol's layout it holds (``--protocol`` overrides), run the
+dataset module's converter, decode every image and mask (unreadable files, empty or mis-sized masks are problems),
 compare the counts with the registry, build the mask value histogram, and write ``prepare.json``
 (the report) and ``meta.json`` as a pair at the very end (both staged first, then moved into place,
 ``meta.json`` last); ``meta.json`` existing means done. A run that fails leaves the previous pair as
@@ -32,9 +32,11 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..errors import WMoEError
-from ..io import check_writable, json_text, write_files
-from . import converters, registry
-from .converters.common import Context, Layout, Problem, Splits, Variant, visible_entries
+from ..io import check_output, check_writable, json_text, write_files
+from . import datasets, registry
+from .convert import Context, Layout, Problem, Splits, visible_entries
+from .datasets import Protocol
+from .images import ImageTooLarge, read_image
 from .masks import mask_values
 from .meta import META_FILE, custom_block, validate
 from .registry import DatasetSpec
@@ -102,23 +104,23 @@ def find_root(raw_dir: Path, layout: Layout, spec: DatasetSpec) -> Path:
     return root
 
 
-def resolve_variant(key: str, raw_dir: Path, variant: str | None = None) -> tuple[DatasetSpec, Variant, Path]:
-    """(spec, converter, dataset root) of the protocol variant RAW_DIR holds.
+def resolve_protocol(key: str, raw_dir: Path, protocol: str | None = None) -> tuple[DatasetSpec, Protocol, Path]:
+    """(spec, protocol, dataset root) of the protocol RAW_DIR holds.
 
-    With ``variant`` given, that one (its layout must be found); otherwise the first variant, in the
-    converter's order, whose layout is found.
+    With ``protocol`` given, that one (its layout must be found); otherwise the first protocol, in the
+    registry's order, whose layout is found.
     """
-    protocols = converters.variants(key)
-    if variant is not None:
-        spec = registry.get(key, variant)
-        return spec, protocols[variant], find_root(raw_dir, protocols[variant].layout, spec)
+    protocols = datasets.protocols(key)
+    if protocol is not None:
+        spec = registry.get(key, protocol)
+        return spec, protocols[protocol], find_root(raw_dir, protocols[protocol].layout, spec)
     specs = {name: registry.get(key, name) for name in protocols}
     _check_raw_dir(raw_dir, specs[next(iter(protocols))])
-    for name, protocol in protocols.items():
-        root, here = _locate(raw_dir, protocol.layout, specs[name])
+    for name, found in protocols.items():
+        root, here = _locate(raw_dir, found.layout, specs[name])
         if root is not None:
-            return specs[name], protocol, root
-    expected = " | ".join(f"{p.layout.describe(specs[n])}" + (f" (variant {n})" if n else "")
+            return specs[name], found, root
+    expected = " | ".join(f"{p.layout.describe(specs[n])}" + (f" (protocol {n})" if n else "")
                           for n, p in protocols.items())
     raise _not_found(raw_dir, here, specs[next(iter(protocols))], expected)
 
@@ -138,32 +140,39 @@ def _how_to_get(spec: DatasetSpec) -> str:
     return f"Run `wmoe-clip download {spec.key} --dest RAW_DIR` or extract the official archive there."
 
 
-def _check_record(root: Path, rec: dict, threshold: int) -> tuple[list[Problem], Counter]:
-    """Decode one record's image and mask; returns its problems and the mask's value histogram."""
-    problems, hist = [], Counter()
+def _check_record(root: Path, rec: dict, threshold: int) -> tuple[list[Problem], Counter, list[str]]:
+    """Decode one record's image and mask as the loader reads them (``data.images``); returns its
+    problems, the mask's value histogram and the files read rotated by their EXIF orientation."""
+    problems, hist, oriented = [], Counter(), []
     try:
-        with Image.open(root / rec["img_path"]) as im:
-            im.load()
-            size = im.size
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        return [Problem("unreadable image", rec["img_path"], f"cannot be decoded ({exc})")], hist
+        image = read_image(root / rec["img_path"])
+    except ImageTooLarge as exc:
+        return [Problem("image too large", rec["img_path"], str(exc))], hist, oriented
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        return [Problem("unreadable image", rec["img_path"], f"cannot be decoded ({exc})")], hist, oriented
+    if image.orientation != 1:
+        oriented.append(rec["img_path"])
     if not rec["mask_path"]:
-        return problems, hist
+        return problems, hist, oriented
     try:
-        with Image.open(root / rec["mask_path"]) as m:
-            m.load()
-            mask = mask_values(m)  # as the loader reads it: palette by colour, alpha ignored
-    except (OSError, ValueError) as exc:
-        return [Problem("unreadable mask", rec["mask_path"], f"cannot be decoded ({exc})")], hist
+        decoded = read_image(root / rec["mask_path"])
+    except (ImageTooLarge, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        return [Problem("unreadable mask", rec["mask_path"], f"cannot be decoded ({exc})")], hist, oriented
+    if decoded.orientation != 1:
+        oriented.append(rec["mask_path"])
+    mask = mask_values(decoded.image)  # as the loader reads it: palette by colour, alpha ignored
     values, counts = np.unique(mask, return_counts=True)
     hist.update(dict(zip(values.tolist(), counts.tolist())))
-    if (mask.shape[1], mask.shape[0]) != size:
-        shape = f"{mask.shape[1]}x{mask.shape[0]} but its image is {size[0]}x{size[1]}"
+    if decoded.size != image.size:
+        shape = f"{decoded.size[0]}x{decoded.size[1]} but its image is {image.size[0]}x{image.size[1]}"
+        if image.orientation != decoded.orientation:
+            shape += (f" (after their EXIF orientations, image {image.orientation}, mask {decoded.orientation}, "
+                      "as a viewer shows them)")
         problems.append(Problem("mask size", rec["mask_path"], shape))
     elif not (mask > threshold).any():
         empty = f"no pixel above {threshold} for the anomalous image {rec['img_path']}"
         problems.append(Problem("empty mask", rec["mask_path"], empty))
-    return problems, hist
+    return problems, hist, oriented
 
 
 def _count(records: list[dict]) -> list[int]:
@@ -217,29 +226,38 @@ def _class_levels(test: dict[str, list[dict]]) -> dict[str, list[str]]:
 
 def prepare(
     key: str, raw_dir: str | os.PathLike, out_dir: str | os.PathLike, strict: bool = False, skip_bad: bool = False,
-    progress: bool = True, variant: str | None = None,
+    progress: bool = True, protocol: str | None = None, force: bool = False,
 ) -> PrepareResult:
-    """Convert dataset ``key`` from ``raw_dir`` into ``out_dir/meta.json`` (+ ``prepare.json``)."""
+    """Convert dataset ``key`` from ``raw_dir`` into ``out_dir/meta.json`` (+ ``prepare.json``); ``force``
+    replaces files at their paths that are not earlier outputs of prepare (never one of the raw data)."""
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
-    check_writable(out_dir, "--out", folder=True)
-    spec, protocol, root = resolve_variant(key, raw_dir, variant)
+    _check_outputs(out_dir, (raw_dir,), force)
+    spec, found, root = resolve_protocol(key, raw_dir, protocol)
     ctx = Context(root=root, spec=spec)
-    splits = protocol.convert(ctx)
+    splits = found.convert(ctx)
     return _finish(ctx, splits, raw_dir, out_dir, strict=strict, skip_bad=skip_bad, progress=progress)
 
 
 def prepare_custom(
     name: str, out_dir: str | os.PathLike, raw: str | os.PathLike | None = None,
-    csv_path: str | os.PathLike | None = None, skip_bad: bool = False, progress: bool = True,
+    csv_path: str | os.PathLike | None = None, skip_bad: bool = False, progress: bool = True, force: bool = False,
 ) -> PrepareResult:
     """Convert a user's dataset (a folder ``raw`` or a CSV ``csv_path``) into ``out_dir/meta.json``."""
     from .custom import convert_custom
 
     out_dir = Path(out_dir)
-    check_writable(out_dir, "--out", folder=True)
+    # A CSV names files relative to its own folder: that folder is read too.
+    inputs = (raw,) if raw is not None else (csv_path, Path(csv_path).parent) if csv_path is not None else ()
+    _check_outputs(out_dir, inputs, force)
     ctx, splits = convert_custom(registry.check_custom_name(name), Path(raw) if raw is not None else None,
                                  Path(csv_path) if csv_path is not None else None)
     return _finish(ctx, splits, ctx.root, out_dir, strict=False, skip_bad=skip_bad, progress=progress)
+
+
+def _check_outputs(out_dir: Path, inputs: tuple, force: bool) -> None:
+    check_writable(out_dir, "--out", folder=True)
+    check_output(out_dir / META_FILE, "--out", "meta", inputs=inputs, force=force)
+    check_output(out_dir / REPORT_FILE, "--out", "prepare-report", inputs=inputs, force=force)
 
 
 def _finish(ctx: Context, splits: Splits, raw_dir: Path, out_dir: Path, *, strict: bool, skip_bad: bool,
@@ -253,12 +271,17 @@ def _finish(ctx: Context, splits: Splits, raw_dir: Path, out_dir: Path, *, stric
             total=len(records), desc=f"prepare {key}", unit="img", disable=not progress, leave=False,
         ))
     hist: Counter = Counter()
-    bad_paths = set()
-    for rec, (problems, h) in zip(records, checks):
+    bad_paths, oriented = set(), []
+    for rec, (problems, h, rotated) in zip(records, checks):
         hist.update(h)
         ctx.problems.extend(problems)
+        oriented += rotated
         if problems:
             bad_paths.add(rec["img_path"])
+    if oriented:
+        shown = ", ".join(oriented[:5]) + (f" and {len(oriented) - 5} more" if len(oriented) > 5 else "")
+        ctx.warnings.append(f"{len(oriented)} file(s) carry an EXIF orientation and are read rotated as a viewer "
+                            f"shows them ({shown})")
     if ctx.problems and not skip_bad:
         shown = "\n  ".join(str(p) for p in ctx.problems[:SHOW_PROBLEMS])
         more = len(ctx.problems) - SHOW_PROBLEMS
@@ -284,8 +307,8 @@ def _finish(ctx: Context, splits: Splits, raw_dir: Path, out_dir: Path, *, stric
     report = {
         "dataset": key,
         "display_name": spec.display_name,
-        "variant": spec.variant,
         "protocol": spec.protocol,
+        "description": spec.description,
         "raw_dir": os.path.relpath(raw_dir, out_dir),
         "dataset_root": wrapper.as_posix(),
         "counts": counts,
@@ -296,6 +319,7 @@ def _finish(ctx: Context, splits: Splits, raw_dir: Path, out_dir: Path, *, stric
         "mask_threshold": spec.mask_threshold,
         "mask_value_histogram": {str(v): n for v, n in sorted(hist.items())},
         "mask_values_after_binarisation": binarised,
+        "exif_oriented": [(wrapper / p).as_posix() for p in oriented],
         "skipped": [p.__dict__ for p in ctx.problems],
         "ignored": ctx.ignored,
         "strict": strict,
@@ -313,7 +337,7 @@ def _finish(ctx: Context, splits: Splits, raw_dir: Path, out_dir: Path, *, stric
     meta = {
         "root": os.path.relpath(raw_dir, out_dir),
         "dataset": key,
-        "variant": spec.variant,
+        "protocol": spec.protocol,
         "mask_threshold": spec.mask_threshold,
         "train": splits["train"],
         "test": splits["test"],

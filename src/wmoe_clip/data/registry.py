@@ -1,15 +1,18 @@
 """The dataset registry: one declarative entry per benchmark, read from ``registry.yaml``.
 
-Everything that differs between the 14 datasets and is data rather than logic lives here: display
+Everything that differs between the datasets and is data rather than logic lives here: display
 name, domain, which metric levels apply, the class list with the expected zero-shot test counts,
-sources with checksums, licence, protocol and, where a login stands in the way, what the user must
-download by hand. Converters, the loader and the report read it; nothing keeps its own table.
+sources with checksums, licence, what the test set is and, where a login stands in the way, what
+the user must download by hand. The registry's keys, in the file's order (the paper's Table 1
+order), are the dataset names everywhere: the CLI, the workflow config and the report derive them
+from here, and each key's layout, converter and synthetic writer live in the module
+``wmoe_clip.data.datasets.<key>``.
 
-A dataset published in several protocols (KSDD2, DAGM) has *variants*, each with its own classes,
-counts and protocol; ``get(key, variant)`` returns the spec of one (the first, the project default,
-when ``variant`` is None). A user's own dataset (``wmoe-clip prepare folder``) is no registry entry:
-``custom_spec`` derives its spec from what was found, and ``check_custom_name`` keeps its name apart
-from the registry keys.
+A dataset published in several *protocols* (KSDD2, DAGM) lists them, each with its own classes,
+counts and description; ``get(key, protocol)`` returns the spec of one (the first, the project
+default, when ``protocol`` is None). A user's own dataset (``wmoe-clip prepare folder``) is no
+registry entry: ``custom_spec`` derives its spec from what was found, and ``check_custom_name``
+keeps its name apart from the registry keys.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import builtins
 import functools
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,15 +31,11 @@ from ..errors import WMoEError
 
 REGISTRY_FILE = Path(__file__).with_name("registry.yaml")
 
-# Table 1 order of the paper.
-KEYS = (
-    "mvtec", "visa", "btad", "ksdd2", "dagm", "dtd", "headct",
-    "brainmri", "br35h", "isic", "colondb", "clinicdb", "endo", "kvasir",
-)
-
 Counts = tuple[int, int]
 
 CUSTOM_DOMAIN = "custom"
+# The DATASET of `wmoe-clip prepare` and `synth` that stands for a user's own dataset: no registry key.
+CUSTOM_COMMAND = "folder"
 # Names of users' own datasets: also folder names and Snakemake wildcard values.
 CUSTOM_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -65,17 +65,18 @@ class DatasetSpec:
     classes: dict[str, Counts | None]
     licence: str
     homepage: str
-    protocol: str
+    # What the test set is (files, split, mask convention), in words.
+    description: str
     download: DownloadSpec
     citation: str
     # Dataset-wide expected test (normal, anomalous); equals the sum of ``classes`` when all are known.
     totals: Counts = (0, 0)
     # A mask pixel is foreground iff its value is > mask_threshold (0 everywhere but JPEG masks).
     mask_threshold: int = 0
-    # The protocol variant this spec describes (None for a dataset with one protocol) and all of them.
-    variant: str | None = None
-    variants: tuple[str, ...] = ()
-    # Seed of a variant's balanced random draw (KSDD2 official-balanced), recorded in prepare.json.
+    # The protocol this spec describes (None for a dataset with one protocol) and all of them.
+    protocol: str | None = None
+    protocols: tuple[str, ...] = ()
+    # Seed of a protocol's balanced random draw (KSDD2 official-balanced), recorded in prepare.json.
     balance_seed: int | None = None
 
     @property
@@ -90,11 +91,11 @@ class DatasetSpec:
 
 _FIELDS = {
     "display_name", "domain", "image_metrics", "pixel_metrics", "classes", "totals", "licence",
-    "homepage", "protocol", "download", "citation", "mask_threshold", "variants",
+    "homepage", "description", "download", "citation", "mask_threshold", "protocols",
 }
-_OPTIONAL = {"totals", "mask_threshold", "variants"}
-# What a variant sets; a dataset with variants has no top-level classes, totals or protocol.
-_VARIANT_FIELDS = {"classes", "totals", "protocol", "balance_seed"}
+_OPTIONAL = {"totals", "mask_threshold", "protocols"}
+# What a protocol sets; a dataset with protocols has no top-level classes, totals or description.
+_PROTOCOL_FIELDS = {"classes", "totals", "description", "balance_seed"}
 
 
 def _counts(value: Any, where: str) -> Counts:
@@ -120,41 +121,41 @@ def _classes_and_totals(raw: dict[str, Any], where: str) -> tuple[dict[str, Coun
 
 
 def _protocols(key: str, raw: dict[str, Any]) -> dict[str | None, dict[str, Any]]:
-    """Variant name (None for a single protocol) -> its classes, totals, protocol and balance seed."""
+    """Protocol name (None for a single protocol) -> its classes, totals, description and balance seed."""
     where = f"dataset {key!r}"
-    variants = raw.get("variants")
-    if variants is None:
-        missing = {"classes", "protocol"} - set(raw)
+    protocols = raw.get("protocols")
+    if protocols is None:
+        missing = {"classes", "description"} - set(raw)
         if missing:
             raise WMoEError(f"{REGISTRY_FILE}: {where}: missing fields {sorted(missing)}")
-        variants, names = {None: raw}, {None: where}
+        protocols, names = {None: raw}, {None: where}
     else:
-        clash = {"classes", "totals", "protocol"} & set(raw)
-        if clash or not isinstance(variants, dict) or not variants:
-            raise WMoEError(f"{REGISTRY_FILE}: {where}: 'variants' must map names to protocols and replaces "
-                            f"top-level {sorted(clash) or 'classes/protocol'}")
-        names = {name: f"{where} variant {name!r}" for name in variants}
+        clash = {"classes", "totals", "description"} & set(raw)
+        if clash or not isinstance(protocols, dict) or not protocols:
+            raise WMoEError(f"{REGISTRY_FILE}: {where}: 'protocols' must map names to protocols and replaces "
+                            f"top-level {sorted(clash) or 'classes/description'}")
+        names = {name: f"{where} protocol {name!r}" for name in protocols}
     out = {}
-    for name, entry in variants.items():
-        vwhere = names[name]
+    for name, entry in protocols.items():
+        pwhere = names[name]
         if name is not None:
-            unknown, missing = set(entry) - _VARIANT_FIELDS, {"classes", "protocol"} - set(entry)
+            unknown, missing = set(entry) - _PROTOCOL_FIELDS, {"classes", "description"} - set(entry)
             if unknown or missing:
-                raise WMoEError(f"{REGISTRY_FILE}: {vwhere}: unknown fields {sorted(unknown)}, "
+                raise WMoEError(f"{REGISTRY_FILE}: {pwhere}: unknown fields {sorted(unknown)}, "
                                 f"missing fields {sorted(missing)}")
-        classes, totals = _classes_and_totals(entry, vwhere)
+        classes, totals = _classes_and_totals(entry, pwhere)
         seed = entry.get("balance_seed") if name is not None else None
         if seed is not None and not (isinstance(seed, int) and seed >= 0):
-            raise WMoEError(f"{REGISTRY_FILE}: {vwhere}: balance_seed must be a non-negative integer")
-        out[name] = {"classes": classes, "totals": totals, "protocol": entry["protocol"], "balance_seed": seed}
+            raise WMoEError(f"{REGISTRY_FILE}: {pwhere}: balance_seed must be a non-negative integer")
+        out[name] = {"classes": classes, "totals": totals, "description": entry["description"], "balance_seed": seed}
     return out
 
 
 def _parse(key: str, raw: dict[str, Any]) -> dict[str | None, DatasetSpec]:
-    """The spec of each protocol variant of one registry entry (key None when it has a single protocol)."""
+    """The spec of each protocol of one registry entry (key None when it has a single protocol)."""
     where = f"dataset {key!r}"
     unknown = set(raw) - _FIELDS
-    missing = _FIELDS - _OPTIONAL - {"classes", "protocol"} - set(raw)
+    missing = _FIELDS - _OPTIONAL - {"classes", "description"} - set(raw)
     if unknown or missing:
         raise WMoEError(
             f"{REGISTRY_FILE}: {where}: unknown fields {sorted(unknown)}, missing fields {sorted(missing)}"
@@ -170,9 +171,9 @@ def _parse(key: str, raw: dict[str, Any]) -> dict[str | None, DatasetSpec]:
     if dl["kind"] == "manual" and not dl.get("manual"):
         raise WMoEError(f"{REGISTRY_FILE}: {where}: a manual download needs instructions")
     protocols = _protocols(key, raw)
-    names = tuple(v for v in protocols if v is not None)
+    names = tuple(p for p in protocols if p is not None)
     return {
-        variant: DatasetSpec(
+        protocol: DatasetSpec(
             key=key,
             display_name=raw["display_name"],
             domain=raw["domain"],
@@ -181,16 +182,16 @@ def _parse(key: str, raw: dict[str, Any]) -> dict[str | None, DatasetSpec]:
             classes=p["classes"],
             licence=raw["licence"],
             homepage=raw["homepage"],
-            protocol=p["protocol"],
+            description=p["description"],
             download=DownloadSpec(kind=dl["kind"], files=files, manual=dl.get("manual") or ""),
             citation=raw["citation"],
             totals=p["totals"],
             mask_threshold=int(raw.get("mask_threshold", 0)),
-            variant=variant,
-            variants=names,
+            protocol=protocol,
+            protocols=names,
             balance_seed=p["balance_seed"],
         )
-        for variant, p in protocols.items()
+        for protocol, p in protocols.items()
     }
 
 
@@ -198,50 +199,68 @@ def _parse(key: str, raw: dict[str, Any]) -> dict[str | None, DatasetSpec]:
 def _load() -> dict[str, dict[str | None, DatasetSpec]]:
     with open(REGISTRY_FILE, encoding="utf-8") as f:
         raw = yaml.safe_load(f)
-    if list(raw) != list(KEYS):
-        raise WMoEError(f"{REGISTRY_FILE}: keys must be {list(KEYS)} in Table 1 order, got {list(raw)}")
-    return {key: _parse(key, raw[key]) for key in KEYS}
+    if not isinstance(raw, dict) or not raw:
+        raise WMoEError(f"{REGISTRY_FILE}: expected a mapping of dataset keys to entries")
+    for key in raw:
+        if not (isinstance(key, str) and CUSTOM_NAME.match(key)) or key == CUSTOM_COMMAND:
+            raise WMoEError(f"{REGISTRY_FILE}: dataset key {key!r}: use lower-case letters, digits and '_', "
+                            f"starting with a letter, and not {CUSTOM_COMMAND!r} (the key names the module "
+                            "wmoe_clip.data.datasets.<key>)")
+    return {key: _parse(key, entry) for key, entry in raw.items()}
 
 
 def keys() -> tuple[str, ...]:
-    """The 14 dataset keys in the paper's Table 1 order."""
-    return KEYS
+    """The dataset keys in the registry's order (the paper's Table 1 order)."""
+    return tuple(_load())
 
 
 def all() -> tuple[DatasetSpec, ...]:  # noqa: A001 - the registry API name
-    """The spec of each dataset, in its default variant."""
+    """The spec of each dataset, in its default protocol."""
     return tuple(next(iter(v.values())) for v in _load().values())
 
 
-def get(key: str, variant: str | None = None) -> DatasetSpec:
-    """The spec of dataset ``key`` in protocol ``variant`` (None: the default, the first listed)."""
+def check_keys(names: Iterable[str], where: str) -> None:
+    """Raise a one-line WMoEError naming ``where`` unless every name is a registry key."""
+    known = keys()
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise WMoEError(f"{where}: unknown dataset{'s' if len(unknown) > 1 else ''} "
+                        f"{', '.join(map(repr, unknown))}; known datasets ({REGISTRY_FILE.name}): {', '.join(known)}")
+
+
+def get(key: str, protocol: str | None = None) -> DatasetSpec:
+    """The spec of dataset ``key`` in ``protocol`` (None: the default, the first listed)."""
     specs = _load()
     if key not in specs:
-        raise WMoEError(f"unknown dataset {key!r}; known datasets: {', '.join(KEYS)}")
+        raise WMoEError(f"unknown dataset {key!r}; known datasets: {', '.join(specs)}")
     protocols = specs[key]
-    if variant is None:
+    if protocol is None:
         return next(iter(protocols.values()))
-    if variant not in protocols:
-        known = ", ".join(v for v in protocols if v) or "none (it has a single protocol)"
-        raise WMoEError(f"{key}: unknown protocol variant {variant!r}; variants: {known}")
-    return protocols[variant]
+    if protocol not in protocols:
+        known = ", ".join(p for p in protocols if p) or "none (it has a single protocol)"
+        raise WMoEError(f"{key}: unknown protocol {protocol!r}; protocols: {known}")
+    return protocols[protocol]
 
 
-def check_custom_name(name: str) -> str:
-    """``name`` if it can name a user's dataset: lower-case ``[a-z][a-z0-9_]*`` and no registry key."""
+def check_custom_name(name: str, where: str = "--name") -> str:
+    """``name`` if it can name a user's dataset: lower-case ``[a-z][a-z0-9_]*`` and no registry key.
+
+    ``where`` names the setting in the one-line error (``--name``, or a workflow config key).
+    """
     if not CUSTOM_NAME.match(name):
-        raise WMoEError(f"dataset name {name!r}: use lower-case letters, digits and '_', starting with a letter")
-    if name in KEYS:
-        raise WMoEError(f"dataset name {name!r} is a registry dataset; give your own dataset another --name")
+        raise WMoEError(f"{where}: dataset name {name!r}: use lower-case letters, digits and '_', "
+                        "starting with a letter")
+    if name in keys():
+        raise WMoEError(f"{where}: dataset name {name!r} is a registry dataset; give your own dataset another name")
     return name
 
 
 def custom_spec(name: str, display_name: str, image_metrics: bool, pixel_metrics: bool,
-                classes: list[str] | tuple[str, ...], protocol: str) -> DatasetSpec:
+                classes: list[str] | tuple[str, ...], description: str) -> DatasetSpec:
     """The spec of a user's own dataset: metric levels and classes from what was found, no expected counts."""
     check_custom_name(name)
     return DatasetSpec(
         key=name, display_name=display_name, domain=CUSTOM_DOMAIN, image_metrics=image_metrics,
         pixel_metrics=pixel_metrics, classes={c: None for c in classes}, licence="", homepage="",
-        protocol=protocol, download=DownloadSpec(kind="manual", manual="the user's own data"), citation="",
+        description=description, download=DownloadSpec(kind="manual", manual="the user's own data"), citation="",
     )

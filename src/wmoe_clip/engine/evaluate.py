@@ -9,14 +9,16 @@ see, so that one hot pixel does not decide an image; AnomalyCLIP's and CLIP's is
 class's maps at a time and frees them when the class is finalised, so memory does not grow with the
 dataset. Only the metric levels of the target (registry ``image_metrics`` / ``pixel_metrics``, or
 those derived for a user's own dataset, kept in its ``meta.json``) are computed; the evaluation
-records the target's protocol variant and which classes were evaluated out of the registry's.
+records the target's protocol and which classes were evaluated out of the registry's.
 For image-level targets the image metrics of ``s_g`` alone and of ``max(M)`` alone are
 recorded too (``score_parts``, every method), so a fusion can be judged on real data; nothing selects on them.
 
 Before any of that: the output paths are tested for writing, and the checkpoint is matched to its
-training record (``run.json``, by the checkpoint's sha256) to learn the source dataset. A model
-trained on the target itself is refused — the cell would not be zero-shot — unless
-``allow_same_source``, and then the JSON says ``"zero_shot": false`` and the report marks the cell.
+training record (``run.json``, by the checkpoint's sha256) and to the training source the checkpoint
+itself records (so a copied checkpoint keeps it) to learn the source dataset. A model trained on the
+target itself, or on the same prepared data (the sha256 of its ``meta.json``), is refused — the cell
+would not be zero-shot — unless ``allow_same_source``, and then the JSON says ``"zero_shot": false``
+and the report marks the cell.
 """
 
 from __future__ import annotations
@@ -35,11 +37,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..data.meta import dataset_spec, is_synthetic, load_meta
+from ..data.dataset import AnomalyDataset
+from ..data.meta import data_folders, dataset_spec, is_synthetic, load_meta
 from ..errors import WMoEError
-from ..io import check_writable
+from ..io import check_output
+from ..metrics import ClassMetricAccumulator
 from ..model import registry
-from ..model.encoder_pass import backbone_digest
+from ..model.backbone import FrozenCLIP
+from ..model.checkpoint import read_training_source, require_checkpoint_file
+from ..model.encoder_pass import encoder_passes
+from ..model.source import build_from_source, read_model_source
 from . import runtime
 from .feature_cache import ImageSource, open_cache
 from .figures import Sample, denormalise, sample_grid, select_samples
@@ -48,51 +55,11 @@ from .smoothing import gaussian_smooth
 from .tracking import Tracker
 
 
-def read_model_source(checkpoint: str | Path | None, config: str | Path | None):
-    """``(cfg, learned state or None, file)`` of a checkpoint, or of the run config of a method that does
-    not train (refused for one that does)."""
-    from ..config import load_config, resolve_config_path
-    from ..model.checkpoint import read_checkpoint, require_checkpoint_file
-
-    if (checkpoint is None) == (config is None):
-        raise WMoEError("give one of --checkpoint (the model.pt of a training, or of import-checkpoint) and "
-                        "--config (the run config of a method that does not train)")
-    if checkpoint is not None:
-        path = require_checkpoint_file(checkpoint)
-        return (*read_checkpoint(path), path)
-    path = resolve_config_path(config)
-    cfg = load_config(path)
-    if registry.get(cfg.method).trains:
-        raise WMoEError(f"--config {config}: method {cfg.method} learns its parameters; give the model.pt of its "
-                        "training (wmoe-clip train) or of wmoe-clip import-checkpoint with --checkpoint")
-    return cfg, None, path
-
-
-def build_from_source(cfg, state, path, backbone=None):
-    """The model of :func:`read_model_source`'s result, in eval mode (on ``backbone``'s device if given)."""
-    from ..model import build_model
-    from ..model.checkpoint import load_learnable_state
-
-    model = build_model(cfg, backbone=backbone)
-    if state is not None:
-        load_learnable_state(model, state, str(path), cfg.to_dict())
-    return model.eval()
-
-
-def load_model(checkpoint: str | Path | None, config: str | Path | None):
-    """``(model, file)``: the model of a checkpoint, or of the run config of a method that does not train,
-    in eval mode on the CPU, and the file it came from."""
-    cfg, state, path = read_model_source(checkpoint, config)
-    return build_from_source(cfg, state, path), path
-
-
 class ScoreParts:
     """Image metrics, per class and their mean, of the two parts of the image score: ``s_g`` alone
     (``global_score``) and ``max(M)`` alone (``map_max``, M the smoothed map)."""
 
     def __init__(self):
-        from ..metrics import ClassMetricAccumulator
-
         self.parts = {name: ClassMetricAccumulator(image=True, pixel=False) for name in ("global_score", "map_max")}
 
     def add(self, cls: str, labels: np.ndarray, global_score: torch.Tensor, smoothed: torch.Tensor) -> None:
@@ -160,6 +127,7 @@ class ModelRequest:
     train_run: Path | None = None
     source: str | None = None
     allow_same_source: bool = False
+    force: bool = False  # replace existing files at --out/--figure that are not earlier outputs
     # The run's name in the results layout (eval/{source}/{target}/{run}/); None: the method's own
     # (registry.run_name), e.g. "anomalyclip_released" for an imported released checkpoint.
     run: str | None = None
@@ -171,22 +139,36 @@ _RUN_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 class _ModelRun:
     """One model's evaluation inside a shared pass: its record, accumulators, figure and MLflow run."""
 
-    def __init__(self, request: ModelRequest, target: str, tracker: Tracker):
-        from ..model.checkpoint import require_checkpoint_file
-
+    def __init__(self, request: ModelRequest, target: str, tracker: Tracker, target_digest: str | None = None,
+                 data_inputs: tuple[Path, ...] = ()):
         r = request
         self.out, self.tracker = Path(r.out), tracker
         self.figure = Path(r.figure) if r.figure else self.out.with_suffix(".png")
-        check_writable(self.out, "--out")
-        check_writable(self.figure, "--figure")
+        inputs = [r.checkpoint, r.config, r.train_run, *data_inputs]
+        if r.checkpoint is not None:
+            inputs.append(Path(r.checkpoint).parent / "run.json")
+        check_output(self.out, "--out", "eval", inputs=inputs, force=r.force)
+        check_output(self.figure, "--figure", "figure", inputs=inputs, force=r.force,
+                     earlier=self._named_by_earlier_eval())
         if r.checkpoint is not None:
             checkpoint = require_checkpoint_file(r.checkpoint)
             run = training_record(checkpoint, r.train_run, file_sha256(checkpoint))
+            # The checkpoint's own record of its training data holds wherever the file is copied.
+            recorded = read_training_source(checkpoint) or {}
+            for given, said in ((r.source, "--source"), (run.get("source"), "its run.json")):
+                if given and recorded.get("dataset") and given != recorded["dataset"]:
+                    raise WMoEError(f"{said} says {checkpoint} was trained on {given!r}, but the checkpoint records "
+                                    f"{recorded['dataset']!r}; give the checkpoint's own training dataset")
             if r.source and run.get("source") and r.source != run["source"]:
                 raise WMoEError(f"--source {r.source!r} but the training record of {checkpoint} says {run['source']!r}")
-            self.source = r.source or run.get("source")
-            self.zero_shot = check_zero_shot(self.source, target, r.allow_same_source,
-                                             "--source" if not run.get("source") else "per its run.json")
+            self.source = r.source or run.get("source") or recorded.get("dataset")
+            where = ("per its run.json" if run.get("source") else "--source" if r.source
+                     else "as the checkpoint records")
+            # The very data it was trained on is its source, whatever the dataset is called now.
+            same_data = self.source != target and target_digest is not None and target_digest in (
+                run.get("data_meta_sha256"), recorded.get("data_meta_sha256"))
+            self.zero_shot = check_zero_shot(target if same_data else self.source, target, r.allow_same_source,
+                                             "the same prepared data, by its meta.json" if same_data else where)
         elif r.train_run or r.source or r.allow_same_source:
             raise WMoEError("--train-run, --source and --allow-same-source describe a training; a model given "
                             f"by --config ({r.config}) has none")
@@ -202,13 +184,22 @@ class _ModelRun:
         self.train_run_id = run.get("mlflow_run_id")
         self.model = None
 
+    def _named_by_earlier_eval(self) -> bool:
+        """Whether the evaluation JSON at ``out`` names the figure path as its own (figures written before
+        they carried a wmoe-clip mark are recognised so)."""
+        try:
+            doc = json.loads(self.out.read_text())
+        except (OSError, ValueError):
+            return False
+        name = doc.get("figure") if isinstance(doc, dict) and doc.get("format") == "wmoe-clip/eval" else None
+        return isinstance(name, str) and (self.out.parent / name).resolve() == self.figure.resolve()
+
     def build(self, backbone, device: torch.device) -> None:
         """The model on the group's shared backbone, with its learned state, on ``device``."""
         self.model = build_from_source(self.cfg, self.state, self.file, backbone).to(device)
 
     def start(self, stack: contextlib.ExitStack, dataset, spec, synthetic: bool, device: torch.device,
               classes: dict[str, list[int]], target: str) -> None:
-        from ..metrics import ClassMetricAccumulator
 
         size = self.cfg.model.image_size
         tags = runtime.run_tags("eval", device, dataset, synthetic, source=self.source, target=target,
@@ -221,6 +212,8 @@ class _ModelRun:
                                           expected={cls: len(idx) for cls, idx in classes.items()},
                                           undefined=self.cfg.eval.undefined_metric)
         self.picks = select_samples(dataset.records, self.cfg.eval.figure_samples)
+        # Anomalous images without a mask (a user's dataset): image metrics only.
+        self.unmasked = {i for i, r in enumerate(dataset.records) if r["anomaly"] and not r["mask_path"]}
         self.figure_maps: dict[int, tuple[np.ndarray, float]] = {}
         self.score_parts = ScoreParts() if spec.image_metrics else None
         self.metrics_s = 0.0
@@ -232,7 +225,8 @@ class _ModelRun:
         scores = self.model.eval_image_score(out.global_score, smoothed)
         maps_np, scores_np = smoothed.cpu().numpy(), scores.cpu().numpy()
         labels = batch.labels.cpu().numpy()
-        self.acc.add(cls, labels, scores_np, masks=batch.masks.cpu().numpy(), maps=maps_np)
+        masked = np.array([i not in self.unmasked for i in batch.indices], dtype=bool)
+        self.acc.add(cls, labels, scores_np, masks=batch.masks.cpu().numpy(), maps=maps_np, masked=masked)
         if self.score_parts is not None:
             self.score_parts.add(cls, labels, out.global_score, smoothed)
         for j, index in enumerate(batch.indices):
@@ -266,7 +260,7 @@ class _ModelRun:
             synthetic=synthetic,
             dataset={"key": spec.key, "display_name": spec.display_name, "domain": spec.domain,
                      "image_metrics": spec.image_metrics, "pixel_metrics": spec.pixel_metrics,
-                     "protocol_variant": spec.variant, "classes_evaluated": list(classes),
+                     "protocol": spec.protocol, "classes_evaluated": list(classes),
                      "n_registry_classes": None if spec.custom else len(spec.classes)},
             per_class=self.acc.results(), mean=self.acc.mean(), image_scores=self.acc.image_scores(),
             checkpoint=self.file, config=self.cfg.to_dict(), train_run_id=self.train_run_id,
@@ -305,30 +299,30 @@ def evaluate_models(
     feature_cache: bool = False,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    verify_cache: bool = False,
 ) -> list[dict[str, Any]]:
     """Evaluate every model of ``requests`` on ``target``; one JSON (and figure, MLflow run) per model,
     each exactly what evaluating that model alone writes. Models with equal encoder pass keys
     (``model.encoder_pass``) share one frozen backbone and one pass of the target's images through it;
     ``trackers`` holds one tracker per request (default: none)."""
-    from ..data.dataset import AnomalyDataset
-    from ..model.backbone import FrozenCLIP
-
     started = time.perf_counter()
     data_dir = Path(data_dir)
     if not requests:
         raise WMoEError("nothing to evaluate: give --checkpoint or --config (with its --out) at least once")
     trackers = trackers or [Tracker(enabled=False) for _ in requests]
-    outputs = [p for r in requests for p in (Path(r.out), Path(r.figure) if r.figure else Path(r.out).with_suffix(".png"))]
+    outputs = [p.resolve() for r in requests
+               for p in (Path(r.out), Path(r.figure) if r.figure else Path(r.out).with_suffix(".png"))]
     repeated = sorted({str(p) for p in outputs if outputs.count(p) > 1})
     if repeated:
         raise WMoEError(f"two models of this evaluation would write {', '.join(repeated)}; give each its own --out "
                         "(and --figure)")
     # Everything is checked before the first image is read: outputs, records, configs.
-    runs = [_ModelRun(r, target, t) for r, t in zip(requests, trackers)]
-    groups: dict[str, list[_ModelRun]] = {}
-    for m in runs:
-        # The workflow names its evaluate jobs by the same digest.
-        groups.setdefault(backbone_digest(m.cfg), []).append(m)
+    meta = data_dir / "meta.json"
+    target_digest = file_sha256(meta) if meta.is_file() else None
+    data_inputs = data_folders(data_dir)
+    runs = [_ModelRun(r, target, t, target_digest, data_inputs) for r, t in zip(requests, trackers)]
+    # The workflow's evaluate jobs are these groups, named by the same digest.
+    groups = encoder_passes(runs, lambda m: m.cfg)
 
     job = str(uuid.uuid4())
     docs: dict[int, dict[str, Any]] = {}
@@ -349,8 +343,12 @@ def evaluate_models(
             m.build(backbone, device)
         encoder_model = members[0].model
         if feature_cache:
+            own = registry.get(cfg.method).image_encoder
+            if own:
+                raise WMoEError(f"{cfg.method} encodes more than the backbone's tokens ({own}), which the feature "
+                                "cache does not hold: evaluate it without the feature cache")
             source = open_cache(cfg, dataset, encoder_model, device, cache_dir, cfg.eval.batch_size,
-                                cfg.eval.num_workers)
+                                cfg.eval.num_workers, verify=verify_cache)
         else:
             source = ImageSource(dataset, encoder_model, device, cfg.eval.num_workers)
         runtime.reset_peak_memory(device)

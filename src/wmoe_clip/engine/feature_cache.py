@@ -12,7 +12,13 @@ With ``train.feature_cache: true`` they are computed once and stored:
 * ``global.npy`` (N,D), ``patches.npy`` (N,L,P,D) and ``plain.npy`` (N,P,D, the last block's plain
   patch tokens) in fp16, ``masks.npy`` (N,S,S) and ``labels.npy``; every method reads what it needs;
 * written atomically (a folder replaced as a whole; ``key.json`` names what it holds) under a file
-  lock, so parallel jobs on one dataset build it once and never read half a cache;
+  lock, so parallel jobs on one dataset build it once and never read half a cache; the disk space it
+  needs is checked (and reserved) before the first array is filled, and a failed build leaves no
+  temporary folder (a killed one's is removed by the next build, its owner being gone);
+* verified: ``manifest.json`` records each array's file size, shape, dtype and BLAKE2b digest. Every
+  open checks the sizes and headers; the digests are checked whenever the arrays are read whole (held
+  in device memory) and on demand (``verify``, ``--verify-cache``). A damaged entry is rebuilt, with a
+  line saying which file was wrong;
 * read back into the compute device's memory (GPU memory on CUDA, RAM on CPU) when the arrays fit in
   ``train.feature_cache_memory`` × the free device memory (available RAM on CPU), so steady epochs
   read no disk and batches are gathered on the device; otherwise through memory maps, so memory stays
@@ -29,10 +35,11 @@ Disk: 2·(L+1)·P·D bytes per image — 10.5 MB for ViT-L-14-336 at 518 with fo
 
 from __future__ import annotations
 
-import contextlib
+import errno
 import hashlib
 import json
 import os
+import shutil
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -48,10 +55,13 @@ from tqdm import tqdm
 from ..config import RunConfig
 from ..data.dataset import normalise
 from ..errors import WMoEError
-from ..io import atomic_dir, write_json
+from ..io import atomic_dir, file_lock, remove_stale_temporaries, write_json
 
-# 2: plain.npy (the plain last-block tokens) beside the feature layers' tokens.
-CACHE_VERSION = 2
+# 2: plain.npy (the plain last-block tokens) beside the feature layers' tokens. 3: manifest.json.
+CACHE_VERSION = 3
+MANIFEST = "manifest.json"
+# Room left free beside a cache being built (file system metadata, other writers' small files).
+_SPACE_MARGIN = 16 * 2**20
 CACHE_ENV = "WMOE_CLIP_CACHE_DIR"
 
 
@@ -172,15 +182,81 @@ def memory_budget(device: torch.device, fraction: float) -> tuple[int, str]:
 _LOAD_CHUNK_BYTES = 256 * 2**20
 
 
-def _to_device(arr: np.ndarray, device: torch.device, bar: tqdm) -> torch.Tensor:
-    """A memory-mapped array copied into ``device``'s memory in chunks (host memory stays bounded)."""
-    out = torch.empty(arr.shape, dtype=torch.from_numpy(np.empty(0, arr.dtype)).dtype, device=device)
+def _chunks(arr: np.ndarray) -> Iterator[np.ndarray]:
+    """``arr`` in row blocks of about ``_LOAD_CHUNK_BYTES``, each read into memory (bounded host memory)."""
     rows = max(1, _LOAD_CHUNK_BYTES // max(1, arr[:1].nbytes))
     for start in range(0, len(arr), rows):
-        chunk = torch.from_numpy(np.array(arr[start : start + rows]))
-        out[start : start + len(chunk)].copy_(chunk)
-        bar.update(chunk.nbytes)
-    return out
+        yield np.array(arr[start : start + rows])
+
+
+def array_digest(arr: np.ndarray, chunks: Iterator[np.ndarray] | None = None) -> str:
+    """BLAKE2b of an array's data bytes, in row order (read in bounded chunks)."""
+    digest = hashlib.blake2b(digest_size=20)
+    for chunk in chunks if chunks is not None else _chunks(arr):
+        digest.update(chunk.view(np.uint8).reshape(-1) if chunk.size else b"")
+    return digest.hexdigest()
+
+
+def _to_device(arr: np.ndarray, device: torch.device, bar: tqdm) -> tuple[torch.Tensor, str]:
+    """A memory-mapped array copied into ``device``'s memory in chunks (host memory stays bounded), and
+    the digest of the bytes copied (:func:`array_digest`), checked against the manifest for free."""
+    out = torch.empty(arr.shape, dtype=torch.from_numpy(np.empty(0, arr.dtype)).dtype, device=device)
+    start = 0
+
+    def copied() -> Iterator[np.ndarray]:
+        nonlocal start
+        for chunk in _chunks(arr):
+            out[start : start + len(chunk)].copy_(torch.from_numpy(chunk))
+            start += len(chunk)
+            bar.update(chunk.nbytes)
+            yield chunk
+
+    return out, array_digest(arr, copied())
+
+
+class CacheDamaged(Exception):
+    """A cache entry whose files do not match its manifest (the message names the file)."""
+
+
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        raise CacheDamaged(f"{folder / MANIFEST} is missing or unreadable") from None
+    if not isinstance(manifest, dict) or set(manifest) != set(CachedSource.ARRAYS):
+        raise CacheDamaged(f"{folder / MANIFEST} does not list the cache's arrays")
+    return manifest
+
+
+def open_arrays(folder: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The memory maps of a cache folder and its manifest, after the cheap check: every file has its
+    recorded size and a readable header of the recorded shape and dtype (raises :class:`CacheDamaged`)."""
+    manifest = _read_manifest(folder)
+    arrays = {}
+    for name, entry in manifest.items():
+        path = folder / f"{name}.npy"
+        try:
+            size = path.stat().st_size
+        except OSError:
+            raise CacheDamaged(f"{path} is missing") from None
+        if size != entry.get("bytes"):
+            raise CacheDamaged(f"{path} has {size} bytes, {entry.get('bytes')} were written")
+        try:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except Exception as exc:  # noqa: BLE001 - any header a reader cannot parse is damage
+            raise CacheDamaged(f"{path} has a damaged header ({type(exc).__name__})") from None
+        if list(arr.shape) != entry.get("shape") or str(arr.dtype) != entry.get("dtype"):
+            raise CacheDamaged(f"{path} holds {arr.dtype}{list(arr.shape)}, "
+                               f"{entry.get('dtype')}{entry.get('shape')} were written")
+        arrays[name] = arr
+    return arrays, manifest
+
+
+def check_digests(folder: Path, digests: dict[str, str], manifest: dict[str, Any]) -> None:
+    """Raise :class:`CacheDamaged` naming the first array whose data digest is not the recorded one."""
+    for name, digest in digests.items():
+        if digest != manifest[name]["blake2b"]:
+            raise CacheDamaged(f"{folder / f'{name}.npy'} does not hold the bytes that were written (checksum)")
 
 
 class CachedSource:
@@ -193,14 +269,14 @@ class CachedSource:
     ARRAYS = ("global", "patches", "plain", "masks", "labels")
 
     def __init__(self, folder: Path, device: torch.device, dataset, memory_fraction: float = 0.0,
-                 built: bool = False):
+                 built: bool = False, verify: bool = False):
         from ..model import ImageFeatures
 
         self._features = ImageFeatures
         self.folder, self.device, self.dataset = folder, device, dataset
         self.cache = "built" if built else "read"
         self.encoded = len(dataset) if built else 0
-        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in self.ARRAYS}
+        arrays, manifest = open_arrays(folder)
         size = sum(a.nbytes for a in arrays.values())
         budget, how = memory_budget(device, memory_fraction)
         self.resident = size <= budget
@@ -209,7 +285,11 @@ class CachedSource:
               f"(train.feature_cache_memory {how}): {where}", file=sys.stderr)
         if self.resident:
             with tqdm(total=size, desc=f"feature cache -> {device}", unit="B", unit_scale=True) as bar:
-                arrays = {name: _to_device(a, device, bar) for name, a in arrays.items()}
+                loaded = {name: _to_device(a, device, bar) for name, a in arrays.items()}
+            check_digests(folder, {name: digest for name, (_, digest) in loaded.items()}, manifest)
+            arrays = {name: tensor for name, (tensor, _) in loaded.items()}
+        elif verify:
+            check_digests(folder, {name: array_digest(a) for name, a in arrays.items()}, manifest)
         self.global_token, self.patch_tokens, self.plain_tokens = arrays["global"], arrays["patches"], arrays["plain"]
         self.masks, self.labels = arrays["masks"], arrays["labels"]
 
@@ -259,23 +339,6 @@ def cache_key(cfg: RunConfig, dataset) -> dict[str, Any]:
     }
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock across processes (POSIX); elsewhere atomic writes alone keep the cache whole."""
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _read_key(folder: Path) -> dict[str, Any] | None:
     try:
         return json.loads((folder / "key.json").read_text())
@@ -296,11 +359,11 @@ def _build(folder: Path, key: dict[str, Any], dataset, model, device, batch_size
                           "plain": batch.feats.plain_tokens}
                 if not arrays:
                     s = dataset.image_size
-                    open_ = np.lib.format.open_memmap
-                    arrays = {name: open_(tmp / f"{name}.npy", "w+", np.float16, (n, *t.shape[1:]))
-                              for name, t in tokens.items()}
-                    arrays["masks"] = open_(tmp / "masks.npy", "w+", np.bool_, (n, s, s))
-                    arrays["labels"] = open_(tmp / "labels.npy", "w+", np.int8, (n,))
+                    shapes = {name: (np.float16, (n, *t.shape[1:])) for name, t in tokens.items()}
+                    shapes |= {"masks": (np.bool_, (n, s, s)), "labels": (np.int8, (n,))}
+                    _check_space(folder, tmp, shapes)
+                    arrays = {name: _allocate(tmp / f"{name}.npy", dtype, shape)
+                              for name, (dtype, shape) in shapes.items()}
                 sel = np.asarray(batch.indices)
                 for name, t in tokens.items():
                     arrays[name][sel] = t.float().cpu().numpy().astype(np.float16)
@@ -309,8 +372,35 @@ def _build(folder: Path, key: dict[str, Any], dataset, model, device, batch_size
                 bar.update(len(batch.indices))
         for arr in arrays.values():
             arr.flush()
+        write_json(tmp / MANIFEST, {name: {"bytes": (tmp / f"{name}.npy").stat().st_size, "shape": list(arr.shape),
+                                           "dtype": str(arr.dtype), "blake2b": array_digest(arr)}
+                                    for name, arr in arrays.items()})
         del arrays
         write_json(tmp / "key.json", key)
+
+
+def _check_space(folder: Path, tmp: Path, shapes: dict[str, tuple[Any, tuple[int, ...]]]) -> None:
+    """Refuse a build the disk cannot hold, before its first array is filled."""
+    need = sum(np.dtype(dtype).itemsize * int(np.prod(shape)) for dtype, shape in shapes.values()) + _SPACE_MARGIN
+    free = shutil.disk_usage(tmp).free
+    if need > free:
+        raise WMoEError(f"feature cache {folder}: needs {_size(need)} but {_size(free)} are free on its disk; free "
+                        f"disk space, set {CACHE_ENV} to another folder, or turn train.feature_cache off")
+
+
+def _allocate(path: Path, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """A new .npy file's memory map with its blocks reserved: a disk that fills up meanwhile fails here
+    with ENOSPC, not later with a bus error when a page of the map is written."""
+    arr = np.lib.format.open_memmap(path, "w+", dtype, shape)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):  # file systems that cannot reserve
+            raise
+    finally:
+        os.close(fd)
+    return arr
 
 
 def open_cache(
@@ -321,21 +411,46 @@ def open_cache(
     root: str | os.PathLike | None = None,
     batch_size: int = 32,
     num_workers: int = 0,
+    verify: bool = False,
 ) -> CachedSource:
-    """The cache of ``dataset`` for ``cfg``'s encoder, built first if it is missing or stale."""
+    """The cache of ``dataset`` for ``cfg``'s encoder, built first if it is missing, stale or damaged;
+    ``verify`` checks every array's digest even when the arrays are read through memory maps."""
     root = Path(root) if root else default_cache_root()
     key = cache_key(cfg, dataset)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     folder = root / f"{dataset.dataset}-{digest}"
-    built = False
+    lock = root / f".{folder.name}.lock"
+
+    def build() -> None:
+        _build(folder, key, dataset, model, device, batch_size, num_workers)
+
+    def source(built: bool) -> CachedSource:
+        return CachedSource(folder, device, dataset, cfg.train.feature_cache_memory, built=built, verify=verify)
+
     try:
-        with _file_lock(root / f".{folder.name}.lock"):
-            if _read_key(folder) != key:
-                _build(folder, key, dataset, model, device, batch_size, num_workers)
-                built = True
+        with file_lock(lock):
+            remove_stale_temporaries(root)  # of builds killed before they could clean up
+            built = _read_key(folder) != key
+            if not built:
+                try:
+                    open_arrays(folder)
+                except CacheDamaged as exc:
+                    print(f"feature cache: {exc}; rebuilding {folder.name}", file=sys.stderr)
+                    built = True
+            if built:
+                build()
+        try:
+            return source(built)
+        except CacheDamaged as exc:
+            if built:
+                raise WMoEError(f"feature cache: {exc} right after it was built; check the disk, or set "
+                                f"{CACHE_ENV} to another folder") from None
+            print(f"feature cache: {exc}; rebuilding {folder.name}", file=sys.stderr)
+            with file_lock(lock):
+                build()
+            return source(True)
     except OSError as exc:
         raise WMoEError(
             f"feature cache {folder}: {exc}; free disk space, set {CACHE_ENV} to another folder, "
             "or turn train.feature_cache off"
         ) from None
-    return CachedSource(folder, device, dataset, cfg.train.feature_cache_memory, built=built)

@@ -64,7 +64,7 @@ def sample_grid(samples: Sequence[Sample], path: str | os.PathLike, title: str) 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..io import atomic_path
+    from ..io import FIGURE_SOFTWARE, atomic_path
 
     if not samples:
         raise ValueError("no samples to draw")
@@ -87,7 +87,8 @@ def sample_grid(samples: Sequence[Sample], path: str | os.PathLike, title: str) 
     fig.suptitle(f"{title}\nmap colour scale [{vmin:.3f}, {vmax:.3f}] shared by all samples", fontsize=9)
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+        # The Software chunk tells a rerun that the file at this path is its own earlier figure.
+        fig.savefig(tmp, dpi=110, format="png", metadata={"Software": FIGURE_SOFTWARE})
     plt.close(fig)
 
 

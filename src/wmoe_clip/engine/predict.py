@@ -11,8 +11,9 @@ decoded size (fixed [0, 1] scale).
 One bad input never stops the others: a file that is not a regular file (a FIFO, a folder) is
 skipped without being opened; an image is decoded only when its header announces at most
 ``max_pixels`` pixels — a larger JPEG is decoded at 1/2, 1/4 or 1/8 scale by the JPEG decoder itself
-(PIL ``draft``), any other oversized file is skipped undecoded, and PIL's own decompression-bomb
-limit refuses the rest. ``heatmaps/`` is written beside itself and swapped in as a whole, so no
+(PIL ``draft``), any other oversized file is skipped undecoded; ``max_pixels`` replaces PIL's own
+decompression-bomb limit (``data.images``). An EXIF orientation is applied, as viewers show the
+image, and said in the row's ``note``. ``heatmaps/`` is written beside itself and swapped in as a whole, so no
 heatmap of an earlier run stays behind; it must hold nothing but predict's own files.
 """
 
@@ -20,12 +21,10 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import os
 import re
 import stat
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,20 +33,19 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
+from ..data.images import DEFAULT_MAX_PIXELS, ImageTooLarge
+from ..data.images import read_image as read_image_file
 from ..errors import WMoEError, os_error_message
-from ..io import atomic_dir, check_writable, json_text, write_files
+from ..io import atomic_dir, check_output, check_writable, json_text, write_files
 from ..model import registry
+from ..model.source import load_model
 from . import runtime
-from .evaluate import load_model
 from .figures import overlay
 from .smoothing import gaussian_smooth
 
 FIELDS = ("path", "status", "image_score", "global_score", "map_max", "heatmap", "decoded_size", "note", "error")
-# 50 megapixels: a 48 MP camera frame still decodes at full size (about 150 MB as RGB).
-DEFAULT_MAX_PIXELS = 50_000_000
 HEATMAP_DIR = "heatmaps"
 _HEATMAP_NAME = re.compile(r"^\d{4,}_.*\.png$")
-_JPEG_SCALES = (2, 4, 8)
 
 
 def _file_kind(mode: int) -> str:
@@ -58,23 +56,8 @@ def _file_kind(mode: int) -> str:
     return "not a regular file"
 
 
-def _fit_pixels(img: Image.Image, path: Path, max_pixels: int) -> str | None:
-    """Make ``img`` decode at most ``max_pixels`` pixels (JPEG at a reduced DCT scale); a note when reduced."""
-    w, h = img.size
-    if w * h <= max_pixels:
-        return None
-    if img.format == "JPEG":
-        scale = next((s for s in _JPEG_SCALES if math.ceil(w / s) * math.ceil(h / s) <= max_pixels), None)
-        if scale is not None:
-            img.draft("RGB", (math.ceil(w / scale), math.ceil(h / scale)))
-            if img.size[0] * img.size[1] <= max_pixels:
-                return f"{w}x{h} is over --max-pixels {max_pixels}: decoded at 1/{scale} scale"
-    raise WMoEError(f"{path}: {w}x{h} = {w * h} pixels is over --max-pixels {max_pixels} and was not decoded; "
-                    "shrink the image or raise --max-pixels")
-
-
 def read_image(path: Path, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[torch.Tensor, np.ndarray, str | None]:
-    """The normalised 3×S×S tensor, the decoded RGB array and a note when it was decoded reduced;
+    """The normalised 3×S×S tensor, the decoded RGB array and a note when it was decoded reduced or rotated;
     raises ``WMoEError`` for anything that is not a readable image within ``max_pixels``."""
     from ..data.dataset import preprocess_image, to_rgb
 
@@ -87,17 +70,15 @@ def read_image(path: Path, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> t
     if not stat.S_ISREG(mode):
         raise WMoEError(f"{path}: {_file_kind(mode)}, not an image file; not opened")
     try:
-        with warnings.catch_warnings():
-            # Sizes between PIL's warning and error limits are decided by max_pixels below.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:  # reads the header only
-                note = _fit_pixels(img, path, max_pixels)
-                img.load()
-                rgb = to_rgb(img)
+        decoded = read_image_file(path, max_pixels, f"--max-pixels {max_pixels}")
+        rgb = to_rgb(decoded.image)
+    except ImageTooLarge as exc:
+        raise WMoEError(f"{path}: {exc}; shrink the image or raise --max-pixels") from None
     except Image.DecompressionBombError as exc:
         raise WMoEError(f"{path}: not decoded, a possible decompression bomb ({exc})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise WMoEError(f"{path}: not a readable image ({exc})") from None
+    note = "; ".join(decoded.notes) or None
     return preprocess_image(rgb, size), np.asarray(rgb), note
 
 
@@ -115,15 +96,23 @@ def _check_heatmap_folder(heat_dir: Path) -> None:
 
 def predict(checkpoint: str | Path | None, images: list[str | Path], out_dir: str | Path,
             max_pixels: int = DEFAULT_MAX_PIXELS, *, config: str | Path | None = None,
-            class_name: str | None = None) -> list[dict[str, Any]]:
+            class_name: str | None = None, force: bool = False) -> list[dict[str, Any]]:
     """Score ``images`` with the model in ``checkpoint`` (or of the run config ``config`` of a method that
-    does not train), all of class ``class_name``; returns one row per input (see ``FIELDS``)."""
+    does not train), all of class ``class_name``; returns one row per input (see ``FIELDS``). ``force``
+    replaces files at the scores' paths that predict did not write (never an input)."""
     out_dir = Path(out_dir)
     if max_pixels < 1:
         raise WMoEError(f"--max-pixels must be at least 1, got {max_pixels}")
     check_writable(out_dir, "--out", folder=True)
     heat_dir = out_dir / HEATMAP_DIR
     _check_heatmap_folder(heat_dir)
+    inputs = [checkpoint, config, *images]
+    in_heatmaps = [str(p) for p in images if Path(p).resolve().is_relative_to(heat_dir.resolve())]
+    if in_heatmaps:
+        raise WMoEError(f"{in_heatmaps[0]} lies in {heat_dir}, which predict replaces as a whole: move the image "
+                        "away or choose another --out")
+    check_output(out_dir / "scores.json", "--out", "scores-json", inputs=inputs, force=force)
+    check_output(out_dir / "scores.csv", "--out", "scores-csv", inputs=inputs, force=force)
     model, model_file = load_model(checkpoint, config)
     cfg = model.cfg
     if model.NEEDS_CLASSES and class_name is None:

@@ -140,6 +140,9 @@ def build_eval(
     ``score_parts`` (optional, image-level targets) from ``evaluate.ScoreParts.results()``; ``encoder``
     (optional): the frozen-encoder pass the scores came from."""
     counts = {k: sum(int(r[k]) for r in per_class.values()) for k in ("n_images", "n_normal", "n_anomalous")}
+    unmasked = sum(r.get("n_anomalous_without_mask", 0) for r in per_class.values())
+    if unmasked:
+        counts["n_anomalous_without_mask"] = unmasked
     counts["n_classes"] = len(per_class)
     doc = {
         "format": FORMAT,

@@ -3,7 +3,7 @@
 * ``device: auto`` picks the first visible CUDA device (``CUDA_VISIBLE_DEVICES`` is honoured by torch
   itself), else the CPU.
 * Precision is the model's: the frozen encoders run at ``model.precision`` on every device, the
-  learnable modules, maps and losses in fp32 (``wmoe_clip.model``; METHOD.md §6).
+  learnable modules, maps and losses in fp32 (``wmoe_clip.model``; docs/METHOD.md §6).
 * The git commit and a dirty flag of the source tree travel with every result.
 """
 

@@ -1,4 +1,4 @@
-"""Gaussian smoothing of anomaly maps at evaluation (METHOD.md §2, DATASETS.md §4.4: σ = 4).
+"""Gaussian smoothing of anomaly maps at evaluation (docs/METHOD.md §2, docs/DATASETS.md §4.4: σ = 4).
 
 The result equals ``scipy.ndimage.gaussian_filter(map, sigma)`` with scipy's defaults, computed on
 the maps' device as two 1-D convolutions:

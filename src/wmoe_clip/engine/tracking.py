@@ -1,11 +1,11 @@
-"""MLflow tracking that never fails a job (PIPELINE.md §3).
+"""MLflow tracking that never fails a job (docs/PIPELINE.md §3).
 
 * Store: ``MLFLOW_TRACKING_URI`` if set (e.g. a tracking server on a cluster), else a SQLite file
   ``mlflow.db`` in the working directory, as an absolute URI so jobs started elsewhere share it.
 * Experiment: ``MLFLOW_EXPERIMENT_NAME``, default ``wmoe-clip``. The first use by a process creates
   the store's schema and the experiment if missing, holding an exclusive lock on ``mlflow.db.lock``
   beside a SQLite file, so any number of jobs started at once on a fresh store all get their runs
-  (PIPELINE.md §3.2's race). ``wmoe-clip tracking-init`` does the same ahead of time: an optimisation.
+  (docs/PIPELINE.md §3.2's race). ``wmoe-clip tracking-init`` does the same ahead of time: an optimisation.
 * One run per training and per evaluation (:meth:`Tracker.run`), closed FINISHED, or FAILED on an error
   and KILLED on an interruption; an evaluation run carries its training run as parent, and a resumed
   training reopens the run of its interrupted part.
@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import math
 import os
 import sys
@@ -27,6 +26,8 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+from ..io import file_lock
 
 DEFAULT_EXPERIMENT = "wmoe-clip"
 # MLflow's own HTTP defaults (7 retries with back-off, 120 s timeout) would stall a job for minutes
@@ -79,13 +80,8 @@ def _store_lock(uri: str) -> Iterator[None]:
         yield
         return
     db = Path(uri[len("sqlite:///"):])
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with open(db.with_name(db.name + ".lock"), "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with file_lock(db.with_name(db.name + ".lock")):
+        yield
 
 
 def ensure_experiment(uri: str, name: str) -> tuple[Any, str]:
@@ -118,6 +114,23 @@ def init_store(uri: str | None = None, experiment: str | None = None) -> dict[st
     name = experiment or experiment_name()
     _, exp_id = ensure_experiment(uri, name)
     return {"tracking_uri": uri, "experiment": name, "experiment_id": exp_id}
+
+
+# What SQLite says of a file that is not (or no longer) a database.
+_CORRUPT_SQLITE = ("file is not a database", "database disk image is malformed")
+
+
+def store_failure(uri: str, exc: BaseException) -> str:
+    """One line for a store that cannot be opened: the driver's first line (not SQLAlchemy's echo of
+    its SQL), and for a corrupt SQLite file what to do with it."""
+    cause = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's exception
+    detail = next((line.strip() for line in str(cause).splitlines() if line.strip()), type(cause).__name__)
+    if uri.startswith("sqlite:///") and any(s in str(exc) for s in _CORRUPT_SQLITE):
+        db = uri[len("sqlite:///"):]
+        return (f"the MLflow store {db} is not a readable SQLite database ({detail}): move the file aside "
+                f"(e.g. mv {db} {db}.corrupt) to start a new store there, or point --uri or "
+                "$MLFLOW_TRACKING_URI at another store")
+    return f"cannot initialise the MLflow store {uri}: {type(cause).__name__}: {detail}; check --uri"
 
 
 def _flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Training (METHOD.md §5) of any method that trains: the source dataset's test split, Adam, the last
+"""Training (docs/METHOD.md §5) of any method that trains: the source dataset's test split, Adam, the last
 epoch is the model. The method (``cfg.method``, ``wmoe_clip.model.registry``) gives the model, its loss
 and its diagnostics; nothing here depends on which one it is.
 
@@ -51,9 +51,11 @@ from tqdm import tqdm
 
 from ..config import RunConfig, config_from_dict
 from ..errors import WMoEError
-from ..data.meta import is_synthetic
-from ..io import atomic_path, check_writable, torch_load, torch_save, write_json
+from ..data.dataset import AnomalyDataset
+from ..data.meta import data_folders, is_synthetic
+from ..io import atomic_path, check_output, check_writable, torch_load, torch_save, write_json
 from ..model import registry
+from ..model.checkpoint import config_differences, load_learnable_state, save_checkpoint
 from . import runtime
 from .feature_cache import ImageSource, open_cache
 from .results import file_sha256
@@ -144,16 +146,16 @@ def train(
     on_epoch_end: Callable[[int], None] | None = None,
     progress: bool = True,
     restart: bool = False,
+    force: bool = False,
+    inputs: tuple[str | Path, ...] = (),
+    verify_cache: bool = False,
 ) -> dict[str, Any]:
     """Train ``cfg`` (its method's; variant and seed applied) on ``source``'s test split; returns the run record.
 
     ``restart`` ignores the state of an interrupted run in ``out_dir/state`` and starts at epoch 0
-    (its files are replaced by the new run's).
+    (its files are replaced by the new run's). ``force`` replaces files at the outputs' paths that are
+    not earlier outputs of a training; none ever replaces the data or the other ``inputs`` (the config file).
     """
-    from ..data.dataset import AnomalyDataset
-    from ..model import build_model, save_checkpoint
-    from ..model.checkpoint import config_differences, load_learnable_state
-
     spec = registry.get(cfg.method)
     if not spec.trains:
         raise WMoEError(f"method {cfg.method} has nothing to train; evaluate it from its run config: "
@@ -161,6 +163,9 @@ def train(
     out_dir, data_dir = Path(out_dir), Path(data_dir)
     check_writable(out_dir, "--out", folder=True)
     check_writable(out_dir / STATE_DIR, "the training state folder", folder=True)
+    inputs = (*inputs, *data_folders(data_dir))
+    for name, kind in (("model.pt", "checkpoint"), ("run.json", "run"), ("history.json", "history")):
+        check_output(out_dir / name, "--out", kind, inputs=inputs, force=force)
     tc = cfg.train
     tracker = tracker or Tracker(enabled=False)
     device = runtime.select_device(tc.device)
@@ -169,40 +174,20 @@ def train(
         raise WMoEError(f"--source {source!r} but {data_dir}/meta.json holds dataset {dataset.dataset!r}")
     if len(dataset) == 0:
         raise WMoEError(f"{data_dir}: the test split of {source!r} is empty; nothing to train on")
-    counts = runtime.dataset_counts(dataset)
     data_digest = meta_digest(data_dir)
 
     runtime.seed_everything(tc.seed)
-    model = build_model(cfg).to(device)
-    params = model.learnable_parameters()
-    optimizer = torch.optim.Adam(params, lr=tc.lr, betas=tc.betas)
+    model = registry.build_model(cfg).to(device)
+    optimizer = torch.optim.Adam(model.learnable_parameters(), lr=tc.lr, betas=tc.betas)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.model.precision == "fp16")
 
     identity = _resume_identity(cfg, source, data_digest)
     state_dir = state_dir_for(out_dir, identity)
-    history: list[dict[str, Any]] = []
-    start_epoch, run_id = 0, None
-    state_path = None if restart else latest_state(state_dir)
-    if state_path is not None:
-        state = torch_load(state_path, "training state", f"rerun with --restart to start again from epoch 0 "
-                           f"(its files in {state_dir} are then replaced), or restore the file", map_location=device)
-        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or state.get("identity") != identity:
-            stored = state.get("identity") if isinstance(state, dict) else None
-            diff = config_differences(stored, identity) if isinstance(stored, dict) else ["not a training state"]
-            raise WMoEError(
-                f"{state_path} was written by a different training ({'; '.join(diff[:6])}); "
-                f"rerun with --restart to start afresh in {out_dir}, or use another --out"
-            )
-    if state_path is not None and state["epoch"] > tc.epochs:
-        # An interrupted longer run of the same training: its state cannot give this one's result.
-        print(f"{state_path} is past epoch {tc.epochs}; starting afresh (it is replaced at the first epoch)")
-        state_path = None
-    if state_path is not None:
-        load_learnable_state(model, state["model"], str(state_path))
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        history, start_epoch, run_id = json.loads(state["history"]), state["epoch"], state.get("mlflow_run_id")
-        print(f"resuming from {state_path} (epoch {start_epoch}/{tc.epochs})")
+    history, start_epoch, run_id = [], 0, None
+    state = None if restart else _resumable_state(state_dir, identity, tc.epochs, out_dir, device)
+    if state is not None:
+        history, start_epoch, run_id = _resume(state, model, optimizer, scaler)
+        print(f"resuming from {state['path']} (epoch {start_epoch}/{tc.epochs})")
 
     synthetic = is_synthetic(data_dir)
     run_name = registry.run_name(cfg)
@@ -214,7 +199,8 @@ def train(
             tracker.log_params(cfg.to_dict())
 
         if tc.feature_cache:
-            feats_source = open_cache(cfg, dataset, model, device, cache_dir, tc.batch_size, tc.num_workers)
+            feats_source = open_cache(cfg, dataset, model, device, cache_dir, tc.batch_size, tc.num_workers,
+                                      verify=verify_cache)
         else:
             feats_source = ImageSource(dataset, model, device, tc.num_workers)
         steps_per_epoch = math.ceil(len(dataset) / tc.batch_size)
@@ -225,44 +211,16 @@ def train(
                                         steps_per_epoch, tracker, progress))
             history[-1]["encoder_images"], encoded = feats_source.encoded - encoded, feats_source.encoded
             tracker.log_metrics(_epoch_metrics(history[-1], model.DIAGNOSTIC_GROUPS), step=epoch + 1)
-            state_dir.mkdir(parents=True, exist_ok=True)
-            new_state = state_dir / f"epoch-{epoch + 1:04d}.pt"
-            torch_save({
-                "format": STATE_FORMAT, "identity": identity, "epoch": epoch + 1,
-                "model": {k: v.cpu() for k, v in model.learnable_state_dict().items()},
-                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "history": json.dumps(history),
-                "mlflow_run_id": run_id,
-            }, new_state)
-            for old in state_dir.glob("epoch-*.pt"):
-                if old != new_state:
-                    old.unlink(missing_ok=True)
+            _save_epoch_state(state_dir, identity, epoch + 1, model, optimizer, scaler, history, run_id)
             write_json(out_dir / "history.json", history)
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1)
 
-        run = {
-            "mlflow_run_id": run_id,
-            "source": source,
-            "method": cfg.method,
-            "variant": run_name,
-            "seed": tc.seed,
-            "epochs": tc.epochs,
-            "data": str(data_dir),
-            "data_meta_sha256": data_digest,
-            "synthetic": synthetic,
-            "counts": counts,
-            "feature_cache": tc.feature_cache,
-            # Over the whole training, a resumed one included (from its history).
-            "encoder_images": sum(entry.get("encoder_images", 0) for entry in history),
-            "device": runtime.device_description(device),
-            "software": runtime.software_info(),
-            "config": cfg.to_dict(),
-            "model": "model.pt",
-        }
+        run = _run_record(cfg, source, data_dir, data_digest, dataset, synthetic, history, device, run_id)
         write_json(out_dir / "history.json", history)
         # model.pt appears last (it marks a finished training), after the run.json that names its hash.
         with atomic_path(out_dir / "model.pt") as model_tmp:
-            save_checkpoint(model, model_tmp)
+            save_checkpoint(model, model_tmp, source={"dataset": source, "data_meta_sha256": data_digest})
             run["model_sha256"] = file_sha256(model_tmp)
             run["tracking"] = tracker.status()
             write_json(out_dir / "run.json", run)
@@ -273,6 +231,78 @@ def train(
         run["tracking"] = tracker.status()
         write_json(out_dir / "run.json", run)
     return run
+
+
+def _resumable_state(state_dir: Path, identity: dict[str, Any], epochs: int, out_dir: Path,
+                     device: torch.device) -> dict[str, Any] | None:
+    """The last epoch state of this training in ``state_dir`` (with its ``path``), or None: none there, or
+    one past the requested ``epochs``. A state of another training is an error."""
+    state_path = latest_state(state_dir)
+    if state_path is None:
+        return None
+    state = torch_load(state_path, "training state", f"rerun with --restart to start again from epoch 0 "
+                       f"(its files in {state_dir} are then replaced), or restore the file", map_location=device)
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or state.get("identity") != identity:
+        stored = state.get("identity") if isinstance(state, dict) else None
+        diff = config_differences(stored, identity) if isinstance(stored, dict) else ["not a training state"]
+        raise WMoEError(
+            f"{state_path} was written by a different training ({'; '.join(diff[:6])}); "
+            f"rerun with --restart to start afresh in {out_dir}, or use another --out"
+        )
+    if state["epoch"] > epochs:
+        # An interrupted longer run of the same training: its state cannot give this one's result.
+        print(f"{state_path} is past epoch {epochs}; starting afresh (it is replaced at the first epoch)")
+        return None
+    return {**state, "path": state_path}
+
+
+def _resume(state: dict[str, Any], model, optimizer, scaler) -> tuple[list[dict[str, Any]], int, str | None]:
+    """Load an epoch state into the model, optimiser and scaler; returns (history, epoch, MLflow run id)."""
+    load_learnable_state(model, state["model"], str(state["path"]))
+    optimizer.load_state_dict(state["optimizer"])
+    scaler.load_state_dict(state["scaler"])
+    return json.loads(state["history"]), state["epoch"], state.get("mlflow_run_id")
+
+
+def _save_epoch_state(state_dir: Path, identity: dict[str, Any], epoch: int, model, optimizer, scaler,
+                      history: list[dict[str, Any]], run_id: str | None) -> None:
+    """Write the state after ``epoch`` (atomically) and remove the older ones."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    new_state = state_dir / f"epoch-{epoch:04d}.pt"
+    torch_save({
+        "format": STATE_FORMAT, "identity": identity, "epoch": epoch,
+        "model": {k: v.cpu() for k, v in model.learnable_state_dict().items()},
+        "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "history": json.dumps(history),
+        "mlflow_run_id": run_id,
+    }, new_state)
+    for old in state_dir.glob("epoch-*.pt"):
+        if old != new_state:
+            old.unlink(missing_ok=True)
+
+
+def _run_record(cfg: RunConfig, source: str, data_dir: Path, data_digest: str, dataset, synthetic: bool,
+                history: list[dict[str, Any]], device: torch.device, run_id: str | None) -> dict[str, Any]:
+    """``run.json`` of a finished training, before the checkpoint's hash and the tracking status."""
+    tc = cfg.train
+    return {
+        "mlflow_run_id": run_id,
+        "source": source,
+        "method": cfg.method,
+        "variant": registry.run_name(cfg),
+        "seed": tc.seed,
+        "epochs": tc.epochs,
+        "data": str(data_dir),
+        "data_meta_sha256": data_digest,
+        "synthetic": synthetic,
+        "counts": runtime.dataset_counts(dataset),
+        "feature_cache": tc.feature_cache,
+        # Over the whole training, a resumed one included (from its history).
+        "encoder_images": sum(entry.get("encoder_images", 0) for entry in history),
+        "device": runtime.device_description(device),
+        "software": runtime.software_info(),
+        "config": cfg.to_dict(),
+        "model": "model.pt",
+    }
 
 
 def _remove_state(state_dir: Path) -> None:

@@ -1,4 +1,4 @@
-"""Exact, fast anomaly-detection metrics (METRICS.md): image and pixel AUROC / AP / F1-max, AUPRO.
+"""Exact, fast anomaly-detection metrics (docs/METRICS.md): image and pixel AUROC / AP / F1-max, AUPRO.
 
 Values lie in [0, 1] (tables multiply by 100); a metric that does not apply to a class is None.
 """

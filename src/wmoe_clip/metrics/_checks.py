@@ -17,7 +17,7 @@ def to_numpy(x, name: str) -> np.ndarray:
     """A numpy view of `x` (numpy array, torch tensor or sequence); torch half types become float32."""
     if type(x).__module__.startswith("torch"):
         x = x.detach()
-        # numpy has no bfloat16, and float16 would merge nearly equal scores into ties (METRICS.md §4.4).
+        # numpy has no bfloat16, and float16 would merge nearly equal scores into ties (docs/METRICS.md §4.4).
         if x.is_floating_point() and x.element_size() < 4:
             x = x.float()
         x = x.cpu().numpy()

@@ -14,14 +14,18 @@ Usage (evaluation streams one class after the other)::
 - `add` takes one batch (numpy or torch): `cls_names` (a sequence of B names, or one name for the whole
   batch), `labels` (B,) 0/1, `scores` (B,) image scores, and when `pixel=True` `masks` (B, H, W) 0/1 and
   `maps` (B, H, W) float; (B, 1, H, W) is accepted too. A batch may mix classes. With `pixel=False`,
-  masks and maps are not needed and are ignored; with `image=False`, `scores` may be None.
+  masks and maps are not needed and are ignored; with `image=False`, `scores` may be None. `masked`
+  (B,) bool, optional (default all true), is false for an anomalous image whose mask is unknown (a
+  user's dataset where only some defects were outlined): it counts in the image metrics and is left
+  out of the pixel metrics, whose all-zero mask would score its defect as normal pixels; a class's
+  result then says how many with `n_anomalous_without_mask`.
 - Memory: per class still being filled, one float32 (capacity, H, W) map buffer and one bool mask buffer,
   preallocated to `expected[cls]` images when the engine knows the counts, otherwise started small and
   grown by half again when full. `finalize_class` computes the class (about 5 B per pixel of extra
   working memory, see `pixel.py`) and drops both buffers; image labels and scores (small) are kept.
 - Results: metric values are Python floats in [0, 1], or None where the metric does not apply (one label
   only); levels switched off are absent. `mean()` is the plain mean over the classes where a metric
-  applies, with the number of those classes (METRICS.md §1.1, §1.3); value None when no class applies.
+  applies, with the number of those classes (docs/METRICS.md §1.1, §1.3); value None when no class applies.
   That is ``undefined="omit"``, the default; ``undefined="zero"`` counts a class where the metric is
   undefined as 0 (AdaCLIP's and AA-CLIP's evaluation code) and the entry says how many (``n_zero``).
 """
@@ -73,6 +77,7 @@ class _ClassState:
         self.scores = _Rows((), np.float64, capacity)
         self.maps = None if image_size is None else _Rows(image_size, np.float32, capacity)
         self.masks = None if image_size is None else _Rows(image_size, np.bool_, capacity)
+        self.unmasked = 0
         self.result: dict | None = None
 
 
@@ -100,7 +105,7 @@ class ClassMetricAccumulator:
         self.fpr_limit = fpr_limit_value(fpr_limit)
         self._classes: dict[str, _ClassState] = {}
 
-    def add(self, cls_names: Sequence[str] | str, labels, scores, masks=None, maps=None) -> None:
+    def add(self, cls_names: Sequence[str] | str, labels, scores, masks=None, maps=None, masked=None) -> None:
         labels = binary_array(labels, "labels").reshape(-1)
         n = labels.size
         names = [cls_names] * n if isinstance(cls_names, str) else [str(c) for c in cls_names]
@@ -124,6 +129,11 @@ class ClassMetricAccumulator:
                 self.image_size = masks.shape[1:]
             elif masks.shape[1:] != self.image_size:
                 raise MetricInputError(f"maps have size {masks.shape[1:]} but the accumulator holds {self.image_size}")
+        masked = np.ones(n, dtype=bool) if masked is None else binary_array(masked, "masked").reshape(-1).astype(bool)
+        if masked.size != n:
+            raise MetricInputError(f"masked has {masked.size} entries but labels has {n}; give one per image")
+        if (~masked & (labels == 0)).any():
+            raise MetricInputError("masked: a normal image is false, but its mask (all normal) is known")
         groups = {cls: [i for i, name in enumerate(names) if name == cls] for cls in dict.fromkeys(names)}
         # Refuse the whole batch before storing any of it, so a caller can fix it and retry.
         for cls in groups:
@@ -135,8 +145,11 @@ class ClassMetricAccumulator:
             state.labels.append(labels[rows])
             state.scores.append(scores[rows])
             if self.pixel:
-                state.masks.append(masks[rows])
-                state.maps.append(maps[rows])
+                known = masked[idx]
+                keep = rows if known.all() else np.asarray(idx)[known]
+                state.masks.append(masks[keep])
+                state.maps.append(maps[keep])
+                state.unmasked += int((~known).sum())
 
     def _state(self, cls: str, n_new: int) -> _ClassState:
         state = self._classes.get(cls)
@@ -172,6 +185,8 @@ class ClassMetricAccumulator:
         if self.image:
             result["image"] = rank_metrics_sorted(*split_sorted(labels, state.scores.view()))
         if self.pixel:
+            if state.unmasked:
+                result["n_anomalous_without_mask"] = state.unmasked
             result["pixel"] = pixel_metrics_checked(state.masks.view(), state.maps.view(), self.fpr_limit)
             state.masks = state.maps = None
         state.result = result

@@ -1,6 +1,6 @@
 """AUPRO, exact (official MVTec semantics) and AnomalyCLIP-compatible, without threshold loops.
 
-Definitions are in METRICS.md §3; the algorithms follow §4.2-§4.3. Per class: regions are the 8-connected
+Definitions are in docs/METRICS.md §3; the algorithms follow §4.2-§4.3. Per class: regions are the 8-connected
 GT components of each image (never spanning two images); each of the K regions weighs 1/K whatever its
 size, so an anomalous pixel p of region R carries w_p = 1/(K |R|); FPR counts the normal pixels of all
 images, defect-free ones included.
@@ -36,7 +36,7 @@ from wmoe_clip.metrics._checks import MetricInputError, fpr_limit_value, image_s
 
 VARIANTS = ("exact", "anomalyclip")
 ANOMALYCLIP_STEPS = 200
-# 8-connectivity inside one image (METRICS.md §3.1): a 3x3 all-ones structuring element.
+# 8-connectivity inside one image (docs/METRICS.md §3.1): a 3x3 all-ones structuring element.
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 

@@ -1,6 +1,6 @@
 """Pixel-level metrics of one class: AUROC, AP, F1-max and both AUPRO variants from one pair of sorts.
 
-The pixels of all the class's images form one pool (METRICS.md §1.1). The maps are split by the GT into
+The pixels of all the class's images form one pool (docs/METRICS.md §1.1). The maps are split by the GT into
 a float32 copy of the normal and of the anomalous scores. The normal copy is sorted once, in place, and
 serves the rank metrics and both AUPRO variants; the anomalous scores are sorted with their region ids.
 Extra memory: about 5 B per pixel plus ~40 B per anomalous pixel; no float64 copy of the maps and no

@@ -1,4 +1,4 @@
-"""Exact AUROC, AP and F1-max from two sorts (METRICS.md §2 and §4.1).
+"""Exact AUROC, AP and F1-max from two sorts (docs/METRICS.md §2 and §4.1).
 
 The scores are split by label and each half is sorted ascending. Everything the three metrics need at a
 distinct positive score u is read off with binary searches into the sorted negatives:

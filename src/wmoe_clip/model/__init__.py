@@ -1,14 +1,11 @@
 """The methods on the frozen CLIP backbone (one folder each, listed in ``registry``), the backbone,
 and checkpoints.
 
-Names are imported on first use (PEP 562), so that ``wmoe_clip.model.registry`` can be read without
-importing torch (the workflow does, when Snakemake builds its DAG).
+Names are imported on first use, so that ``wmoe_clip.model.registry`` and the methods' ``settings``
+can be read without importing torch (the workflow does, when Snakemake builds its DAG).
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import Any
+from .lazy import lazy_exports
 
 _EXPORTS = {
     "ImageFeatures": ".base",
@@ -18,12 +15,8 @@ _EXPORTS = {
     "load_checkpoint": ".checkpoint",
     "read_checkpoint": ".checkpoint",
     "save_checkpoint": ".checkpoint",
+    "load_model": ".source",
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -10,6 +10,8 @@ block loop is what allows two things open_clip does not offer:
   so the global token is exactly CLIP's;
 - CLIP's own **plain patch tokens** of the last block (the original stream, which runs anyway for the
   global token), for methods that localise with them;
+- the **global token of a subset of the image tokens** (:meth:`FrozenCLIP.encode_tokens`), each subset a
+  sequence of its own: window embeddings, as WinCLIP computes them;
 - a **text encoder on token embeddings** (learnable prompt slots) that cuts the batch after its last
   EOT token: the text transformer is causal, so tokens after EOT never influence it; it can also
   replace token positions 1..n with given **deep tokens** before given blocks (MaPLe-style deep
@@ -68,6 +70,23 @@ def _open_clip_config(backbone: str) -> dict[str, Any]:
     return open_clip.get_model_config(backbone)
 
 
+def check_normalisation(cfg: ModelConfig) -> None:
+    """Refuse weights trained with another image normalisation than the one the data pipeline applies
+    (OpenAI's CLIP mean and std, ``data.dataset.normalise``). open_clip records it per pretrained tag;
+    both shipped backbones (OpenAI's ViT-L-14-336 and LAION-400M's ViT-B-16-plus-240) use OpenAI's."""
+    import open_clip
+    from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
+    if cfg.pretrained is None or Path(cfg.pretrained).expanduser().is_file():
+        return
+    pre = open_clip.get_pretrained_cfg(cfg.backbone, cfg.pretrained)
+    mean, std = tuple(pre.get("mean", OPENAI_DATASET_MEAN)), tuple(pre.get("std", OPENAI_DATASET_STD))
+    if (mean, std) != (tuple(OPENAI_DATASET_MEAN), tuple(OPENAI_DATASET_STD)):
+        raise WMoEError(f"{cfg.backbone}/{cfg.pretrained} was trained on images normalised with mean {mean}, std "
+                        f"{std}; the data pipeline normalises with OpenAI CLIP's: choose other weights "
+                        "(model.pretrained)")
+
+
 def text_tower_size(backbone: str) -> tuple[int, int]:
     """(width, context length) of ``backbone``'s text tower, read from its config without building it."""
     text = _open_clip_config(backbone)["text_cfg"]
@@ -78,6 +97,7 @@ def _create_open_clip(cfg: ModelConfig) -> nn.Module:
     import open_clip
 
     _open_clip_config(cfg.backbone)
+    check_normalisation(cfg)
     kwargs = dict(force_image_size=cfg.image_size) if cfg.pos_embed_interpolation == "bicubic" else {}
     if cfg.pretrained is None:
         # A fixed seed, without disturbing the caller's RNG, makes random weights reproducible.
@@ -241,11 +261,31 @@ class FrozenCLIP(nn.Module):
         with self.autocast(images.device):
             return self._encode_image(images)
 
-    def _encode_image(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def embed_image(self, images: torch.Tensor) -> torch.Tensor:
+        """The visual transformer's input tokens (B,1+N,W): the class token, then the N patch embeddings
+        in row-major grid order, each with its positional embedding added (before ``ln_pre``)."""
         visual = self.clip.visual
         x = visual.conv1(images.to(self.dtype)).flatten(2).transpose(1, 2)
         cls = visual.class_embedding.to(x.dtype).view(1, 1, -1).expand(x.shape[0], -1, -1)
-        x = visual.ln_pre(torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype))
+        return torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype)
+
+    def _global(self, x: torch.Tensor) -> torch.Tensor:
+        return self._project(x[:, 0]) if self.global_ln_post else x[:, 0] @ self.clip.visual.proj
+
+    @torch.no_grad()
+    def encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The global token (B,D) of the visual transformer run on ``tokens`` (B,n,W), any subset of
+        :meth:`embed_image`'s tokens with the class token first: each sequence attends only within
+        itself (batch first), so B windows of one image give B different embeddings."""
+        with self.autocast(tokens.device):
+            x = self.clip.visual.ln_pre(tokens.to(self.dtype))
+            for blk in self.clip.visual.transformer.resblocks:
+                x = _block(blk, x)
+            return self._global(x)
+
+    def _encode_image(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        visual = self.clip.visual
+        x = visual.ln_pre(self.embed_image(images))
         vv = None
         patches = []
         for index, blk in enumerate(visual.transformer.resblocks, start=1):
@@ -257,7 +297,7 @@ class FrozenCLIP(nn.Module):
                 x, vv = _block(blk, x, vv=vv)
             if index in self.feature_layers:
                 patches.append(self._project((x if vv is None else vv)[:, 1:]))
-        global_token = self._project(x[:, 0]) if self.global_ln_post else x[:, 0] @ visual.proj
+        global_token = self._global(x)
         # The original stream's last block, which runs anyway for the global token: CLIP's own patch tokens.
         return global_token, torch.stack(patches, dim=1), self._project(x[:, 1:])
 

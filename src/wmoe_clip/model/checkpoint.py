@@ -6,11 +6,18 @@ stored config: from its weights file, or from ``model.backbone_seed`` when ``mod
 the model is the stored config's method (``registry``). ``variant`` is the run name (a WMoE-CLIP
 variant, else the method's name).
 
-Format 3 adds ``method`` (also the config's top-level key). Formats 1 and 2 were written before there
-was more than one method: they are WMoE-CLIP's. Format 2 stores the config with ``model.init``,
-``model.wcma.dwt_mode`` and ``model.precision``; a format-1 checkpoint has none of them: they are read
-as the behaviour of the code that wrote it (:func:`_format_1_config`), so an old model computes what
-it computed when it was trained.
+Format 4 stores each method's settings in its section ``model.<method>`` (WMoE-CLIP's prompts, scores,
+modules and loss weights under ``model.wmoe_clip``; AnomalyCLIP's temperature under
+``model.anomalyclip``); formats 1 to 3 kept them directly under ``model`` and in a top-level ``loss``,
+and are read by moving them there (``config.migrate_legacy_keys``). Format 3 adds ``method`` (also the
+config's top-level key). Formats 1 and 2 were written before there was more than one method: they are
+WMoE-CLIP's. Format 2 stores the config with ``model.init``, ``model.wcma.dwt_mode`` and
+``model.precision``; a format-1 checkpoint has none of them: they are read as the behaviour of the code
+that wrote it (:func:`_format_1_config`), so an old model computes what it computed when it was trained.
+
+An optional ``source`` entry (``{"dataset": KEY, "data_meta_sha256": DIGEST}``, the training dataset
+and the sha256 of its prepared ``meta.json``) lets an evaluation refuse the model's own training data
+without its run record; files without it (older ones, imported ones) have an unknown source.
 """
 
 from __future__ import annotations
@@ -21,24 +28,25 @@ from typing import Any
 
 import torch
 
-from ..config import ConfigError, RunConfig, config_from_dict
+from ..config import ConfigError, RunConfig, config_from_dict, migrate_legacy_keys
 from ..errors import WMoEError
 from ..io import torch_load, torch_save
 from .base import FrozenBackboneModel
 from .registry import build_model, run_name
 
 FORMAT = "wmoe-clip/checkpoint"
-FORMAT_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 # The one method before format 3.
 LEGACY_METHOD = "wmoe_clip"
 
 
 def _format_1_config(config: dict[str, Any]) -> dict[str, Any]:
-    """A format-1 stored config with the keys it lacks set to what format-1 code did: PyTorch's default
-    initialisation, zero-padded Haar DWT, and the frozen encoders in bf16 on CUDA and fp32 elsewhere
-    (its device rule, applied to the stored ``eval.device``, the device evaluation selects). Late
-    format-1 configs may hold ``precision: auto``, which named that rule, or ``fp32``, which is kept."""
+    """A format-1 stored config (in the layout of its time) with the keys it lacks set to what format-1
+    code did: PyTorch's default initialisation, zero-padded Haar DWT, and the frozen encoders in bf16 on
+    CUDA and fp32 elsewhere (its device rule, applied to the stored ``eval.device``, the device
+    evaluation selects). Late format-1 configs may hold ``precision: auto``, which named that rule, or
+    ``fp32``, which is kept."""
     config = copy.deepcopy(config)
     model = config.setdefault("model", {})
     model.setdefault("init", "default")
@@ -50,8 +58,9 @@ def _format_1_config(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def save_checkpoint(model: FrozenBackboneModel, path: str | Path) -> None:
-    """Write the learnable state and config of ``model`` to ``path`` atomically."""
+def save_checkpoint(model: FrozenBackboneModel, path: str | Path, source: dict[str, str] | None = None) -> None:
+    """Write the learnable state and config of ``model`` to ``path`` atomically; ``source``: the training
+    dataset (``dataset``, ``data_meta_sha256``)."""
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -60,6 +69,8 @@ def save_checkpoint(model: FrozenBackboneModel, path: str | Path) -> None:
         "config": model.cfg.to_dict(),
         "state": {k: v.cpu() for k, v in model.learnable_state_dict().items()},
     }
+    if source is not None:
+        payload["source"] = dict(source)
     torch_save(payload, path)
 
 
@@ -91,11 +102,26 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> tuple[RunCon
     if config.get("method", LEGACY_METHOD) != method:
         raise WMoEError(f"checkpoint {path} is damaged: it says method {method!r} but its config "
                         f"{config.get('method', LEGACY_METHOD)!r}")
+    if version < 4:
+        config = migrate_legacy_keys(config)
     try:
         cfg = config_from_dict(config, f"{path} (stored config)")
     except ConfigError as exc:
         raise WMoEError(f"checkpoint {path}: {exc}") from None
     return cfg, payload["state"]
+
+
+def read_training_source(path: str | Path) -> dict[str, str] | None:
+    """The training dataset recorded in checkpoint ``path`` (``dataset``, ``data_meta_sha256``), or None
+    when the file records none (written before it was recorded, or imported)."""
+    payload = torch_load(require_checkpoint_file(path), "wmoe-clip checkpoint",
+                         "give the model.pt written by wmoe-clip train")
+    source = payload.get("source") if isinstance(payload, dict) else None
+    if source is None:
+        return None
+    if not isinstance(source, dict) or not isinstance(source.get("dataset"), str):
+        raise WMoEError(f"checkpoint {path} is damaged: its training source {source!r} is not a dataset record")
+    return source
 
 
 def config_differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
@@ -122,8 +148,8 @@ def load_learnable_state(model: FrozenBackboneModel, state: dict[str, torch.Tens
     """Copy ``state`` into ``model``'s learnable parameters; any mismatch raises naming what differs.
 
     With ``source_config`` (the config that made ``state``) the model sections must also be equal:
-    settings such as ``model.init`` or ``model.wcma.dwt_mode`` change no parameter shape but what the
-    model computes.
+    settings such as ``model.wmoe_clip.init`` or ``model.wmoe_clip.wcma.dwt_mode`` change no parameter
+    shape but what the model computes.
     """
     params = dict(model.learnable_named_parameters())
     missing = sorted(set(params) - set(state))

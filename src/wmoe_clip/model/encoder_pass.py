@@ -2,18 +2,20 @@
 
 Models whose run configs agree on :func:`encoder_pass_key` can be scored from one pass of a target's
 images through one ``FrozenCLIP``; the feature cache is keyed by the same backbone configuration. The
-module imports no torch: the workflow reads it when Snakemake builds its DAG (one evaluate job per
-target and :func:`backbone_digest`).
+module imports no torch: the protocol (``wmoe_clip.plan``) reads it to make one evaluate job per target
+and :func:`encoder_passes` group.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..config import ModelConfig, RunConfig
+from .registry import get
 
 
 def weights_identity(pretrained: str | None) -> Any:
@@ -42,11 +44,15 @@ def backbone_configuration(cfg: ModelConfig) -> dict[str, Any]:
 
 
 def encoder_pass_key(cfg: RunConfig) -> dict[str, Any]:
-    """What models must share to be scored from one pass of the frozen encoder: its configuration, the
-    mask convention, and the batches and device of the pass, so that every model sees exactly the
-    features and batches it would see alone."""
-    return {**backbone_configuration(cfg.model), "mask_interpolation": cfg.data.mask_interpolation,
-            "batch_size": cfg.eval.batch_size, "device": cfg.eval.device}
+    """What models must share to be scored from one pass of the frozen encoder: its configuration, what
+    the method's ``encode_image`` adds to it (registry ``image_encoder``), the mask convention, and the
+    batches and device of the pass, so that every model sees exactly the features and batches it would
+    see alone."""
+    own = get(cfg.method).image_encoder
+    # Only where set, so that the keys (and digests) of the methods on the backbone's outputs stay as they were.
+    return {**backbone_configuration(cfg.model), **({"image_encoder": own} if own else {}),
+            "mask_interpolation": cfg.data.mask_interpolation, "batch_size": cfg.eval.batch_size,
+            "device": cfg.eval.device}
 
 
 def backbone_digest(cfg: RunConfig) -> str:
@@ -55,3 +61,16 @@ def backbone_digest(cfg: RunConfig) -> str:
     time, so that the name is the same before and after the weights are downloaded."""
     key = {**encoder_pass_key(cfg), "pretrained": cfg.model.pretrained}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+
+
+T = TypeVar("T")
+
+
+def encoder_passes(items: Iterable[T], config: Callable[[T], RunConfig]) -> dict[str, list[T]]:
+    """``items`` grouped by the :func:`backbone_digest` of their run configs, groups and members in the
+    order they first appear: each group is scored from one pass of a target's images. The evaluation
+    engine groups its models so, and the protocol its evaluate jobs."""
+    groups: dict[str, list[T]] = {}
+    for item in items:
+        groups.setdefault(backbone_digest(config(item)), []).append(item)
+    return groups

@@ -1,4 +1,4 @@
-"""The segmentation losses the methods share (WMoE-CLIP's METHOD §4, paper eq. 9–10; AnomalyCLIP's
+"""The segmentation losses the methods share (WMoE-CLIP: docs/METHOD.md §4, paper eq. 9–10; AnomalyCLIP's
 ``loss.py``), all in float32: ``L_local = Σ_l [Focal(M_l, S) + Dice(M_l, S) + Dice(1 − M_l, 1 − S)]``.
 """
 

@@ -1,4 +1,4 @@
-"""Learnable prompts: "a photo of a good [V1..VM]." and "a photo of a damaged [V1..VM]." (METHOD §1).
+"""Learnable prompts: "a photo of a good [V1..VM]." and "a photo of a damaged [V1..VM]." (docs/METHOD.md §1).
 
 The class slot of each template holds M learnable token vectors per state (object-agnostic). The
 token ids of the templates are fixed; the slots are replaced by ``V + shift`` where ``shift`` is

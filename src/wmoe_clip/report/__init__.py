@@ -3,10 +3,10 @@
 ``build_report(results_dir, out_dir)`` writes ``index.html`` (one self-contained page: tables,
 the section of users' own datasets when there are evaluations on them, embedded figures, training
 curves, run summary with the encoder passes), ``table1.tex`` and ``table2.tex`` (standalone booktabs
-documents). Table 1 has a group of columns for every method run (WMoE-CLIP and the baselines) beside the paper's
-columns, each with the published number of its protocol (provenance on hover, Δ only where the
-protocols match); Table 2 is WMoE-CLIP's ablation alone; per-class tables (collapsed) put the official
-per-class logs of released checkpoints beside ours. Everything
+documents). Table 1 has a group of columns for every method run (WMoE-CLIP and the baselines run
+beside it) beside the paper's columns, each with the published number of its protocol (provenance on
+hover, Δ only where the protocols match); Table 2 is WMoE-CLIP's ablation alone; per-class tables
+(collapsed) put the official per-class logs of released checkpoints beside ours. Everything
 is read from the results folder and the paper's numbers (``config/paper_results.yaml``); a missing
 result is a "–" with a note, never a crash.
 """
@@ -18,12 +18,13 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import WMoEError
-from ..io import check_writable, write_files
+from ..io import check_output, check_writable, write_files
+from ..plan import UNTRAINED
 from .encoder import summary_rows
 from .figures import data_uri, file_data_uri, training_curves_png
 from .paper import DEFAULT_PATH, PaperResults, load_paper_results
 from .render import render_html, render_latex
-from .results import UNTRAINED, Results, load_results
+from .results import Results, load_results
 from .references import warn
 from .tables import custom_table, data_label, per_class_tables, table1, table2
 
@@ -96,24 +97,30 @@ def build_report(
     paper_path: str | Path = DEFAULT_PATH,
     resamples: int = 1000,
     seed: int = 0,
+    force: bool = False,
 ) -> list[Path]:
     """Write index.html, table1.tex and table2.tex into ``out_dir``; return their paths.
 
     ``resamples`` (at least 1) and ``seed`` (0 or more) drive the bootstrap CIs of the image AUROC.
-    The three files are written together once everything is rendered (index.html last).
+    The three files are written together once everything is rendered (index.html last); ``force``
+    replaces files at their paths that are not earlier reports (never an input).
     """
     if resamples < 1:
         raise WMoEError(f"--resamples must be at least 1 (bootstrap resamples of the image-AUROC CIs), got {resamples}")
     if seed < 0:
         raise WMoEError(f"--seed must be 0 or more (seed of the bootstrap), got {seed}")
     check_writable(out_dir, "--out", folder=True)
+    out = Path(out_dir)
+    paths = [out / "table1.tex", out / "table2.tex", out / "index.html"]
+    for path in paths:
+        check_output(path, "--out", "report-html" if path.suffix == ".html" else "report-tex",
+                     inputs=(results_dir, paper_path), force=force)
     results = load_results(results_dir)
     paper = load_paper_results(paper_path)
     warn(paper.references.problems)
     tables = [table1(paper, results, resamples, seed), table2(paper, results, resamples, seed)]
-    custom = custom_table(results, paper.main_variant)
+    custom = custom_table(results, paper.main_variant, {d.key for d in paper.datasets})
     curves = training_curves_png(results.trainings)
-    out = Path(out_dir)
     html = render_html(
         tables + ([custom] if custom else []),
         per_class=per_class_tables(paper, results),
@@ -125,7 +132,6 @@ def build_report(
         curves=data_uri(curves) if curves else None,
         figures=_figures(results, paper),
     )
-    paths = [out / "table1.tex", out / "table2.tex", out / "index.html"]
     texts = [render_latex(tables[0]), render_latex(tables[1]), html]
     write_files([(path, text.encode("utf-8")) for path, text in zip(paths, texts)])
     return paths

@@ -1,4 +1,4 @@
-"""Encoder passes of a protocol: images through the frozen encoder against distinct test images (issue 13).
+"""Encoder passes of a protocol: images through the frozen encoder against distinct test images.
 
 The frozen encoder is nearly all of the compute, so the run summary says how often the protocol sent
 each test image through it. The counts come from the files alone:
@@ -55,7 +55,7 @@ def _distinct_images(results: Results) -> dict[str, int]:
     """Test images of every dataset the protocol touched, each counted once."""
     per_class: dict[tuple[str, str | None], dict[str, int]] = defaultdict(dict)
     for e in results.evaluations:
-        key = (e.target, e.protocol_variant)
+        key = (e.target, e.protocol)
         for cls, entry in e.data["per_class"].items():
             per_class[key][cls] = max(per_class[key].get(cls, 0), entry["n_images"])
     counts: dict[str, int] = defaultdict(int)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import WMoEError
+from ..model import registry
 from .references import LEVELS, Cell, Protocol, References, load_references, read_yaml
 
 DEFAULT_PATH = Path("config/paper_results.yaml")
@@ -61,9 +62,12 @@ class PaperResults:
     references: References = field(default_factory=lambda: References([], []))
 
     def method_name(self, key: str) -> str:
-        """Display name of a method: the paper's column, else a column of a references file, else the key."""
+        """Display name of a method: the paper's column, else a column of a references file, else the method
+        registry's display name, else the key itself."""
         names = self.references.method_names() | {m.key: m.name for m in self.methods}
-        return names.get(key, key)
+        if key in names:
+            return names[key]
+        return registry.METHODS[key].display_name if key in registry.METHODS else key
 
     def paper_cell(self, method: str, dataset: str, level: str, metric: str) -> Cell | None:
         """The paper's Table 1 cell of ``method`` (as reported in WMoE-CLIP), with its provenance."""

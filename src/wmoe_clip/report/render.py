@@ -2,7 +2,7 @@
 
 Both come from the same :class:`~wmoe_clip.report.tables.Table` objects through jinja2 templates
 (``templates/``): an HTML environment with autoescaping, and a LaTeX environment with LaTeX-safe
-delimiters and an explicit ``latex`` escape filter (PIPELINE.md §4.4).
+delimiters and an explicit ``latex`` escape filter (docs/PIPELINE.md §4.4).
 """
 
 from __future__ import annotations

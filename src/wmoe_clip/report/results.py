@@ -1,6 +1,6 @@
 """Read a results folder: evaluation JSONs (format ``wmoe-clip/eval``) and training histories.
 
-The layout is ARCHITECTURE.md's ``eval/{source}/{target}/{run}/seed{seed}.json`` and
+The layout is the protocol's (``wmoe_clip.plan``): ``eval/{source}/{target}/{run}/seed{seed}.json`` and
 ``train/{source}/{run}/seed{seed}/history.json``, the run being a WMoE-CLIP variant or another method's
 name (a training-free method's source is ``none``); anything else under the folder is ignored, so
 a paper run and a demo run nested below it never mix. A file that is not a valid evaluation (NaN,
@@ -18,22 +18,18 @@ from typing import Any
 
 import pandas as pd
 
-from ..config import VARIANTS
 from ..data.registry import CUSTOM_DOMAIN
 from ..engine.results import FORMAT as EVAL_FORMAT
 from ..engine.results import FORMAT_VERSION as EVAL_VERSION
 from ..engine.results import validate_eval
 from ..errors import WMoEError
 from ..io import read_json
+from ..model import registry
+from ..plan import EVAL_JSON, HISTORY, RUN_RECORD, fields, glob
 
-_SEED = re.compile(r"^seed(\d+)$")
-EVAL_PATTERN = "eval/*/*/*/seed*.json"
+_SEED = re.compile(r"^\d+$")
 # The method of files written before there were several; its runs are its Table 2 variants.
 DEFAULT_METHOD = "wmoe_clip"
-# Source segment of a method evaluated without training (the results layout's eval/none/...).
-UNTRAINED = "none"
-
-
 
 
 @dataclass
@@ -54,7 +50,8 @@ class Evaluation:
         """The method: the JSON's ``method``; in files from before that field, WMoE-CLIP for its Table 2
         variants, else the run name, which is the method's own name for every other method (the
         results layout of ARCHITECTURE.md)."""
-        return self.data.get("method") or (DEFAULT_METHOD if self.variant in VARIANTS else self.variant)
+        return self.data.get("method") or (DEFAULT_METHOD if self.variant in registry.get(DEFAULT_METHOD).variants
+                                             else self.variant)
 
     @property
     def custom(self) -> bool:
@@ -62,8 +59,10 @@ class Evaluation:
         return self.data["dataset"].get("domain") == CUSTOM_DOMAIN
 
     @property
-    def protocol_variant(self) -> str | None:
-        return self.data["dataset"].get("protocol_variant")
+    def protocol(self) -> str | None:
+        """The target's registry protocol (``protocol_variant`` in files written before the rename)."""
+        dataset = self.data["dataset"]
+        return dataset.get("protocol", dataset.get("protocol_variant"))
 
     @property
     def class_coverage(self) -> tuple[int, int] | None:
@@ -125,14 +124,15 @@ def _load_json(path: Path) -> Any:
         raise WMoEError(f"{path}: not valid JSON ({exc}); delete it and rerun the job that writes it") from None
 
 
-def _seed(name: str, path: Path) -> int:
-    match = _SEED.match(name)
-    if not match:
-        raise WMoEError(f"{path}: expected a name seed<N>, as in the results layout of ARCHITECTURE.md")
-    return int(match.group(1))
+def _place(pattern: str, path: Path, root: Path) -> dict[str, str]:
+    """The layout fields of ``path`` (a match of ``glob(pattern)`` under ``root``), its seed a number."""
+    found = fields(pattern, path.relative_to(root).as_posix())
+    if found is None or not _SEED.match(found["seed"]):
+        raise WMoEError(f"{path}: expected {pattern} under {root}, the seed a number, as in the results layout")
+    return found
 
 
-def load_evaluation(path: Path) -> Evaluation:
+def load_evaluation(path: Path, root: Path) -> Evaluation:
     data = _load_json(path)
     if not isinstance(data, dict) or data.get("format") != EVAL_FORMAT:
         raise WMoEError(f"{path}: not a wmoe-clip evaluation (expected \"format\": \"{EVAL_FORMAT}\")")
@@ -143,10 +143,8 @@ def load_evaluation(path: Path) -> Evaluation:
         )
     # The same schema check the engine applies before writing, so a hand-edited file cannot slip in.
     validate_eval(data, str(path))
-    variant_dir = path.parent
-    target_dir = variant_dir.parent
-    source_dir = target_dir.parent
-    from_path = (source_dir.name, target_dir.name, variant_dir.name, _seed(path.stem, path))
+    place = _place(EVAL_JSON, path, root)
+    from_path = (place["source"], place["target"], place["run"], int(place["seed"]))
     from_json = (data.get("source"), data.get("target"), data.get("variant"), data.get("seed"))
     if from_path != from_json:
         raise WMoEError(
@@ -161,24 +159,25 @@ def load_results(root: str | Path) -> Results:
     if not root.is_dir():
         what = "is a file, not a folder" if root.exists() else "does not exist"
         raise WMoEError(f"results folder {root} {what}; give the workflow's results folder, e.g. results")
-    paths = sorted(root.glob(EVAL_PATTERN))
+    paths = sorted(root.glob(glob(EVAL_JSON)))
     if not paths:
         entries = sorted(p.name for p in root.iterdir())
         holds = f"it holds {', '.join(entries[:8])}{' ...' if len(entries) > 8 else ''}" if entries else "it is empty"
         raise WMoEError(
             f"results folder {root} holds no evaluation ({holds}); expected files "
-            f"{root}/eval/<source>/<target>/<variant>/seed<N>.json as the workflow writes them: give the "
+            f"{root}/{EVAL_JSON} as the workflow writes them: give the "
             "workflow's results folder (e.g. results or results/demo) once evaluations have run"
         )
-    evaluations = [load_evaluation(p) for p in paths]
+    evaluations = [load_evaluation(p, root) for p in paths]
     trainings = []
-    for hist in sorted(root.glob("train/*/*/seed*/history.json")):
-        run_file = hist.parent / "run.json"
+    for hist in sorted(root.glob(glob(HISTORY))):
+        place = _place(HISTORY, hist, root)
+        run_file = root / RUN_RECORD.format(**place)
         trainings.append(
             Training(
-                source=hist.parent.parent.parent.name,
-                variant=hist.parent.parent.name,
-                seed=_seed(hist.parent.name, hist),
+                source=place["source"],
+                variant=place["run"],
+                seed=int(place["seed"]),
                 history=_load_json(hist),
                 run=_load_json(run_file) if run_file.is_file() else {},
             )

@@ -2,7 +2,7 @@
 
 The bootstrap resamples test images *within each class and label* (stratified, so every replicate
 keeps the class sizes and both labels), recomputes each class's exact AUROC from ranks, and takes the
-macro mean over classes as the dataset figure does (METRICS.md §1.1). With several seeds the same
+macro mean over classes as the dataset figure does (docs/METRICS.md §1.1). With several seeds the same
 image indices are drawn for every seed (the test set is shared) and the replicate statistic is the
 mean over seeds, so the interval reflects the finite test set around the reported mean.
 """

@@ -1,7 +1,7 @@
 """Table 1 and Table 2: our numbers beside the paper's, as format-neutral tables of strings.
 
 Table 1 keeps the paper's columns and adds one group of columns per method run through this harness
-(WMoE-CLIP's main variant, then the baselines of issue 10), each compared with the published number of
+(WMoE-CLIP's main variant, then the baselines of `methods:`), each compared with the published number of
 that same method: its column in the paper, or its reference (``references:`` of the paper file) for a
 method the paper does not report. A training-free method (source ``none``) stands in every "Trained
 on" block of a dataset. Table 2 is WMoE-CLIP's ablation alone.
@@ -9,23 +9,26 @@ on" block of a dataset. Table 2 is WMoE-CLIP's ablation alone.
 Values are percentages with one decimal as in the paper. "Ours" is the mean over seeds, with
 ± the sample standard deviation when there are several; Δ = ours − paper; image AUROC carries a
 stratified bootstrap 95% CI (stats.py). A cell without a result is "–" and the table says why.
-A dataset name carries the protocol variant of our data ("KSDD2 (official)") and, when the mean
+A dataset name carries the protocol of our data ("KSDD2 (official)") and, when the mean
 covers fewer classes than the registry's, the coverage ("MVTec-AD (3/15 classes)"), with a note, so
-such a cell is never read as the paper's. Users' own datasets get their own table (``custom_table``).
+such a cell is never read as the paper's. Datasets the paper has no numbers for (users' own, and
+registry datasets outside its tables) get their own table (``custom_table``).
 A cell whose model was trained on the target itself (``evaluate --allow-same-source``) is not
 zero-shot: its value carries "†", it gets no Δ, and a note says so.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from ..data import registry
+from ..plan import UNTRAINED
 from .paper import PaperDataset, PaperResults
 from .references import Cell
-from .results import UNTRAINED, Evaluation, Results
+from .results import Evaluation, Results
 from .stats import bootstrap_auroc_ci
 
 MISSING = "–"
@@ -57,7 +60,7 @@ class Table:
     caption: str
     columns: list[str]
     # One alignment letter per column: l, c, r as in LaTeX, and L: left, wrapping onto a second line in
-    # LaTeX (a dataset name with its protocol variant and coverage must not push the table off the page).
+    # LaTeX (a dataset name with its protocol and coverage must not push the table off the page).
     align: str
     # Spanning header rows above the column names: (label, number of columns); "" leaves a gap.
     header_groups: list[list[tuple[str, int]]] = field(default_factory=list)
@@ -158,8 +161,8 @@ class _Cells:
         return self._ci[key]
 
 
-def _variants(evaluations: list[Evaluation]) -> list[str]:
-    return sorted({e.protocol_variant for e in evaluations if e.protocol_variant})
+def _protocols(evaluations: list[Evaluation]) -> list[str]:
+    return sorted({e.protocol for e in evaluations if e.protocol})
 
 
 def _partial(evaluations: list[Evaluation]) -> list[tuple[int, int]]:
@@ -168,8 +171,8 @@ def _partial(evaluations: list[Evaluation]) -> list[tuple[int, int]]:
 
 
 def data_label(name: str, evaluations: list[Evaluation]) -> str:
-    """``name`` with the protocol variant(s) of the data and, when fewer than the registry's, the classes covered."""
-    extras = _variants(evaluations)
+    """``name`` with the protocol(s) of the data and, when fewer than the registry's, the classes covered."""
+    extras = _protocols(evaluations)
     partial = _partial(evaluations)
     if partial:
         extras.append("{}/{} classes".format(*partial[0]))
@@ -177,11 +180,11 @@ def data_label(name: str, evaluations: list[Evaluation]) -> str:
 
 
 def _data_notes(table: Table, key: str, label: str, evaluations: list[Evaluation]) -> None:
-    """Notes for a label that is not the paper's protocol: another variant, or fewer classes."""
-    default = registry.get(key).variant if key in registry.keys() else None
-    others = [v for v in _variants(evaluations) if v != default]
+    """Notes for a label that is not the paper's protocol: another protocol of the dataset, or fewer classes."""
+    default = registry.get(key).protocol if key in registry.keys() else None
+    others = [p for p in _protocols(evaluations) if p != default]
     if others:
-        table.notes.append(f"{label}: evaluated on the protocol variant {', '.join(others)}, not the project's "
+        table.notes.append(f"{label}: evaluated on the protocol {', '.join(others)}, not the project's "
                            f"default {default}; another test set than the paper's, so Δ compares different data.")
     partial = _partial(evaluations)
     if partial:
@@ -334,10 +337,10 @@ def table1(paper: PaperResults, results: Results, resamples: int = 1000, seed: i
                         for g in groups:
                             src = in_block[g]
                             s = cells.get(src, d.key, g.run, level, metric) if src else None
-                            variants = _variants(cells.evaluations(d.key, src, g.run)) if src else []
+                            protocols = _protocols(cells.evaluations(d.key, src, g.run)) if src else []
                             prefer = ("paper",) if g.main else (g.method, "paper")
                             cell, why = paper.references.choose(g.method, d.key, level, metric, src,
-                                                                variants[0] if variants else None, prefer)
+                                                                protocols[0] if protocols else None, prefer)
                             if why and s is not None:
                                 reasons.setdefault(g.label, {}).setdefault(why, None)
                             values, hover = _group_cells(g, s, cell, why, cells.zero_shot(src, d.key, g.run))
@@ -461,19 +464,22 @@ def table2(paper: PaperResults, results: Results, resamples: int = 1000, seed: i
 CUSTOM_METRICS = {"image": ("auroc", "ap", "f1_max"), "pixel": ("auroc", "ap", "aupro_anomalyclip")}
 
 
-def custom_table(results: Results, main_variant: str = "full") -> Table | None:
-    """Every model evaluated on a user's own dataset (config ``custom_targets``), the main variant first
+def custom_table(results: Results, main_variant: str = "full", paper_keys: Collection[str] | None = None) -> Table | None:
+    """Every model evaluated on a user's own dataset (config ``custom_targets``) or, with ``paper_keys``
+    (the datasets of the paper's tables), on a registry dataset outside them; the main variant first
     for each source; None when there is none."""
-    evaluations = [e for e in results.evaluations if e.custom]
+    evaluations = [e for e in results.evaluations
+                   if e.custom or (paper_keys is not None and e.target not in paper_keys)]
     if not evaluations:
         return None
     summary = summarise(results.tidy())
     metric_columns = [f"{METRIC_NAMES[m]}" for level in CUSTOM_METRICS for m in CUSTOM_METRICS[level]]
     table = Table(
         key="custom",
-        title="Your datasets — zero-shot results on custom targets",
-        caption="Each trained model evaluated zero-shot on the datasets of the workflow's custom_targets "
-        "(wmoe-clip prepare folder). The paper has no numbers for them.",
+        title="Your datasets — zero-shot results on datasets outside the paper",
+        caption="Each model evaluated zero-shot on the datasets of the workflow's custom_targets "
+        "(wmoe-clip prepare folder) and on registry datasets outside the paper's tables. The paper has no "
+        "numbers for them.",
         columns=["Dataset", "Trained on", "Model variant", "Classes", "Normal / anomalous", *metric_columns],
         align="lllrr" + "r" * len(metric_columns),
         header_groups=[[("", 5), *((f"{LEVEL_NAMES[lvl].capitalize()}", len(m)) for lvl, m in CUSTOM_METRICS.items())]],

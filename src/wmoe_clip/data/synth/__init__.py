@@ -1,13 +1,13 @@
 """Synthetic stand-ins: a miniature of each dataset in its native layout, with planted defects.
 
-``generate(key, out_dir, size, seed, variant)`` writes ``size`` test images per class (half normal,
+``generate(key, out_dir, size, seed, protocol)`` writes ``size`` test images per class (half normal,
 half anomalous; all anomalous for the pixel-only sets), a few normal train images where the native
-layout has a train split, and the masks of the planted defects, in the layout of the protocol
-``variant`` (default: the registry's default). ``key`` may also be ``folder``: a user's own dataset
-as ``wmoe-clip prepare folder`` reads it (variant None: class folders; ``csv``: a CSV listing), with
-what users' folders carry: a stray file, an image-only class, a class with an anomalous image
-without a mask, and a pixel-only class. Deterministic for a given seed. The whole folder is written
-atomically, so a half-written stand-in is never taken for a finished one.
+layout has a train split, and the masks of the planted defects, in the layout of ``protocol``
+(default: the registry's default), with the writer of the dataset's module
+(``wmoe_clip.data.datasets.<key>``). ``key`` may also be ``folder``: a user's own dataset as
+``wmoe-clip prepare folder`` reads it (protocol None: class folders; ``csv``: a CSV listing; see
+``synth.folder``). Deterministic for a given seed. The whole folder is written atomically, so a
+half-written stand-in is never taken for a finished one.
 
 The folder is replaced as a whole, so only a folder that is missing, empty or an earlier stand-in
 (it carries the ``SYNTHETIC`` marker) is replaced; anything else needs ``force``. A folder holding
@@ -17,17 +17,18 @@ the current directory or the wmoe-clip source tree is never replaced.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from ...errors import WMoEError
 from ...io import atomic_dir, check_writable
-from .. import registry
+from .. import datasets, registry
 from ..meta import SYNTHETIC_MARKER
-from .layouts import FOLDER_CLASSES, WRITERS, Writer
+from . import folder
+from .writer import Shape, Writer
 
 DEFAULT_SIZE = 8
-CUSTOM = "folder"
-CUSTOM_VARIANTS = (None, "csv")
+CUSTOM = registry.CUSTOM_COMMAND
 
 
 def _source_tree() -> Path | None:
@@ -53,33 +54,35 @@ def check_replaceable(out_dir: Path, force: bool) -> None:
                     "or pass --force to replace it")
 
 
-def _spec(key: str, variant: str | None) -> registry.DatasetSpec:
+def _spec_and_writer(key: str, protocol: str | None) -> tuple[registry.DatasetSpec, Shape, Callable[[Writer, int], None]]:
     if key != CUSTOM:
-        return registry.get(key, variant)
-    if variant not in CUSTOM_VARIANTS:
-        raise WMoEError(f"synth {CUSTOM}: unknown --variant {variant!r}; use csv, or none for class folders")
-    return registry.custom_spec("parts", "parts", True, True, FOLDER_CLASSES, f"synthetic {variant or 'folder'}")
+        spec = registry.get(key, protocol)
+        return spec, datasets.shape(key), datasets.protocols(key)[spec.protocol].write
+    if protocol not in folder.WRITERS:
+        raise WMoEError(f"synth {CUSTOM}: unknown --protocol {protocol!r}; use csv, or none for class folders")
+    spec = registry.custom_spec("parts", "parts", True, True, folder.FOLDER_CLASSES, f"synthetic {protocol or 'folder'}")
+    return spec, folder.SHAPE, folder.WRITERS[protocol]
 
 
 def generate(key: str, out_dir: str | os.PathLike, size: int = DEFAULT_SIZE, seed: int = 0,
-             variant: str | None = None, force: bool = False) -> list[dict]:
+             protocol: str | None = None, force: bool = False) -> list[dict]:
     """Write the stand-in of ``key`` into ``out_dir`` (replacing it, see :func:`check_replaceable`);
     returns the ground truth records.
 
     Each truth record has ``split``, ``cls_name``, ``img_path`` and ``mask_path`` (relative to
     ``out_dir``, '' where none) and ``anomaly``.
     """
-    spec = _spec(key, variant)
+    spec, shape, write = _spec_and_writer(key, protocol)
     if size < 2:
         raise WMoEError(f"synth {key}: --size must be at least 2 (one normal and one anomalous image), got {size}")
-    writer_key = (key, variant if key == CUSTOM else spec.variant)
+    written = protocol if key == CUSTOM else spec.protocol
     out_dir = Path(out_dir)
     check_replaceable(out_dir, force)
     check_writable(out_dir, "--out", folder=True, replaced=True)
     with atomic_dir(out_dir) as tmp:
-        writer = Writer(root=tmp, spec=spec, seed=seed, shape_key=key)
-        WRITERS[writer_key](writer, size)
+        writer = Writer(root=tmp, spec=spec, seed=seed, shape=shape)
+        write(writer, size)
         # Read by the engine so that results (and every report table) say they come from synthetic data.
-        flags = f" --variant {writer_key[1]}" if writer_key[1] else ""
+        flags = f" --protocol {written}" if written else ""
         (tmp / SYNTHETIC_MARKER).write_text(f"wmoe-clip synth {key} --size {size} --seed {seed}{flags}\n")
     return writer.truth

@@ -1,7 +1,14 @@
 """AnomalyCLIP (Zhou et al., ICLR 2024) as a method on the shared frozen backbone, and the import of the
-authors' released checkpoints."""
+authors' released checkpoints. Its settings (``settings``) import without torch; the rest on first use."""
 
-from .checkpoint import import_anomalyclip, load_anomalyclip_checkpoint, read_anomalyclip_checkpoint
-from .model import AnomalyCLIP
+from ..lazy import lazy_exports
 
-__all__ = ["AnomalyCLIP", "import_anomalyclip", "load_anomalyclip_checkpoint", "read_anomalyclip_checkpoint"]
+_EXPORTS = {
+    "AnomalyCLIP": ".model",
+    "import_anomalyclip": ".checkpoint",
+    "load_anomalyclip_checkpoint": ".checkpoint",
+    "read_anomalyclip_checkpoint": ".checkpoint",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

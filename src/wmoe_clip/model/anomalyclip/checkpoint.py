@@ -24,11 +24,13 @@ from pathlib import Path
 
 import torch
 
-from ...config import AnomalyCLIPConfig, RunConfig
+from ...config import RunConfig
 from ...errors import WMoEError
+from ...io import load_failure, load_plain_tensors
 from ..backbone import text_tower_size
 from ..checkpoint import load_learnable_state
 from .model import AnomalyCLIP
+from .settings import Settings
 
 ROOT_KEY = "prompt_learner"
 # Width of their (unused) compound_prompt_projections: nn.Linear(ctx_dim, 896).
@@ -48,7 +50,7 @@ class ImportedPrompts:
     suffix: torch.Tensor  # (2,T-1-n,W) their token embeddings after the context
 
 
-def expected_shapes(cfg: AnomalyCLIPConfig, width: int, context_length: int) -> dict[str, tuple[int, ...]]:
+def expected_shapes(cfg: Settings, width: int, context_length: int) -> dict[str, tuple[int, ...]]:
     """Every key of their prompt-learner state dict with its shape."""
     n = cfg.prompt_length
     shapes: dict[str, tuple[int, ...]] = {}
@@ -64,7 +66,7 @@ def expected_shapes(cfg: AnomalyCLIPConfig, width: int, context_length: int) -> 
     return shapes
 
 
-def placeholder_ids(cfg: AnomalyCLIPConfig, suffix: str, context_length: int) -> list[int]:
+def placeholder_ids(cfg: Settings, suffix: str, context_length: int) -> list[int]:
     """Token ids their code gives the prompt: ``<sot> X × n_ctx suffix <eot>``, padded with 0."""
     import open_clip
 
@@ -72,14 +74,7 @@ def placeholder_ids(cfg: AnomalyCLIPConfig, suffix: str, context_length: int) ->
     return open_clip.tokenize([text], context_length=context_length)[0].tolist()
 
 
-def _one_line(exc: Exception) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    # torch's weights_only refusal puts the reason ("Unsupported global: ...") after a long preamble.
-    reason = next((line for line in lines if "Unsupported" in line), lines[0] if lines else "")
-    return f"{type(exc).__name__}: {reason.split('. Please')[0]}"
-
-
-def _check(state: dict, cfg: AnomalyCLIPConfig, width: int, context_length: int, source: str) -> None:
+def _check(state: dict, cfg: Settings, width: int, context_length: int, source: str) -> None:
     def refuse(problem: str) -> WMoEError:
         return WMoEError(f"{source} is not an AnomalyCLIP checkpoint for this model: {problem} "
                          f"(expected model.anomalyclip {cfg.prompt_length} context vectors, depth "
@@ -108,17 +103,17 @@ def _check(state: dict, cfg: AnomalyCLIPConfig, width: int, context_length: int,
             raise refuse(f"tokenized_prompts_{tag} is not the tokenisation of '{'X ' * cfg.prompt_length}{suffix}'")
 
 
-def read_anomalyclip_checkpoint(path: str | Path, cfg: AnomalyCLIPConfig, width: int = 768,
+def read_anomalyclip_checkpoint(path: str | Path, cfg: Settings, width: int = 768,
                                 context_length: int = 77) -> ImportedPrompts:
     """Validate an AnomalyCLIP checkpoint and convert it; ``width`` is the text width (768 for ViT-L-14-336)."""
     path = Path(path)
     if not path.is_file():
         raise WMoEError(f"AnomalyCLIP checkpoint {path} does not exist")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = load_plain_tensors(path)
     except Exception as exc:  # weights_only refusals, truncated or foreign files
         raise WMoEError(f"{path} is refused: torch.load(weights_only=True) cannot read it as plain tensors "
-                        f"({_one_line(exc)}); nothing in it was run") from None
+                        f"({load_failure(exc)}); nothing in it was run") from None
     if not isinstance(payload, dict) or set(payload) != {ROOT_KEY}:
         found = sorted(map(str, payload)) if isinstance(payload, dict) else type(payload).__name__
         raise WMoEError(f"{path} is not an AnomalyCLIP checkpoint: expected a dict with the single key "

@@ -55,6 +55,7 @@ class AnomalyCLIP(FrozenBackboneModel):
     def forward_features(self, feats: ImageFeatures, classes: list[str] | None = None) -> ModelOutput:
         """The prompts are object-agnostic: ``classes`` is not used."""
         m = self.cfg.model
+        tau = m.anomalyclip.temperature
         device = self.prompts.context.device
         text = self.encode_prompts()
         with autocast_disabled(device):
@@ -62,11 +63,11 @@ class AnomalyCLIP(FrozenBackboneModel):
             g = F.normalize(feats.global_token.to(device, torch.float32), dim=-1)
             patches = F.normalize(feats.patch_tokens[:, self.layer_index].to(device, torch.float32), dim=-1)
             b = g.shape[0]
-            probs = (torch.einsum("blnd,cd->blnc", patches, text) / m.temperature).softmax(dim=-1)[..., 1]
+            probs = (torch.einsum("blnd,cd->blnc", patches, text) / tau).softmax(dim=-1)[..., 1]
             gh, gw = self.backbone.grid
             layer_maps = F.interpolate(probs.reshape(b, -1, gh, gw), size=(m.image_size, m.image_size),
                                        mode="bilinear", align_corners=False)
-            global_logits = g @ text.T / m.temperature
+            global_logits = g @ text.T / tau
             global_score = global_logits.softmax(dim=-1)[:, 1]
         return ModelOutput(layer_maps, layer_maps.sum(dim=1), global_score, global_score,
                           {"g": g, "text": text, "global_logits": global_logits})

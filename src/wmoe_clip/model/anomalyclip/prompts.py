@@ -14,14 +14,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...config import AnomalyCLIPConfig
 from ..prompts import PROMPT_INIT_STD, PromptLearner
+from .settings import Settings
 
 
 class AnomalyCLIPPrompts(PromptLearner):
     """``context`` (2,M,W): the normal and abnormal context vectors; ``deep`` (depth-1,n,W): the deep tokens."""
 
-    def __init__(self, cfg: AnomalyCLIPConfig, width: int, context_length: int):
+    def __init__(self, cfg: Settings, width: int, context_length: int):
         super().__init__("", "", cfg.prompt_length, width, context_length,
                          suffixes=(cfg.normal_suffix, cfg.abnormal_suffix))
         self.deep = nn.Parameter(torch.randn(cfg.deep_prompt_depth - 1, cfg.deep_prompt_length, width) * PROMPT_INIT_STD)

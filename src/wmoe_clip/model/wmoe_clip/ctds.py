@@ -1,4 +1,4 @@
-"""CTDS — class-token distribution sampling: a VAE on the global token g (METHOD §1, paper eq. 1).
+"""CTDS — class-token distribution sampling: a VAE on the global token g (docs/METHOD.md §1, paper eq. 1).
 
 ``mu = W_mu g + b_mu``, ``log sigma² = W_sigma g + b_sigma``, ``z = mu + sigma ⊙ eps`` while training
 (``z = mu`` at evaluation unless configured otherwise), ``g_hat = Decoder(z)``, and ``P(z)``, the shift
@@ -11,7 +11,7 @@ default reading) or one shift per slot ``(B, 2, M, W)`` (``slot_shape=(2, M)``: 
 
 ``P`` is the identity when the latent width equals the text width, else a linear map. With
 ``zero_init`` it is always a linear map that starts at zero, so the prompts are the base prompts at
-initialisation (METHOD §6): an identity ``P`` would put ``z`` itself, of norm ≈ √latent_dim in the
+initialisation (docs/METHOD.md §6): an identity ``P`` would put ``z`` itself, of norm ≈ √latent_dim in the
 prompt slots from the first step.
 """
 

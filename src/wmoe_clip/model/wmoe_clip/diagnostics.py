@@ -2,7 +2,7 @@
 
 Each value is a mean over the batch's samples, so an epoch's value is the sample-weighted mean of its
 batches. A module that is switched off has no entries (never a stand-in 0, which would read as a
-collapse). With ``model.init: zero_residual`` the step-0 values are ‖P(μ)‖ = 0, cos = 1.
+collapse). With ``model.wmoe_clip.init: zero_residual`` the step-0 values are ‖P(μ)‖ = 0, cos = 1.
 
 - ``prompt_shift_norm``: ‖P(μ)‖, the prompt shift of evaluation (CTDS).
 - ``prompt_shift_norm_sampled``: ‖P(z)‖, the shift the text encoder sees in training (z = μ + σ⊙ε).

@@ -1,4 +1,4 @@
-"""WMoE-CLIP's own loss terms (METHOD §1, paper eq. 2, 3; the optional load-balance term), in float32.
+"""WMoE-CLIP's own loss terms (docs/METHOD.md §1, paper eq. 2, 3; the optional load-balance term), in float32.
 
 ``L = w_g·L_global + w_l·L_local + λ_KL·L_KL + λ_rec·L_rec (+ λ_lb·L_lb)``; ``L_local`` is the shared
 ``model.losses.local_loss``.

@@ -3,13 +3,13 @@
 ``model(images) == model.forward_features(model.encode_image(images))``. ``encode_image`` is the
 frozen, gradient-free part, so its output can be cached (fp16 is fine) and fed back.
 
-Design details beyond METHOD.md (see docs/REPRODUCTION.md):
+Design details beyond docs/METHOD.md (see docs/REPRODUCTION.md):
 - ``g`` and the patch tokens are L2-normalised before CTDS, WCMA and SA-MoE: CLIP's image–text
   geometry is cosine, and the frozen layers 6–24 differ in token norm by large factors.
 - The frozen encoders run at ``model.precision`` (:meth:`FrozenCLIP.autocast`); the learnable modules,
   maps, scores and losses run in float32 with autocast off, whatever the caller's precision.
-- With ``model.init: zero_residual`` the last layer of each residual branch starts at zero, so every
-  Table 2 variant computes the ``base`` maps and scores at initialisation (METHOD §6).
+- With ``model.wmoe_clip.init: zero_residual`` the last layer of each residual branch starts at zero, so every
+  Table 2 variant computes the ``base`` maps and scores at initialisation (docs/METHOD.md §6).
 """
 
 from __future__ import annotations
@@ -40,18 +40,18 @@ class WMoECLIP(FrozenBackboneModel):
 
     def __init__(self, cfg: RunConfig, backbone: FrozenCLIP | None = None):
         super().__init__(cfg, backbone)
-        m = cfg.model
-        dim, width, layers = self.backbone.embed_dim, self.backbone.text_width, len(m.feature_layers)
-        zero = m.init == "zero_residual"
-        self.prompts = PromptLearner(m.prompt_normal, m.prompt_abnormal, m.prompt_length, width,
+        s = cfg.model.wmoe_clip
+        dim, width, layers = self.backbone.embed_dim, self.backbone.text_width, len(cfg.model.feature_layers)
+        zero = s.init == "zero_residual"
+        self.prompts = PromptLearner(s.prompt_normal, s.prompt_abnormal, s.prompt_length, width,
                                      self.backbone.context_length)
-        slot_shape = (2, m.prompt_length) if m.ctds.shift == "per_slot" else None
-        self.ctds = CTDS(dim, m.ctds.latent_dim, m.ctds.decoder_hidden, width, m.ctds.sample_at_eval, zero,
-                         slot_shape) if m.ctds.enabled else None
-        self.wcma = WCMA(layers, dim, m.wcma.reduction, m.wcma.attn_dim, m.wcma.heads, m.wcma.residual,
-                         m.wcma.per_layer, m.wcma.dwt_mode, zero) if m.wcma.enabled else None
-        self.sa_moe = SAMoE(layers, dim, m.sa_moe.adapter_dim, m.sa_moe.num_experts, m.sa_moe.top_k,
-                            m.sa_moe.expert_hidden, zero) if m.sa_moe.enabled else None
+        slot_shape = (2, s.prompt_length) if s.ctds.shift == "per_slot" else None
+        self.ctds = CTDS(dim, s.ctds.latent_dim, s.ctds.decoder_hidden, width, s.ctds.sample_at_eval, zero,
+                         slot_shape) if s.ctds.enabled else None
+        self.wcma = WCMA(layers, dim, s.wcma.reduction, s.wcma.attn_dim, s.wcma.heads, s.wcma.residual,
+                         s.wcma.per_layer, s.wcma.dwt_mode, zero) if s.wcma.enabled else None
+        self.sa_moe = SAMoE(layers, dim, s.sa_moe.adapter_dim, s.sa_moe.num_experts, s.sa_moe.top_k,
+                            s.sa_moe.expert_hidden, zero) if s.sa_moe.enabled else None
 
     def encode_prompts(self, shift: torch.Tensor | None = None) -> torch.Tensor:
         """L2-normalised text features ``T`` (B,2,D); B = 1 when the prompts are shared (no CTDS)."""
@@ -69,7 +69,7 @@ class WMoECLIP(FrozenBackboneModel):
             return self._forward_features(feats, param.device)
 
     def _forward_features(self, feats: ImageFeatures, device: torch.device) -> ModelOutput:
-        m = self.cfg.model
+        m, s = self.cfg.model, self.cfg.model.wmoe_clip
         g = F.normalize(feats.global_token.to(device, torch.float32), dim=-1)
         patches = F.normalize(feats.patch_tokens.to(device, torch.float32), dim=-1)
         b = g.shape[0]
@@ -92,16 +92,16 @@ class WMoECLIP(FrozenBackboneModel):
 
         # Per-layer text (B,L,2,D): WCMA's refinement, or the same T for every layer.
         layer_text = refined if refined is not None else text.unsqueeze(1).expand(-1, patches.shape[1], -1, -1)
-        logits = torch.einsum("blnd,blcd->blnc", patches, layer_text) / m.temperature
+        logits = torch.einsum("blnd,blcd->blnc", patches, layer_text) / s.temperature
         probs = logits.softmax(dim=-1)[..., 1]
         gh, gw = self.backbone.grid
         layer_maps = F.interpolate(probs.reshape(b, -1, gh, gw), size=(m.image_size, m.image_size),
                                    mode="bilinear", align_corners=False)
         anomaly_map = layer_maps.mean(dim=1)
-        global_logits = torch.einsum("bd,bcd->bc", F.normalize(g_prime, dim=-1), text) / m.temperature
+        global_logits = torch.einsum("bd,bcd->bc", F.normalize(g_prime, dim=-1), text) / s.temperature
         global_logit = global_logits[:, 1] - global_logits[:, 0]
         global_score = torch.sigmoid(global_logit)
-        image_score = m.alpha * global_score + (1 - m.alpha) * anomaly_map.flatten(1).amax(dim=1)
+        image_score = s.alpha * global_score + (1 - s.alpha) * anomaly_map.flatten(1).amax(dim=1)
         aux["global_logit"] = global_logit
         aux["text"] = text
         if refined is not None:
@@ -109,9 +109,9 @@ class WMoECLIP(FrozenBackboneModel):
         return ModelOutput(layer_maps, anomaly_map, global_score, image_score, aux)
 
     def eval_image_score(self, global_score: torch.Tensor, smoothed_map: torch.Tensor) -> torch.Tensor:
-        """``α·s_g + (1 − α)·max(M)`` with ``M`` the smoothed map (METHOD.md §4), so one noisy pixel cannot
+        """``α·s_g + (1 − α)·max(M)`` with ``M`` the smoothed map (docs/METHOD.md §4), so one noisy pixel cannot
         decide an image."""
-        alpha = self.cfg.model.alpha
+        alpha = self.cfg.model.wmoe_clip.alpha
         return alpha * global_score.float() + (1 - alpha) * smoothed_map.flatten(1).amax(dim=1)
 
     def diagnostics(self, aux: dict[str, torch.Tensor]) -> dict[str, float | list[float]]:
@@ -119,7 +119,8 @@ class WMoECLIP(FrozenBackboneModel):
 
     def loss(self, out: ModelOutput, labels: torch.Tensor, masks: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every loss term and ``total``; a disabled module has no terms (``kl``, ``rec``, ``load_balance``)."""
-        w = self.cfg.loss
+        s = self.cfg.model.wmoe_clip
+        w = s.loss
         with autocast_disabled(out.anomaly_map.device):
             labels, masks = shared_losses.loss_targets(out.global_score, out.layer_maps, labels, masks, torch.float32)
             terms = {"global": F.binary_cross_entropy_with_logits(out.aux["global_logit"].float(), labels)}
@@ -133,7 +134,7 @@ class WMoECLIP(FrozenBackboneModel):
             if "router_probs" in aux:
                 terms["load_balance"] = losses.load_balance_loss(aux["router_probs"], aux["expert_index"])
             if "load_balance" in terms:
-                total = total + self.cfg.model.sa_moe.load_balance_weight * terms["load_balance"]
+                total = total + s.sa_moe.load_balance_weight * terms["load_balance"]
             terms["total"] = total
         return terms
 

@@ -1,9 +1,9 @@
-"""SA-MoE — semantic-aware mixture of experts (METHOD §3, paper eq. 8).
+"""SA-MoE — semantic-aware mixture of experts (docs/METHOD.md §3, paper eq. 8).
 
 Adapters (one linear map per layer, then global average pooling over the patches) give the context
 ``c ∈ R^{L·d_a}``; the router keeps the top-k of ``softmax(W_r c)`` and renormalises their weights;
 ``F~ = Σ_{i ∈ top-k} w_i E_i(c)`` is added to the class token by the caller (``g' = g + F~``). With
-``zero_init`` each expert's output layer starts at zero, so ``g' = g`` at initialisation (METHOD §6).
+``zero_init`` each expert's output layer starts at zero, so ``g' = g`` at initialisation (docs/METHOD.md §6).
 """
 
 from __future__ import annotations

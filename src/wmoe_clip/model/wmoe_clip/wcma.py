@@ -1,4 +1,4 @@
-"""WCMA — wavelet-enhanced cross-modal attention (METHOD §2, paper eq. 5–7).
+"""WCMA — wavelet-enhanced cross-modal attention (docs/METHOD.md §2, paper eq. 5–7).
 
 Per feature layer: a one-level Haar DWT of the patch map gives ``X_L`` and ``X_H = X_LH + X_HL + X_HH``;
 ``U = X_L + X_H``; ``A = sigmoid(L2(ReLU(L1(GAP(U)))) + PWConv(U))``; ``F_w = X_L + A ⊙ X_H``; then the
@@ -6,7 +6,7 @@ text embeddings attend to ``F_w``: ``T~ = T + softmax(Q Kᵀ/√d) V W_o`` with 
 ``K = F_w W_k``, ``V = F_w W_v``, L2-normalised.
 
 With ``zero_init`` the output projection ``W_o`` starts at zero, so ``T~ = T`` at initialisation
-(METHOD §6). The DWT's border ``mode`` matters on an odd grid (37×37): the last row and column of the
+(docs/METHOD.md §6). The DWT's border ``mode`` matters on an odd grid (37×37): the last row and column of the
 bands see one padded sample, which ``zero`` padding turns into an artificial edge.
 """
 

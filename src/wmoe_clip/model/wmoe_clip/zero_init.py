@@ -1,4 +1,4 @@
-"""Zero initialisation of the last layer of a residual branch (METHOD §6).
+"""Zero initialisation of the last layer of a residual branch (docs/METHOD.md §6).
 
 A branch ``x + f(x)`` whose last layer is zero starts as the identity, yet learns: that layer's gradient
 is its input times the upstream gradient, which is not zero, and once it has moved the layers before

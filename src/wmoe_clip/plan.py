@@ -1,0 +1,407 @@
+"""The protocol of a workflow config: what it trains and evaluates, with which run configs, in which
+evaluate jobs, and where every file goes (the results layout).
+
+The workflow config is the validated dict of ``workflow/schemas/config.schema.yaml`` (Snakemake's
+``config``): its methods and datasets are checked here against the registries, its run configs are
+built and validated whole (``config.config_with_overrides``). The Snakemake rules read a :class:`Plan`
+while the DAG is built, ``wmoe-clip dvc-params`` writes DVC's protocol lists from one, and the report
+reads the results layout's patterns. The module imports no torch.
+
+The results layout is the pattern constants below, each relative to its prefix in the workflow
+config's ``paths`` (``resources``, ``results``, ``reports``, ``logs``; :class:`Paths` joins them).
+``{run}`` is a run name: the Table 2 variant of a method with variants, the method's own name otherwise
+(``model.registry.run_name``); ``{source}`` is ``none`` for a method evaluated without training.
+"""
+
+from __future__ import annotations
+
+import copy
+import posixpath
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from .config import RunConfig, config_with_overrides
+from .data import registry as dataset_registry
+from .data.weights import WEIGHTS_FILE
+from .engine.tracking import default_tracking_uri
+from .errors import WMoEError
+from .model import registry as method_registry
+from .model.encoder_pass import backbone_digest, encoder_passes
+
+# The source segment of a method evaluated without training: eval/none/{target}/{method}/seed0.json.
+UNTRAINED = method_registry.UNTRAINED_SOURCE
+
+# Under paths.resources.
+RAW = "raw/{dataset}"
+DOWNLOAD_RECORD = f"{RAW}/download.json"
+PREPARED = "prepared/{dataset}/meta.json"
+PREPARE_REPORT = "prepared/{dataset}/prepare.json"
+CUSTOM_RAW = "raw/custom/{custom}"
+CUSTOM_PREPARED = "prepared/custom/{custom}/meta.json"
+CUSTOM_PREPARE_REPORT = "prepared/custom/{custom}/prepare.json"
+WEIGHTS = f"weights/{WEIGHTS_FILE}"
+FEATURE_CACHE = "feature-cache"
+# Under paths.results.
+RUN_CONFIG = "run_config/{method}.yaml"
+TRACKING_DONE = "tracking/initialised.json"
+TRAIN_DIR = "train/{source}/{run}/seed{seed}"
+MODEL = f"{TRAIN_DIR}/model.pt"
+HISTORY = f"{TRAIN_DIR}/history.json"
+RUN_RECORD = f"{TRAIN_DIR}/run.json"
+EVAL_JSON = "eval/{source}/{target}/{run}/seed{seed}.json"
+EVAL_FIGURE = "eval/{source}/{target}/{run}/seed{seed}.png"
+# Under paths.reports.
+REPORT_FILES = ("index.html", "table1.tex", "table2.tex")
+# Under paths.logs: one per job.
+LOGS = {
+    "download": "download/{dataset}.log",
+    "synth": "synth/{dataset}.log",
+    "synth_custom": "synth/custom/{custom}.log",
+    "prepare": "prepare/{dataset}.log",
+    "prepare_custom": "prepare/custom/{custom}.log",
+    "download_weights": "download_weights.log",
+    "tracking_init": "tracking_init.log",
+    "run_config": "run_config/{method}.log",
+    "train": "train/{source}/{run}/seed{seed}.log",
+    "evaluate": "evaluate/{target}/{backbone}.log",
+    "report": "report.log",
+}
+
+_FIELD = re.compile(r"\{(\w+)\}")
+
+
+def glob(pattern: str) -> str:
+    """``pattern`` with every ``{field}`` a ``*``: the files of that kind under its prefix."""
+    return _FIELD.sub("*", pattern)
+
+
+def fields(pattern: str, path: str) -> dict[str, str] | None:
+    """The ``{field}`` values of ``path`` (relative to the pattern's prefix), or None if it does not match."""
+    regex = "".join(f"(?P<{part}>[^/]+)" if i % 2 else re.escape(part)
+                    for i, part in enumerate(_FIELD.split(pattern)))
+    match = re.fullmatch(regex, path)
+    return match.groupdict() if match else None
+
+
+@dataclass(frozen=True)
+class Paths:
+    """The prefixes of a workflow config's ``paths``; ``resources(PATTERN)`` etc. join one to a pattern."""
+
+    resources_dir: str
+    results_dir: str
+    reports_dir: str
+    logs_dir: str
+
+    def resources(self, pattern: str) -> str:
+        return posixpath.join(self.resources_dir, pattern)
+
+    def results(self, pattern: str) -> str:
+        return posixpath.join(self.results_dir, pattern)
+
+    def log(self, job: str) -> str:
+        return posixpath.join(self.logs_dir, LOGS[job])
+
+    @property
+    def report_files(self) -> list[str]:
+        return [posixpath.join(self.reports_dir, name) for name in REPORT_FILES]
+
+
+@dataclass(frozen=True)
+class Training:
+    source: str
+    run: str
+    seed: int
+    method: str
+
+    def path(self, paths: Paths, pattern: str = TRAIN_DIR) -> str:
+        return paths.results(pattern).format(source=self.source, run=self.run, seed=self.seed)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One model on one target: a training's checkpoint, or for a method that does not train
+    (source ``none``, seed 0) its run config."""
+
+    source: str
+    target: str
+    run: str
+    seed: int
+    method: str
+
+    @property
+    def trained(self) -> bool:
+        return self.source != UNTRAINED
+
+    def path(self, paths: Paths, pattern: str = EVAL_JSON) -> str:
+        return paths.results(pattern).format(source=self.source, target=self.target, run=self.run, seed=self.seed)
+
+    def model_inputs(self, paths: Paths) -> list[str]:
+        """Its checkpoint and training record (evaluate reads run.json to link its run to the training's),
+        or its method's run config."""
+        if not self.trained:
+            return [paths.results(RUN_CONFIG).format(method=self.method)]
+        train = Training(self.source, self.run, self.seed, self.method)
+        return [train.path(paths, MODEL), train.path(paths, RUN_RECORD)]
+
+    def model_args(self, paths: Paths) -> list[str]:
+        """Its words on the ``wmoe-clip evaluate`` command line: the model, its JSON and its figure."""
+        model = self.model_inputs(paths)[0]
+        return ["--checkpoint" if self.trained else "--config", model,
+                "--out", self.path(paths), "--figure", self.path(paths, EVAL_FIGURE)]
+
+
+@dataclass(frozen=True)
+class EvaluateJob:
+    """The evaluations of one target whose run configs share an encoder pass (``backbone`` is its
+    ``backbone_digest``): one ``wmoe-clip evaluate`` scores them all from one pass of the images.
+    ``feature_cache``: a training of the same backbone configuration on this target caches its
+    features, so the job reads (or builds) that cache instead of encoding the images again."""
+
+    name: str
+    target: str
+    custom: bool
+    backbone: str
+    evaluations: tuple[Evaluation, ...]
+    feature_cache: bool
+
+    def data(self, paths: Paths) -> str:
+        """The prepared manifest of the target."""
+        if self.custom:
+            return paths.resources(CUSTOM_PREPARED).format(custom=self.target)
+        return paths.resources(PREPARED).format(dataset=self.target)
+
+    def inputs(self, paths: Paths) -> list[str]:
+        return [path for e in self.evaluations for path in e.model_inputs(paths)]
+
+    def outputs(self, paths: Paths) -> list[str]:
+        return [e.path(paths, pattern) for e in self.evaluations for pattern in (EVAL_JSON, EVAL_FIGURE)]
+
+    def options(self, paths: Paths) -> list[str]:
+        """Its options besides the target and the models: the feature cache where the target's is shared."""
+        cache = ["--feature-cache"] if self.feature_cache else []
+        return [*cache, "--cache-dir", paths.resources(FEATURE_CACHE)]
+
+    def model_args(self, paths: Paths) -> list[str]:
+        return [word for e in self.evaluations for word in e.model_args(paths)]
+
+
+def _merge(into: dict, update: Mapping) -> None:
+    """Snakemake's merge of config files: mappings key by key, anything else replaced."""
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = copy.deepcopy(value)
+
+
+def _with_defaults(cls):
+    """A validator that fills each missing property with its schema default first, as Snakemake's
+    ``validate`` does."""
+    check_properties = cls.VALIDATORS["properties"]
+
+    def properties(validator, props, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in props.items():
+                if "default" in sub:
+                    instance.setdefault(name, copy.deepcopy(sub["default"]))
+        yield from check_properties(validator, props, instance, schema)
+
+    return jsonschema.validators.extend(cls, {"properties": properties})
+
+
+def load_workflow_config(files: Sequence[str | Path], schema: str | Path) -> dict[str, Any]:
+    """The workflow config Snakemake builds from ``files`` (the first its ``configfile``, each next one
+    merged over it, as ``--configfile`` does), validated by ``schema`` and completed with its defaults;
+    for tools that read the protocol outside Snakemake."""
+    config: dict[str, Any] = {}
+    for name in files:
+        with open(name, encoding="utf-8") as f:
+            _merge(config, yaml.safe_load(f) or {})
+    with open(schema, encoding="utf-8") as f:
+        rules = yaml.safe_load(f)
+    error = jsonschema.exceptions.best_match(_with_defaults(jsonschema.Draft202012Validator)(rules).iter_errors(config))
+    if error is not None:
+        where = ".".join(map(str, error.absolute_path)) or "(top level)"
+        raise WMoEError(f"{', '.join(map(str, files))}: {where}: {error.message}; {schema} describes each key")
+    return config
+
+
+def _problem(message: str) -> WMoEError:
+    return WMoEError(f"workflow config: {message}")
+
+
+def _check_names(kind: str, key: str, names, known) -> None:
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise _problem(f"{key}: unknown {kind} {', '.join(map(str, unknown))}; known: {', '.join(known)}")
+
+
+def _check(config: Mapping[str, Any]) -> None:
+    """Names that only the registries know: methods, datasets, variants, custom target names."""
+    m = config["methods"]
+    _check_names("method", "methods.main", [m["main"]], method_registry.method_names())
+    _check_names("method", "methods.baselines", m["baselines"], method_registry.method_names())
+    _check_names("method", "methods.configs", list(m["configs"]), method_registry.method_names())
+    if m["main"] in m["baselines"]:
+        raise _problem(f"methods.baselines: {m['main']} is the main method")
+    dataset_registry.check_keys(config["sources"], "workflow config: sources")
+    for key in ("targets", "ablation_targets"):
+        for source, targets in config[key].items():
+            dataset_registry.check_keys(targets, f"workflow config: {key}.{source}")
+    missing = [s for s in config["sources"] if s not in config["targets"]]
+    extra = sorted((set(config["targets"]) | set(config["ablation_targets"])) - set(config["sources"]))
+    if missing or extra:
+        raise _problem("every source needs a `targets` entry and `targets`/`ablation_targets` may only name "
+                       f"sources; missing: {missing}, not a source: {extra}")
+    variants = method_registry.get(m["main"]).variants
+    if not variants:
+        raise _problem(f"methods.main: {m['main']} has no variants to train for Table 2; make it a baseline")
+    _check_names("variant", "main_variant", [config["main_variant"]], variants)
+    _check_names("variant", "variants", config["variants"], variants)
+    for name in config["custom_targets"]:
+        dataset_registry.check_custom_name(name, f"workflow config: custom_targets.{name}")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a workflow config asks for; build it with :func:`plan`."""
+
+    config: Mapping[str, Any]
+    paths: Paths
+    main_method: str
+    baselines: tuple[str, ...]
+    run_configs: dict[str, RunConfig]  # method -> its run config as its run_config job writes it
+    runs: dict[str, str]  # run name -> its method
+    datasets: tuple[str, ...]  # registry datasets: the sources, then the targets
+    custom: dict[str, str]  # custom target -> its folder or CSV
+    trainings: tuple[Training, ...]
+    evaluations: tuple[Evaluation, ...]
+    jobs: dict[str, EvaluateJob]
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return (self.main_method, *self.baselines)
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return tuple(self.config["sources"])
+
+    def run_config_base(self, method: str) -> str:
+        return _run_config_base(self.config, method)
+
+    def run_config_overrides(self, method: str) -> dict[str, Any]:
+        return _run_config_overrides(self.config, self.paths, method)
+
+    def method_overrides(self, method: str) -> dict[str, Any]:
+        return _method_overrides(self.config, method)
+
+    @property
+    def shared_overrides(self) -> dict[str, Any]:
+        return _shared_overrides(self.config, self.paths)
+
+    def variant(self, run: str) -> str | None:
+        """The Table 2 variant a run trains (``--variant``), for a method with variants; else None."""
+        return run if method_registry.get(self.runs[run]).variants else None
+
+    @property
+    def tracking_uri(self) -> str:
+        """The workflow config's store, else the one every job would use by default."""
+        return self.config["mlflow"]["tracking_uri"] or default_tracking_uri()
+
+
+def _run_config_base(config: Mapping[str, Any], method: str) -> str:
+    """The run config a method's is built from: model_config for the main method, else its own base."""
+    if method == config["methods"]["main"]:
+        return config["model_config"]
+    return config["methods"]["configs"].get(method, {}).get("base") or config["model_config"]
+
+
+def _method_overrides(config: Mapping[str, Any], method: str) -> dict[str, Any]:
+    """Dotted keys of a baseline's own settings (``methods.configs.<method>.set``); none for the main method."""
+    if method == config["methods"]["main"]:
+        return {}
+    return dict(config["methods"]["configs"].get(method, {}).get("set") or {})
+
+
+def _shared_overrides(config: Mapping[str, Any], paths: Paths) -> dict[str, Any]:
+    """Dotted keys set on every method's run config: the config's overrides, then the downloaded weights."""
+    sets = dict(config["overrides"])
+    if config["weights"]["download"]:
+        sets["model.pretrained"] = paths.resources(WEIGHTS)
+    return sets
+
+
+def _run_config_overrides(config: Mapping[str, Any], paths: Paths, method: str) -> dict[str, Any]:
+    """Dotted keys set on a method's base: its method, its own settings, then the shared ones."""
+    return {"method": method, **_method_overrides(config, method), **_shared_overrides(config, paths)}
+
+
+def _evaluations(config: Mapping[str, Any], main: str, baselines: tuple[str, ...], custom) -> tuple[list, list]:
+    """(trainings, evaluations) in the protocol's order: the main method's Table 1 cells, its ablation,
+    the custom targets, then the baselines on the Table 1 cells."""
+    seeds = [int(s) for s in config["seeds"]]
+    sources, targets = config["sources"], config["targets"]
+    cells = [(s, t, config["main_variant"]) for s in sources for t in targets[s]]
+    cells += [(s, t, v) for s in sources for t in config["ablation_targets"].get(s, []) for v in config["variants"]]
+    cells = list(dict.fromkeys(cells))
+    runs = list(dict.fromkeys((s, v) for s, _, v in cells))
+    cells += [(s, c, v) for s, v in runs for c in custom]
+    table1 = [(s, t) for s in sources for t in targets[s]]
+    trained = [b for b in baselines if method_registry.get(b).trains]
+    untrained = [b for b in baselines if not method_registry.get(b).trains]
+    baseline_runs = list(dict.fromkeys((s, b) for b in trained for s, _ in table1))
+    trainings = [Training(s, v, seed, main) for s, v in runs for seed in seeds]
+    trainings += [Training(s, b, seed, b) for s, b in baseline_runs for seed in seeds]
+    evaluations = [Evaluation(s, t, v, seed, main) for s, t, v in cells for seed in seeds]
+    evaluations += [Evaluation(s, t, b, seed, b) for b in trained for s, t in table1 for seed in seeds]
+    evaluations += [Evaluation(UNTRAINED, t, b, 0, b) for b in untrained for t in dict.fromkeys(t for _, t in table1)]
+    return trainings, evaluations
+
+
+def _jobs(evaluations, trainings, run_configs: dict[str, RunConfig], custom) -> dict[str, EvaluateJob]:
+    by_target: dict[str, list[Evaluation]] = {}
+    for e in evaluations:
+        by_target.setdefault(e.target, []).append(e)
+    jobs = {}
+    for target, members in by_target.items():
+        for digest, group in encoder_passes(members, lambda e: run_configs[e.method]).items():
+            cached = any(t.source == target and run_configs[t.method].train.feature_cache
+                         and backbone_digest(run_configs[t.method]) == digest for t in trainings)
+            name = f"evaluate_{target}_{digest}"
+            jobs[name] = EvaluateJob(name, target, target in custom, digest, tuple(group), cached)
+    # Snakemake's order: by first evaluation, as the rules are defined.
+    first = {e: i for i, e in enumerate(evaluations)}
+    return dict(sorted(jobs.items(), key=lambda kv: first[kv[1].evaluations[0]]))
+
+
+def plan(config: Mapping[str, Any]) -> Plan:
+    """The protocol of a validated workflow config; a name no registry knows or a run config that does
+    not validate is a one-line error."""
+    _check(config)
+    p = config["paths"]
+    paths = Paths(p["resources"], p["results"], p["reports"], p["logs"])
+    main = config["methods"]["main"]
+    baselines = tuple(config["methods"]["baselines"])
+    custom = dict(config["custom_targets"])
+    # Checked now, while the DAG is built: a bad value (train.epochs: 0, a typo) fails before any job runs.
+    run_configs = {
+        method: config_with_overrides(_run_config_base(config, method), _run_config_overrides(config, paths, method),
+                                      f"workflow config `overrides` on the {method} run config")
+        for method in (main, *baselines)
+    }
+    trainings, evaluations = _evaluations(config, main, baselines, custom)
+    runs = {**{v: main for v in dict.fromkeys([config["main_variant"], *config["variants"]])},
+            **{b: b for b in baselines}}
+    registry_targets = [e.target for e in evaluations if e.target not in custom]
+    return Plan(
+        config=config, paths=paths, main_method=main, baselines=baselines, run_configs=run_configs, runs=runs,
+        datasets=tuple(dict.fromkeys([*config["sources"], *registry_targets])), custom=custom,
+        trainings=tuple(trainings), evaluations=tuple(evaluations),
+        jobs=_jobs(evaluations, trainings, run_configs, custom),
+    )
