@@ -233,9 +233,6 @@ class ReleasedImport:
     def checkpoint_path(self, paths: Paths) -> str:
         return paths.resources(RELEASED_CHECKPOINT).format(checkpoint=self.checkpoint)
 
-    def model_path(self, paths: Paths) -> str:
-        return paths.results(IMPORTED_MODEL).format(source=self.source, run=RELEASED_RUN)
-
 
 @dataclass(frozen=True)
 class ReleasedCheck:

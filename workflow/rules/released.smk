@@ -42,6 +42,7 @@ rule report_released:
     input:
         evaluations=RELEASED_EVAL_JSONS,
         paper="config/paper_results.yaml",
+        references=REFERENCES,
     output:
         RELEASED_REPORT_FILES,
     params:
