@@ -1,5 +1,6 @@
 """The protocol module against hand-written expectations: the jobs of the shipped workflow configs
-(the paper's, with both baselines, the demo's), the results layout's paths, and its one-line errors."""
+(the paper's, with its controls or without, the demo's), AnomalyCLIP in its own paper's protocol, the
+released-checkpoint check, the results layout's paths, and its one-line errors."""
 
 from __future__ import annotations
 
@@ -15,14 +16,16 @@ from snakemake.utils import update_config, validate
 from wmoe_clip.errors import WMoEError
 from wmoe_clip.model.encoder_pass import encoder_passes
 from wmoe_clip.config import config_with_overrides
-from wmoe_clip.plan import EVAL_FIGURE, EVAL_JSON, HISTORY, Evaluation, Paths, fields, glob, load_workflow_config, plan
+from wmoe_clip.plan import (EVAL_FIGURE, EVAL_JSON, HISTORY, RELEASED_RUN, Evaluation, Paths, fields, glob,
+                            load_workflow_config, plan)
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 DATASETS = ["mvtec", "visa", "btad", "ksdd2", "dagm", "dtd", "headct", "brainmri", "br35h", "isic",
             "colondb", "clinicdb", "endo", "kvasir"]
 VARIANTS = ["base", "ctds", "ctds_wcma", "ctds_samoe", "full"]
-BOTH_BASELINES = {"methods": {"baselines": ["clip", "anomalyclip"]}}
+NO_CONTROLS = {"methods": {"baselines": []}}
+OWN_PROTOCOL = {"methods": {"configs": {"anomalyclip": {"protocol": "own"}}}}
 
 
 def workflow_config(*files: str, **overrides) -> dict:
@@ -40,8 +43,8 @@ def cells(evaluations) -> set[tuple]:
     return {(e.source, e.target, e.run, e.seed) for e in evaluations}
 
 
-def test_paper_protocol():
-    p = plan(workflow_config())
+def test_paper_protocol_without_controls():
+    p = plan(workflow_config(**NO_CONTROLS))
     # VisA-trained full model on the 13 others, MVTec-trained on VisA, every variant on those two cells.
     expected = ({("visa", t, "full", 0) for t in DATASETS if t != "visa"} | {("mvtec", "visa", "full", 0)}
                 | {("visa", "mvtec", v, 0) for v in VARIANTS} | {("mvtec", "visa", v, 0) for v in VARIANTS})
@@ -61,8 +64,9 @@ def test_paper_protocol():
     assert p.variant("ctds") == "ctds"
 
 
-def test_paper_with_both_baselines():
-    p = plan(workflow_config(**BOTH_BASELINES))
+def test_paper_runs_both_controls_by_default():
+    p = plan(workflow_config())
+    assert p.baselines == ("clip", "anomalyclip")
     assert len(p.trainings) == 10 + 2 and len(p.evaluations) == 22 + 28 and len(p.jobs) == 28
     assert {(t.source, t.run) for t in p.trainings if t.method == "anomalyclip"} == {("visa", "anomalyclip"),
                                                                                       ("mvtec", "anomalyclip")}
@@ -92,9 +96,68 @@ def test_demo_protocol():
     assert "parts" not in p.datasets
 
 
+def test_anomalyclip_in_its_own_protocol():
+    # Its paper: trained on MVTec AD for every target but MVTec AD, on VisA for MVTec AD.
+    p = plan(workflow_config(**OWN_PROTOCOL))
+    default = plan(workflow_config())
+    own = [(e.source, e.target, e.run, e.seed) for e in p.evaluations if e.method == "anomalyclip"]
+    assert sorted(own) == sorted([("visa", "mvtec", "anomalyclip", 0)]
+                                 + [("mvtec", t, "anomalyclip", 0) for t in DATASETS if t != "mvtec"])
+    assert {(t.source, t.run) for t in p.trainings if t.method == "anomalyclip"} == {("visa", "anomalyclip"),
+                                                                                      ("mvtec", "anomalyclip")}
+    # The other methods' cells and the job count are the default protocol's.
+    assert [e for e in p.evaluations if e.method != "anomalyclip"] == \
+        [e for e in default.evaluations if e.method != "anomalyclip"]
+    assert len(p.jobs) == 28
+    # A training source its own protocol adds is prepared, though the config neither trains on nor
+    # evaluates it.
+    config = workflow_config(**OWN_PROTOCOL)
+    config.update(sources=["visa"], targets={"visa": ["btad"]}, ablation_targets={})
+    small = plan(config)
+    assert [(t.source, t.run) for t in small.trainings] == [("visa", "full"), ("mvtec", "anomalyclip")]
+    assert [(e.source, e.target, e.run) for e in small.evaluations] == [
+        ("visa", "btad", "full"), ("mvtec", "btad", "anomalyclip"), ("none", "btad", "clip")]
+    assert small.datasets == ("visa", "mvtec", "btad") and small.sources == ("visa", "mvtec")
+
+
+def test_released_check_imports_and_evaluates_without_training():
+    p = plan(workflow_config())
+    r = p.released
+    # The VisA-trained release (9_12_4_multiscale) on MVTec AD, the MVTec-trained one on the 13 others; the
+    # seed is the run config's (AnomalyCLIP's official 111), as the evaluation JSON records it.
+    assert [(i.source, i.checkpoint) for i in r.imports] == [("visa", "9_12_4_multiscale/epoch_15.pth"),
+                                                            ("mvtec", "9_12_4_multiscale_visa/epoch_15.pth")]
+    assert sorted((e.source, e.target, e.run, e.seed) for e in r.evaluations) == sorted(
+        [("visa", "mvtec", "anomalyclip_released", 111)]
+        + [("mvtec", t, "anomalyclip_released", 111) for t in DATASETS if t != "mvtec"])
+    assert not set(r.evaluations) & set(p.evaluations)
+    # One job per target, on the AnomalyCLIP control's backbone configuration, reading no training's cache.
+    control = {j.backbone for j in p.jobs.values() if {e.method for e in j.evaluations} == {"anomalyclip"}}
+    assert sorted(j.target for j in r.jobs.values()) == sorted(DATASETS)
+    assert {j.backbone for j in r.jobs.values()} == control and not any(j.feature_cache for j in r.jobs.values())
+    mvtec = next(j for j in r.jobs.values() if j.target == "mvtec")
+    assert mvtec.name == f"evaluate_released_mvtec_{mvtec.backbone}"
+    assert mvtec.inputs(p.paths) == ["results/imported/visa/anomalyclip_released/model.pt"]
+    assert mvtec.model_args(p.paths) == [
+        "--checkpoint", "results/imported/visa/anomalyclip_released/model.pt", "--source", "visa",
+        "--run", "anomalyclip_released", "--out", "results/eval/visa/mvtec/anomalyclip_released/seed111.json",
+        "--figure", "results/eval/visa/mvtec/anomalyclip_released/seed111.png"]
+    assert r.imports[0].checkpoint_path(p.paths) == "resources/weights/anomalyclip/9_12_4_multiscale/epoch_15.pth"
+    assert r.download_record(p.paths) == "resources/weights/anomalyclip/checkpoints.json"
+    assert p.paths.released_report_files == [f"reports/paper/released_check/{f}"
+                                             for f in ("index.html", "table1.tex", "table2.tex")]
+    # The report knows the run name as a released checkpoint's.
+    from wmoe_clip.report import load_paper_results
+
+    assert RELEASED_RUN in load_paper_results(REPO / "config" / "paper_results.yaml").references.released_runs
+
+
 def test_seeds_multiply_trainings_and_evaluations_not_jobs():
-    p = plan(workflow_config(seeds=[0, "1", 2]))
+    p = plan(workflow_config(seeds=[0, "1", 2], **NO_CONTROLS))
     assert (len(p.trainings), len(p.evaluations), len(p.jobs)) == (30, 66, 14)
+    # AnomalyCLIP is trained per seed, CLIP (no training) is evaluated once per target.
+    p = plan(workflow_config(seeds=[0, "1", 2]))
+    assert (len(p.trainings), len(p.evaluations), len(p.jobs)) == (30 + 6, 66 + 3 * 14 + 14, 28)
 
 
 def test_paths_of_the_results_layout():
@@ -154,11 +217,14 @@ def test_tracking_uri(tmp_path, monkeypatch):
      "sources: unknown dataset 'nowhere'"),
     ({"targets": {"visa": ["mvtec", "atlantis"], "mvtec": ["visa"]}}, "targets.visa: unknown dataset 'atlantis'"),
     ({"methods": {"baselines": ["winclipx"]}}, "methods.baselines: unknown method winclipx"),
-    ({"methods": {"main": "anomalyclip"}}, "methods.main: anomalyclip has no variants"),
+    ({"methods": {"main": "anomalyclip", "baselines": []}}, "methods.main: anomalyclip has no variants"),
     ({"variants": ["full", "tiny_moe"]}, "variants: unknown variant tiny_moe"),
     ({"custom_targets": {"mvtec": "data/parts"}}, "custom_targets.mvtec: dataset name 'mvtec' is a registry dataset"),
     ({"ablation_targets": {"btad": ["visa"]}}, r"not a source: \['btad'\]"),
     ({"overrides": {"train.epoch": 3}}, r"wmoe_clip run config: train: unknown key\(s\) epoch"),
+    ({"methods": {"configs": {"clip": {"protocol": "own"}}}}, "methods.configs.clip.protocol: own needs a baseline"),
+    ({"methods": {"baselines": [], "configs": {"anomalyclip": {"protocol": "own"}}}},
+     "methods.configs.anomalyclip.protocol: own needs a baseline of methods.baselines"),
 ])
 def test_config_errors_are_one_line(overrides, message):
     with pytest.raises(WMoEError, match=message) as info:

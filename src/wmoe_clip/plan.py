@@ -11,6 +11,11 @@ The results layout is the pattern constants below, each relative to its prefix i
 config's ``paths`` (``resources``, ``results``, ``reports``, ``logs``; :class:`Paths` joins them).
 ``{run}`` is a run name: the Table 2 variant of a method with variants, the method's own name otherwise
 (``model.registry.run_name``); ``{source}`` is ``none`` for a method evaluated without training.
+
+Besides the protocol, every plan holds the released-checkpoint check (:class:`ReleasedCheck`, the
+workflow's ``released_check`` target): AnomalyCLIP's two released checkpoints imported and evaluated,
+with no training, on every target of the config, each by the checkpoint its own paper's protocol uses
+for that target, under the run name ``anomalyclip_released``.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import yaml
 
 from .config import RunConfig, config_with_overrides
 from .data import registry as dataset_registry
-from .data.weights import WEIGHTS_FILE
+from .data.weights import RELEASED, RELEASED_DIRNAME, RELEASED_RECORD, WEIGHTS_FILE
 from .engine.tracking import default_tracking_uri
 from .errors import WMoEError
 from .model import registry as method_registry
@@ -46,6 +51,10 @@ CUSTOM_RAW = "raw/custom/{custom}"
 CUSTOM_PREPARED = "prepared/custom/{custom}/meta.json"
 CUSTOM_PREPARE_REPORT = "prepared/custom/{custom}/prepare.json"
 WEIGHTS = f"weights/{WEIGHTS_FILE}"
+# AnomalyCLIP's released checkpoints ({checkpoint}: its path below the repository's checkpoints/, e.g.
+# 9_12_4_multiscale/epoch_15.pth) and the record of their download.
+RELEASED_CHECKPOINT = f"weights/{RELEASED_DIRNAME}/{{checkpoint}}"
+RELEASED_DOWNLOAD_RECORD = f"weights/{RELEASED_DIRNAME}/{RELEASED_RECORD}"
 FEATURE_CACHE = "feature-cache"
 # Under paths.results.
 RUN_CONFIG = "run_config/{method}.yaml"
@@ -56,8 +65,11 @@ HISTORY = f"{TRAIN_DIR}/history.json"
 RUN_RECORD = f"{TRAIN_DIR}/run.json"
 EVAL_JSON = "eval/{source}/{target}/{run}/seed{seed}.json"
 EVAL_FIGURE = "eval/{source}/{target}/{run}/seed{seed}.png"
-# Under paths.reports.
+# A released checkpoint as a wmoe-clip checkpoint (`wmoe-clip import-checkpoint`); no run.json.
+IMPORTED_MODEL = "imported/{source}/{run}/model.pt"
+# Under paths.reports: the protocol's report, and the released-checkpoint check's in a folder of its own.
 REPORT_FILES = ("index.html", "table1.tex", "table2.tex")
+RELEASED_REPORT_DIR = "released_check"
 # Under paths.logs: one per job.
 LOGS = {
     "download": "download/{dataset}.log",
@@ -71,6 +83,10 @@ LOGS = {
     "train": "train/{source}/{run}/seed{seed}.log",
     "evaluate": "evaluate/{target}/{backbone}.log",
     "report": "report.log",
+    "download_released": "released_check/download.log",
+    "import_released": "released_check/import/{source}.log",
+    "evaluate_released": "released_check/evaluate/{target}/{backbone}.log",
+    "report_released": "released_check/report.log",
 }
 
 _FIELD = re.compile(r"\{(\w+)\}")
@@ -111,6 +127,10 @@ class Paths:
     def report_files(self) -> list[str]:
         return [posixpath.join(self.reports_dir, name) for name in REPORT_FILES]
 
+    @property
+    def released_report_files(self) -> list[str]:
+        return [posixpath.join(self.reports_dir, RELEASED_REPORT_DIR, name) for name in REPORT_FILES]
+
 
 @dataclass(frozen=True)
 class Training:
@@ -126,13 +146,15 @@ class Training:
 @dataclass(frozen=True)
 class Evaluation:
     """One model on one target: a training's checkpoint, or for a method that does not train
-    (source ``none``, seed 0) its run config."""
+    (source ``none``, seed 0) its run config, or (``imported``) a released checkpoint imported with
+    ``wmoe-clip import-checkpoint``, which records no training: its source and run name are given."""
 
     source: str
     target: str
     run: str
     seed: int
     method: str
+    imported: bool = False
 
     @property
     def trained(self) -> bool:
@@ -146,13 +168,16 @@ class Evaluation:
         or its method's run config."""
         if not self.trained:
             return [paths.results(RUN_CONFIG).format(method=self.method)]
+        if self.imported:
+            return [paths.results(IMPORTED_MODEL).format(source=self.source, run=self.run)]
         train = Training(self.source, self.run, self.seed, self.method)
         return [train.path(paths, MODEL), train.path(paths, RUN_RECORD)]
 
     def model_args(self, paths: Paths) -> list[str]:
         """Its words on the ``wmoe-clip evaluate`` command line: the model, its JSON and its figure."""
         model = self.model_inputs(paths)[0]
-        return ["--checkpoint" if self.trained else "--config", model,
+        given = ["--source", self.source, "--run", self.run] if self.imported else []
+        return ["--checkpoint" if self.trained else "--config", model, *given,
                 "--out", self.path(paths), "--figure", self.path(paths, EVAL_FIGURE)]
 
 
@@ -189,6 +214,38 @@ class EvaluateJob:
 
     def model_args(self, paths: Paths) -> list[str]:
         return [word for e in self.evaluations for word in e.model_args(paths)]
+
+
+# The method whose released checkpoints the check imports, and their run name in the results layout (the
+# report labels it as a released checkpoint and holds it against the official logs).
+RELEASED_METHOD = "anomalyclip"
+RELEASED_RUN = "anomalyclip_released"
+
+
+@dataclass(frozen=True)
+class ReleasedImport:
+    """One released checkpoint (``checkpoint``: its path below ``weights/anomalyclip/``), trained on
+    ``source``, imported into the results layout."""
+
+    source: str
+    checkpoint: str
+
+    def checkpoint_path(self, paths: Paths) -> str:
+        return paths.resources(RELEASED_CHECKPOINT).format(checkpoint=self.checkpoint)
+
+
+@dataclass(frozen=True)
+class ReleasedCheck:
+    """The released-checkpoint check: the imports, one evaluation per target of the config (the
+    checkpoint whose training source the method's own protocol gives the target) and their evaluate
+    jobs, grouped by encoder pass as the protocol's are, apart from them (they need no training)."""
+
+    imports: tuple[ReleasedImport, ...]
+    evaluations: tuple[Evaluation, ...]
+    jobs: dict[str, EvaluateJob]
+
+    def download_record(self, paths: Paths) -> str:
+        return paths.resources(RELEASED_DOWNLOAD_RECORD)
 
 
 def _merge(into: dict, update: Mapping) -> None:
@@ -259,6 +316,12 @@ def _check(config: Mapping[str, Any]) -> None:
     if missing or extra:
         raise _problem("every source needs a `targets` entry and `targets`/`ablation_targets` may only name "
                        f"sources; missing: {missing}, not a source: {extra}")
+    own = [n for n in method_registry.method_names() if method_registry.get(n).own_protocol]
+    for method in m["configs"]:
+        if _protocol(config, method) == "own" and (method not in m["baselines"] or method not in own
+                                                   or not method_registry.get(method).trains):
+            raise _problem(f"methods.configs.{method}.protocol: own needs a baseline of methods.baselines that "
+                           f"trains and whose own paper's protocol is known ({', '.join(own)}); or set it to main")
     variants = method_registry.get(m["main"]).variants
     if not variants:
         raise _problem(f"methods.main: {m['main']} has no variants to train for Table 2; make it a baseline")
@@ -276,13 +339,15 @@ class Plan:
     paths: Paths
     main_method: str
     baselines: tuple[str, ...]
-    run_configs: dict[str, RunConfig]  # method -> its run config as its run_config job writes it
+    run_configs: dict[str, RunConfig]  # method -> its run config as its run_config job writes it (the
+    # released check's method too)
     runs: dict[str, str]  # run name -> its method
-    datasets: tuple[str, ...]  # registry datasets: the sources, then the targets
+    datasets: tuple[str, ...]  # registry datasets: the training sources, then the targets
     custom: dict[str, str]  # custom target -> its folder or CSV
     trainings: tuple[Training, ...]
     evaluations: tuple[Evaluation, ...]
     jobs: dict[str, EvaluateJob]
+    released: ReleasedCheck
 
     @property
     def methods(self) -> tuple[str, ...]:
@@ -290,7 +355,10 @@ class Plan:
 
     @property
     def sources(self) -> tuple[str, ...]:
-        return tuple(self.config["sources"])
+        """Every training source: the config's, then those of a baseline's own protocol and of the
+        released checkpoints."""
+        return tuple(dict.fromkeys([*self.config["sources"], *(t.source for t in self.trainings),
+                                    *(i.source for i in self.released.imports)]))
 
     def run_config_base(self, method: str) -> str:
         return _run_config_base(self.config, method)
@@ -342,9 +410,21 @@ def _run_config_overrides(config: Mapping[str, Any], paths: Paths, method: str) 
     return {"method": method, **_method_overrides(config, method), **_shared_overrides(config, paths)}
 
 
+def _protocol(config: Mapping[str, Any], method: str) -> str:
+    """``main`` (the main method's Table 1 cells) or ``own`` (the method's own paper's protocol)."""
+    return config["methods"]["configs"].get(method, {}).get("protocol") or "main"
+
+
+def _own_cells(method: str, targets) -> list[tuple[str, str]]:
+    """(source, target) of each target as the method's own paper trains for it."""
+    own = method_registry.get(method).own_protocol
+    return [(own.get(t, own["default"]), t) for t in targets]
+
+
 def _evaluations(config: Mapping[str, Any], main: str, baselines: tuple[str, ...], custom) -> tuple[list, list]:
     """(trainings, evaluations) in the protocol's order: the main method's Table 1 cells, its ablation,
-    the custom targets, then the baselines on the Table 1 cells."""
+    the custom targets, then the baselines on the Table 1 cells, or on their targets as a baseline's own
+    paper trains for each (``protocol: own``)."""
     seeds = [int(s) for s in config["seeds"]]
     sources, targets = config["sources"], config["targets"]
     cells = [(s, t, config["main_variant"]) for s in sources for t in targets[s]]
@@ -353,18 +433,34 @@ def _evaluations(config: Mapping[str, Any], main: str, baselines: tuple[str, ...
     runs = list(dict.fromkeys((s, v) for s, _, v in cells))
     cells += [(s, c, v) for s, v in runs for c in custom]
     table1 = [(s, t) for s in sources for t in targets[s]]
-    trained = [b for b in baselines if method_registry.get(b).trains]
+    table1_targets = list(dict.fromkeys(t for _, t in table1))
+    trained = {b: _own_cells(b, table1_targets) if _protocol(config, b) == "own" else table1
+               for b in baselines if method_registry.get(b).trains}
     untrained = [b for b in baselines if not method_registry.get(b).trains]
-    baseline_runs = list(dict.fromkeys((s, b) for b in trained for s, _ in table1))
+    baseline_runs = list(dict.fromkeys((s, b) for b, pairs in trained.items() for s, _ in pairs))
     trainings = [Training(s, v, seed, main) for s, v in runs for seed in seeds]
     trainings += [Training(s, b, seed, b) for s, b in baseline_runs for seed in seeds]
     evaluations = [Evaluation(s, t, v, seed, main) for s, t, v in cells for seed in seeds]
-    evaluations += [Evaluation(s, t, b, seed, b) for b in trained for s, t in table1 for seed in seeds]
-    evaluations += [Evaluation(UNTRAINED, t, b, 0, b) for b in untrained for t in dict.fromkeys(t for _, t in table1)]
+    evaluations += [Evaluation(s, t, b, seed, b) for b, pairs in trained.items() for s, t in pairs for seed in seeds]
+    evaluations += [Evaluation(UNTRAINED, t, b, 0, b) for b in untrained for t in table1_targets]
     return trainings, evaluations
 
 
-def _jobs(evaluations, trainings, run_configs: dict[str, RunConfig], custom) -> dict[str, EvaluateJob]:
+def _released(config: Mapping[str, Any], run_config: RunConfig) -> ReleasedCheck:
+    """The released-checkpoint check over the targets of the config's Table 1 cells (``run_config``:
+    the method's, which the imports use and whose seed the evaluations carry)."""
+    targets = list(dict.fromkeys(t for s in config["sources"] for t in config["targets"][s]))
+    by_source = {c.trained_on: c for c in RELEASED}
+    cells = _own_cells(RELEASED_METHOD, targets)
+    imports = tuple(ReleasedImport(s, by_source[s].local) for s in dict.fromkeys(s for s, _ in cells))
+    evaluations = tuple(Evaluation(s, t, RELEASED_RUN, run_config.train.seed, RELEASED_METHOD, imported=True)
+                        for s, t in cells)
+    jobs = _jobs(evaluations, (), {RELEASED_METHOD: run_config}, {}, prefix="evaluate_released")
+    return ReleasedCheck(imports, evaluations, jobs)
+
+
+def _jobs(evaluations, trainings, run_configs: dict[str, RunConfig], custom,
+          prefix: str = "evaluate") -> dict[str, EvaluateJob]:
     by_target: dict[str, list[Evaluation]] = {}
     for e in evaluations:
         by_target.setdefault(e.target, []).append(e)
@@ -373,7 +469,7 @@ def _jobs(evaluations, trainings, run_configs: dict[str, RunConfig], custom) -> 
         for digest, group in encoder_passes(members, lambda e: run_configs[e.method]).items():
             cached = any(t.source == target and run_configs[t.method].train.feature_cache
                          and backbone_digest(run_configs[t.method]) == digest for t in trainings)
-            name = f"evaluate_{target}_{digest}"
+            name = f"{prefix}_{target}_{digest}"
             jobs[name] = EvaluateJob(name, target, target in custom, digest, tuple(group), cached)
     # Snakemake's order: by first evaluation, as the rules are defined.
     first = {e: i for i, e in enumerate(evaluations)}
@@ -393,15 +489,16 @@ def plan(config: Mapping[str, Any]) -> Plan:
     run_configs = {
         method: config_with_overrides(_run_config_base(config, method), _run_config_overrides(config, paths, method),
                                       f"workflow config `overrides` on the {method} run config")
-        for method in (main, *baselines)
+        for method in dict.fromkeys((main, *baselines, RELEASED_METHOD))
     }
     trainings, evaluations = _evaluations(config, main, baselines, custom)
+    released = _released(config, run_configs[RELEASED_METHOD])
     runs = {**{v: main for v in dict.fromkeys([config["main_variant"], *config["variants"]])},
             **{b: b for b in baselines}}
     registry_targets = [e.target for e in evaluations if e.target not in custom]
     return Plan(
         config=config, paths=paths, main_method=main, baselines=baselines, run_configs=run_configs, runs=runs,
-        datasets=tuple(dict.fromkeys([*config["sources"], *registry_targets])), custom=custom,
-        trainings=tuple(trainings), evaluations=tuple(evaluations),
-        jobs=_jobs(evaluations, trainings, run_configs, custom),
+        datasets=tuple(dict.fromkeys([*config["sources"], *(t.source for t in trainings), *registry_targets])),
+        custom=custom, trainings=tuple(trainings), evaluations=tuple(evaluations),
+        jobs=_jobs(evaluations, trainings, run_configs, custom), released=released,
     )

@@ -116,6 +116,26 @@ def test_a_delta_only_where_the_published_protocol_is_ours(tmp_path, paper_path)
     assert "n/c: no Δ" in notes and "published trained on mvtec, ours trained on visa." in notes
 
 
+def test_anomalyclip_in_its_own_protocol_gets_a_delta_on_every_cell_of_its_table(tmp_path, paper_path):
+    # The workflow's `protocol: own`: MVTec AD-trained on the other targets, VisA-trained on MVTec AD; each
+    # cell is compared with AnomalyCLIP's own table (image AUROC: BTAD 88.3, DTD-Synthetic 93.5, MVTec
+    # AD 91.5, VisA 82.1), Δ included, beside WMoE-CLIP's VisA-trained block.
+    results = tmp_path / "results"
+    image = {"auroc": 0.9, "f1_max": 0.9, "ap": 0.9}
+    pixel = {"auroc": 0.9, "aupro_anomalyclip": 0.8, "ap": 0.4}
+    for source, target in [("mvtec", "btad"), ("mvtec", "dtd"), ("mvtec", "visa"), ("visa", "mvtec")]:
+        write_eval(results, eval_json(source, target, "anomalyclip", 0, image=image, pixel=pixel))
+        write_eval(results, eval_json("mvtec" if target == "visa" else "visa", target, "full", 0, image=image,
+                                      pixel=pixel))
+    t = table1(load_paper_results(paper_path), load_results(results), resamples=20)
+    for name, source, published in [("BTAD", "mvtec", "88.3"), ("DTD-Synthetic", "mvtec", "93.5"),
+                                    ("VisA", "mvtec", "82.1"), ("MVTec-AD", "visa", "91.5")]:
+        row = _row(t, name, "AUROC", trained_on=source)
+        delta = f"{90.0 - float(published):+.1f}".replace("-", "−")
+        assert (row["AnomalyCLIP/Published"], row["AnomalyCLIP/Ours"], row["AnomalyCLIP/Δ"]) == (published, "90.0", delta)
+        assert "AnomalyCLIP" in _cell_title(t, name, "AUROC", "AnomalyCLIP/Published", trained_on=source)
+
+
 def test_the_page_carries_the_provenance_on_hover(tmp_path, paper_path, capsys):
     build_report(_results(tmp_path / "results"), tmp_path / "report", paper_path, resamples=20)
     html = (tmp_path / "report" / "index.html").read_text()

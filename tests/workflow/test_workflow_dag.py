@@ -1,4 +1,5 @@
-"""The Snakemake DAG of the paper and demo configs: exactly the protocol's jobs, and a clean lint."""
+"""The Snakemake DAG of the paper and demo configs: exactly the protocol's jobs (the controls included
+by default), the released-checkpoint check's jobs and no training, and a clean lint."""
 
 from __future__ import annotations
 
@@ -26,15 +27,21 @@ EXPECTED_EVAL = (
     | {("visa", "mvtec", v) for v in VARIANTS}
     | {("mvtec", "visa", v) for v in VARIANTS}
 )
+# The controls, on by default: AnomalyCLIP trained on each source and evaluated on its Table 1 cells,
+# CLIP evaluated without training (source none) on every target.
+CONTROL_TRAIN = {(s, "anomalyclip") for s in ("visa", "mvtec")}
+CONTROL_EVAL = ({(s, t, "anomalyclip") for s, t, v in EXPECTED_EVAL if v == "full"}
+                | {("none", t, "clip") for t in DATASETS})
 TRAIN = re.compile(r"^results/train/(\w+)/(\w+)/seed(\d+)/model\.pt$")
 EVAL = re.compile(r"^results/(?:demo/)?eval/(\w+)/(\w+)/(\w+)/seed(\d+)\.json$")
 
 
-BASELINES = ("--config", "methods={main: wmoe_clip, baselines: [clip, anomalyclip], configs: {anomalyclip: {base: anomalyclip}}}")
+NO_CONTROLS = ("--config", "methods={main: wmoe_clip, baselines: [], configs: {anomalyclip: {base: anomalyclip}}}")
 
 
 def test_expected_protocol_size():
     assert len(EXPECTED_TRAIN) == 10 and len(EXPECTED_EVAL) == 22
+    assert len(CONTROL_TRAIN) == 2 and len(CONTROL_EVAL) == 28
 
 
 def evaluate_jobs(*args: str) -> dict[str, set[tuple[str, ...]]]:
@@ -45,19 +52,70 @@ def evaluate_jobs(*args: str) -> dict[str, set[tuple[str, ...]]]:
 
 def test_paper_dry_run_lists_exactly_the_protocol():
     counts = by_kind(job_counts())
+    # Two evaluate jobs per target: WMoE-CLIP and CLIP share one backbone configuration, AnomalyCLIP's
+    # (compat numerics, layer 24) is the other. Three run configs: one per method.
+    assert counts == {
+        "download": 14, "prepare": 14, "download_weights": 1, "tracking_init": 1, "run_config": 3,
+        "train": 12, "evaluate": 28, "report": 1, "default": 1,
+    }
+    rules = outputs_by_rule()
+    assert not {"import_released", "download_released", "report_released"} & set(rules)
+    rules["evaluate"] = set().union(*(rules.pop(r) for r in list(rules) if EVALUATE_RULE.match(r)))
+    trained = {TRAIN.match(p).groups() for p in rules["train"] if p.endswith("model.pt")}
+    assert trained == {(s, v, "0") for s, v in EXPECTED_TRAIN | CONTROL_TRAIN}
+    evaluated = {EVAL.match(p).groups() for p in rules["evaluate"] if p.endswith(".json")}
+    assert evaluated == {(*cell, "0") for cell in EXPECTED_EVAL | CONTROL_EVAL}
+    assert rules["download"] == {f"resources/raw/{d}/download.json" for d in DATASETS}
+    assert rules["report"] == {f"reports/paper/{f}" for f in ("index.html", "table1.tex", "table2.tex")}
+
+
+def test_paper_dry_run_without_controls():
+    counts = by_kind(job_counts(*NO_CONTROLS))
     # One evaluate job per target: the paper's 22 evaluations share one backbone configuration.
     assert counts == {
         "download": 14, "prepare": 14, "download_weights": 1, "tracking_init": 1, "run_config": 1,
         "train": 10, "evaluate": 14, "report": 1, "default": 1,
     }
-    rules = outputs_by_rule()
-    rules["evaluate"] = set().union(*(rules.pop(r) for r in list(rules) if EVALUATE_RULE.match(r)))
+
+
+def test_anomalyclip_in_its_own_protocol_dry_run():
+    own = ("--config", "methods={main: wmoe_clip, baselines: [clip, anomalyclip], "
+           "configs: {anomalyclip: {base: anomalyclip, protocol: own}}}")
+    rules = outputs_by_rule(*own)
     trained = {TRAIN.match(p).groups() for p in rules["train"] if p.endswith("model.pt")}
-    assert trained == {(s, v, "0") for s, v in EXPECTED_TRAIN}
-    evaluated = {EVAL.match(p).groups() for p in rules["evaluate"] if p.endswith(".json")}
-    assert evaluated == {(*cell, "0") for cell in EXPECTED_EVAL}
-    assert rules["download"] == {f"resources/raw/{d}/download.json" for d in DATASETS}
-    assert rules["report"] == {f"reports/paper/{f}" for f in ("index.html", "table1.tex", "table2.tex")}
+    assert trained == {(s, v, "0") for s, v in EXPECTED_TRAIN | CONTROL_TRAIN}
+    jsons = {EVAL.match(p).groups() for r, paths in rules.items() if EVALUATE_RULE.match(r) for p in paths
+             if p.endswith(".json")}
+    # Its paper's protocol: MVTec AD-trained on every target but MVTec AD, VisA-trained on MVTec AD.
+    assert {j for j in jsons if j[2] == "anomalyclip"} == (
+        {("mvtec", t, "anomalyclip", "0") for t in DATASETS if t != "mvtec"} | {("visa", "mvtec", "anomalyclip", "0")})
+
+
+def test_released_check_plans_the_imports_and_evaluations_and_no_training():
+    counts = by_kind(job_counts("released_check"))
+    # The data of the 14 targets, the CLIP weights (the import checks the token embeddings), AnomalyCLIP's
+    # run config, the released checkpoints' download, two imports, one evaluate job per target, a report.
+    assert counts == {
+        "download": 14, "prepare": 14, "download_weights": 1, "tracking_init": 1, "run_config": 1,
+        "download_released": 1, "import_released": 2, "evaluate": 14, "report_released": 1, "released_check": 1,
+    }
+    rules = outputs_by_rule("released_check")
+    assert "train" not in rules and "report" not in rules
+    assert rules["run_config"] == {"results/run_config/anomalyclip.yaml"}
+    assert rules["download_released"] == {"resources/weights/anomalyclip/checkpoints.json"}
+    assert rules["import_released"] == {f"results/imported/{s}/anomalyclip_released/model.pt" for s in ("visa", "mvtec")}
+    jobs = {r: {EVAL.match(p).groups() for p in paths if p.endswith(".json")}
+            for r, paths in rules.items() if EVALUATE_RULE.match(r)}
+    assert all(r.startswith("evaluate_released_") and len(models) == 1 for r, models in jobs.items())
+    assert set().union(*jobs.values()) == ({("visa", "mvtec", "anomalyclip_released", "111")}
+                                           | {("mvtec", t, "anomalyclip_released", "111") for t in DATASETS if t != "mvtec"})
+    assert rules["report_released"] == {f"reports/paper/released_check/{f}" for f in ("index.html", "table1.tex", "table2.tex")}
+    # The commands: the download of the released checkpoints alone, each import from its file.
+    commands = shell_commands("released_check")
+    assert "wmoe-clip download-weights --dest resources/weights --anomalyclip --skip-clip > logs/paper/released_check/download.log 2>&1" in commands
+    assert ("wmoe-clip import-checkpoint --from anomalyclip resources/weights/anomalyclip/9_12_4_multiscale/epoch_15.pth "
+            "--config results/run_config/anomalyclip.yaml --out results/imported/visa/anomalyclip_released/model.pt "
+            "> logs/paper/released_check/import/visa.log 2>&1") in commands
 
 
 def test_plain_dry_run_has_work_to_do():
@@ -67,14 +125,14 @@ def test_plain_dry_run_has_work_to_do():
 
 
 def test_evaluate_jobs_group_each_target_by_backbone_configuration():
-    # Paper: one job per target with all its models (the five variants on the ablation targets).
-    jobs = evaluate_jobs()
+    # Paper without controls: one job per target with all its models (the five variants on the ablation targets).
+    jobs = evaluate_jobs(*NO_CONTROLS)
     targets = {EVALUATE_RULE.match(r).group(1): models for r, models in jobs.items()}
     assert len(jobs) == len(targets) == 14
     assert targets == {t: {(s, t, v, "0") for s, tt, v in EXPECTED_EVAL if tt == t} for t in DATASETS}
     # With both baselines: CLIP shares WMoE-CLIP's backbone configuration (its run config is
     # model_config with method clip), AnomalyCLIP's own (compat numerics, layer 24) is a second pass.
-    jobs = evaluate_jobs(*BASELINES)
+    jobs = evaluate_jobs()
     assert len(jobs) == 2 * 14
     for rule, models in jobs.items():
         runs = {v for _, _, v, _ in models}
@@ -90,7 +148,7 @@ def test_evaluate_job_reads_the_feature_cache_of_a_source_trained_with_it():
     # The paper's trainings cache their features (vit_l14_336): the evaluations of VisA and MVTec read
     # them; other targets are encoded once in their job and not written to the cache. AnomalyCLIP's
     # shipped config does not cache, so its own jobs do not either.
-    commands = [c for c in shell_commands(*BASELINES) if " wmoe-clip evaluate " in c]
+    commands = [c for c in shell_commands() if " wmoe-clip evaluate " in c]
     for command in commands:
         words = shlex.split(command)
         cached = words[words.index("--target") + 1] in ("visa", "mvtec") and "anomalyclip/" not in command
@@ -119,9 +177,10 @@ def test_demo_dag_is_the_same_over_synthetic_data():
 
 def test_seeds_multiply_trainings_and_evaluations():
     counts = by_kind(job_counts("--config", "seeds=[0,1,2]"))
-    assert (counts["train"], counts["evaluate"], counts["prepare"]) == (30, 14, 14)
+    # AnomalyCLIP trained per seed; CLIP, which does not train, evaluated once per target.
+    assert (counts["train"], counts["evaluate"], counts["prepare"]) == (30 + 6, 28, 14)
     jobs = evaluate_jobs("--config", "seeds=[0,1,2]")
-    assert sum(map(len, jobs.values())) == 66
+    assert sum(map(len, jobs.values())) == 66 + 3 * 14 + 14
 
 
 def test_paper_run_config_job_trains_from_the_downloaded_weights(tmp_path):

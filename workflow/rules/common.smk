@@ -31,6 +31,14 @@ TRACKING_DONE = PATHS.results(layout.TRACKING_DONE)
 REPORT_FILES = PATHS.report_files
 EVAL_JSONS = [e.path(PATHS) for e in PLAN.evaluations]
 HISTORIES = [t.path(PATHS, layout.HISTORY) for t in PLAN.trainings]
+# The released-checkpoint check: its imports by training source, its evaluations and its report.
+RELEASED = PLAN.released
+RELEASED_IMPORTS = {i.source: i for i in RELEASED.imports}
+RELEASED_EVAL_JSONS = [e.path(PATHS) for e in RELEASED.evaluations]
+RELEASED_REPORT_FILES = PATHS.released_report_files
+# Every evaluate job with the name of its log pattern: the protocol's, then the released check's.
+EVALUATE_JOBS = [*((job, "evaluate") for job in PLAN.jobs.values()),
+                 *((job, "evaluate_released") for job in RELEASED.jobs.values())]
 # The published numbers the report compares with (the files that config/paper_results.yaml's references: name).
 REFERENCES = sorted(glob.glob("config/references/*.yaml"))
 # `--set-threads evaluate=N` and `--set-resources evaluate:KEY=VALUE` (the profiles, `make demo`) size
@@ -94,6 +102,18 @@ def run_config_sets(wildcards):
     return " ".join(f"--set '{key}={value}'" for key, value in text.items())
 
 
+def released_checkpoint(wildcards):
+    """The released checkpoint trained on the source, where download-weights puts it (or a user placed it)."""
+    return RELEASED_IMPORTS[wildcards.source].checkpoint_path(PATHS)
+
+
+def released_inputs(wildcards):
+    """The download's record when the workflow fetches the checkpoints, else the hand-placed file itself."""
+    if config["weights"]["download"]:
+        return [RELEASED.download_record(PATHS)]
+    return [released_checkpoint(wildcards)]
+
+
 def raw_dir(wildcards, input):
     return os.path.dirname(input.raw) if DOWNLOAD else input.raw
 
@@ -103,5 +123,5 @@ wildcard_constraints:
     custom="|".join(PLAN.custom),
     source="|".join([*PLAN.sources, layout.UNTRAINED]),
     run="|".join(PLAN.runs),
-    method="|".join(PLAN.methods),
+    method="|".join(PLAN.run_configs),
     seed=r"\d+",

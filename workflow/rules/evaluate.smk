@@ -5,8 +5,10 @@
 # target; a model is a training's checkpoint, or for a method that does not train its run config.
 # A job's outputs are its models' files, so each job (wmoe_clip.plan.EvaluateJob) is a rule of its
 # own, named evaluate_{target}_{backbone digest}; threads and resources set for `evaluate` apply to all.
+# The released-checkpoint check's evaluations have jobs of their own (evaluate_released_{target}_{digest}):
+# they need no training.
 
-for job in PLAN.jobs.values():
+for job, log_pattern in EVALUATE_JOBS:
 
     rule:
         name:
@@ -25,7 +27,7 @@ for job in PLAN.jobs.values():
             env=tracking_env(),
             tracking=tracking_flag(),
         log:
-            PATHS.log("evaluate").format(target=job.target, backbone=job.backbone),
+            PATHS.log(log_pattern).format(target=job.target, backbone=job.backbone),
         threads: EVALUATE_THREADS
         resources:
             **EVALUATE_RESOURCES,

@@ -4,7 +4,8 @@ A method's folder (``wmoe_clip/``, ``anomalyclip/``, ``clip/``) holds:
 
 - ``settings.py`` (no torch): ``Settings``, the frozen dataclass of its run config section
   ``model.<name>``; optionally ``problems(cfg) -> list[str]`` (its value checks), ``VARIANTS`` (named
-  overrides of its settings: WMoE-CLIP's Table 2 rows) and ``LEGACY_KEYS`` (old run config keys that
+  overrides of its settings: WMoE-CLIP's Table 2 rows), ``OWN_PROTOCOL`` (the training source of each
+  target in its own paper, for a workflow's ``protocol: own``) and ``LEGACY_KEYS`` (old run config keys that
   now sit in its section);
 - its model, a ``base.FrozenBackboneModel`` subclass, named below as ``"module:Class"`` in the folder;
 - ``configs/*.yaml``: the run configs shipped with it (``--config NAME``).
@@ -66,6 +67,12 @@ class MethodSpec:
         """Named overrides of its settings (WMoE-CLIP's Table 2 rows); a trained run of a method with
         variants is named by its variant, any other by the method's name."""
         return getattr(self.settings, "VARIANTS", {})
+
+    @property
+    def own_protocol(self) -> dict[str, str]:
+        """The training source of each target in the method's own paper (``default``: every other target),
+        its settings' ``OWN_PROTOCOL``; empty when it has none."""
+        return getattr(self.settings, "OWN_PROTOCOL", {})
 
     @property
     def legacy_keys(self) -> dict[str, str]:

@@ -27,6 +27,11 @@ class Settings:
     layers: tuple[int, ...] | None = None
 
 
+# The protocol of its paper, for `protocol: own` in a workflow config: the training source of each
+# target, "default" for every target not named. Its README: "We test all datasets by training once on
+# MVTec AD. For MVTec AD, AnomalyCLIP is trained on VisA."
+OWN_PROTOCOL = {"default": "mvtec", "mvtec": "visa"}
+
 # Where these settings sat before each method owned its section: old key -> key under model.anomalyclip.
 LEGACY_KEYS = {"model.temperature": "temperature"}
 
