@@ -109,6 +109,9 @@ class EvalConfig:
     num_workers: int = 2
     device: str = "auto"
     figure_samples: int = 8
+    # A class where a metric is undefined (one label only): "omit" leaves it out of the mean (AnomalyCLIP
+    # lineage; the mean says over how many classes), "zero" counts it as 0 (AdaCLIP, AA-CLIP).
+    undefined_metric: str = "omit"
 
 
 @dataclass(frozen=True)
@@ -359,7 +362,8 @@ def _check_values(cfg: RunConfig, source: str) -> None:
         else:
             problems.extend(
                 f"model.compat {m.compat} sets model.{key} to {value!r}, but it is {getattr(m, key)!r}; "
-                f"drop one of the two" for key, value in COMPAT_PRESETS[m.compat].items() if getattr(m, key) != value)
+                f"drop one of the two, or set model.compat: null to switch the {m.compat} preset off"
+                for key, value in COMPAT_PRESETS[m.compat].items() if getattr(m, key) != value)
     if m.precision not in PRECISIONS:
         problems.append(f"model.precision must be one of {', '.join(PRECISIONS)}, got {m.precision!r}")
     if t.micro_batch_size is not None and not 1 <= t.micro_batch_size <= t.batch_size:
@@ -368,6 +372,8 @@ def _check_values(cfg: RunConfig, source: str) -> None:
         problems.append("train.feature_cache_memory must lie in [0, 1]")
     if cfg.data.mask_interpolation not in ("bilinear", "nearest"):
         problems.append("data.mask_interpolation must be 'bilinear' or 'nearest'")
+    if cfg.eval.undefined_metric not in ("omit", "zero"):
+        problems.append(f"eval.undefined_metric must be one of omit, zero, got {cfg.eval.undefined_metric!r}")
     problems += registry.get(cfg.method).problems(cfg)
     problems += _range_problems(cfg)
     if problems:
@@ -422,13 +428,19 @@ def config_with_overrides(base: str | Path, overrides: Mapping[str, Any], source
     settings; keys of another method's section (``model.<other>.…``) do not concern the config's method
     and are left out, so that one set of overrides serves every method of a protocol.
     """
-    cfg = load_config(base)
-    method = overrides.get("method", cfg.method)
-    if method != cfg.method:
+    load_config(base)  # the base alone must be valid; its errors name its own file
+    # The base as written, not resolved: model.compat fills its options only after the overrides, so an
+    # override of model.compat (null switches the preset off) or of one of its options is what counts.
+    data = _read_yaml(resolve_config_path(base)) or {}
+    base_method = data.get("method", DEFAULT_METHOD)
+    method = overrides.get("method", base_method)
+    if method != base_method:
         if not isinstance(method, str) or method not in registry.METHODS:
             raise ConfigError(f"{source}: method must be one of {', '.join(registry.METHODS)}, got {method!r}")
-        cfg = cfg.for_method(method)
-    data = cfg.to_dict()
+        # The base's shared settings with the new method's defaults: its own method's section goes.
+        data["method"] = method
+        if isinstance(data.get("model"), dict):
+            data["model"].pop(base_method, None)
     for key, value in overrides.items():
         *parents, leaf = str(key).split(".")
         if parents[:1] == ["model"] and len(parents) > 1 and parents[1] in registry.METHODS and parents[1] != method:
@@ -467,15 +479,18 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
                       f"({', '.join(sorted(shipped))})")
 
 
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+
+
 def load_config(name_or_path: str | Path | None = None, variant: str | None = None) -> RunConfig:
     """Load a run config (defaults when None), optionally applying a variant of its method."""
     if name_or_path is None:
         cfg = RunConfig()
     else:
         path = resolve_config_path(name_or_path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        cfg = config_from_dict(data, str(path))
+        cfg = config_from_dict(_read_yaml(path), str(path))
     return cfg.with_variant(variant) if variant else cfg

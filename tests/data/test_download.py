@@ -12,6 +12,7 @@ import http.server
 import io
 import json
 import re
+import subprocess
 import tarfile
 import threading
 import warnings
@@ -437,6 +438,95 @@ def test_registry_source_is_open_clips_vit_l14_336_url():
     assert url.endswith("/ViT-L-14-336px.pt") and "openaipublic" in url
     # The full sha256 published in OpenAI's CLIP repository for ViT-L/14@336px.
     assert sha == "3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02"
+
+
+def _git_blob_id(data: bytes, tmp_path) -> str:
+    """git's own object id of ``data`` (an independent reference for the verification)."""
+    path = tmp_path / "blob.bin"
+    path.write_bytes(data)
+    return subprocess.run(["git", "hash-object", str(path)], capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.fixture
+def released(monkeypatch, tmp_path):
+    """Two stand-in checkpoints served where the repository's are, with their git blob ids."""
+    from wmoe_clip.data import weights
+
+    files = {"checkpoints/run_a/epoch_15.pth": b"prompt learner A" * 1000,
+             "checkpoints/run_b/epoch_15.pth": b"prompt learner B" * 999}
+    ckpts = tuple(weights.ReleasedCheckpoint(path, _git_blob_id(data, tmp_path), "visa", "mvtec")
+                  for path, data in files.items())
+    monkeypatch.setattr(weights, "RELEASED", ckpts)
+    return files
+
+
+def test_released_checkpoints_are_fetched_verified_and_recorded(server, tmp_path, released, capsys):
+    for path, data in released.items():
+        server.files[f"/repo/{path}"] = data
+    dest = tmp_path / "weights"
+    code = main(["download-weights", "--dest", str(dest), "--anomalyclip", "--skip-clip",
+                 "--anomalyclip-url-base", server.base + "/repo/"])
+    assert code == 0
+    for path, data in released.items():
+        assert (dest / "anomalyclip" / path.removeprefix("checkpoints/")).read_bytes() == data
+    record = json.loads((dest / "anomalyclip" / "checkpoints.json").read_text())
+    assert record["run_a/epoch_15.pth"]["sha256"] == _sha(released["checkpoints/run_a/epoch_15.pth"])
+    n = len(server.log)
+    assert main(["download-weights", "--dest", str(dest), "--anomalyclip", "--skip-clip",
+                 "--anomalyclip-url-base", server.base + "/repo"]) == 0
+    assert len(server.log) == n and "in place" in capsys.readouterr().out
+
+
+def test_a_released_checkpoint_behind_a_git_lfs_pointer_comes_from_the_media_url(server, tmp_path, released, monkeypatch):
+    from wmoe_clip.data import weights
+
+    data = released["checkpoints/run_a/epoch_15.pth"]
+    pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{_sha(data)}\nsize {len(data)}\n".encode()
+    monkeypatch.setattr(weights, "RELEASED", (weights.ReleasedCheckpoint(
+        "checkpoints/run_a/epoch_15.pth", _git_blob_id(pointer, tmp_path), "visa", "mvtec"),))
+    server.files["/raw/checkpoints/run_a/epoch_15.pth"] = pointer
+    server.files["/media/checkpoints/run_a/epoch_15.pth"] = data
+    out = weights.released_checkpoints(tmp_path / "w", raw_base=server.base + "/raw", media_base=server.base + "/media")
+    assert out[0].read_bytes() == data
+    server.files["/media/checkpoints/run_a/epoch_15.pth"] = data[:-1] + b"X"
+    with pytest.raises(WMoEError, match="sha256 mismatch"):
+        weights.released_checkpoints(tmp_path / "w2", raw_base=server.base + "/raw", media_base=server.base + "/media")
+
+
+def test_a_wrong_released_checkpoint_is_refused_and_removed(server, tmp_path, released, capsys):
+    for path, data in released.items():
+        server.files[f"/repo/{path}"] = data + b"changed"
+    dest = tmp_path / "weights"
+    code = main(["download-weights", "--dest", str(dest), "--anomalyclip", "--skip-clip",
+                 "--anomalyclip-url-base", server.base + "/repo"])
+    err = capsys.readouterr().err
+    assert code == 2 and "is not zqhang/AnomalyCLIP's checkpoints/run_a/epoch_15.pth" in err and "\n" not in err.strip()
+    assert not list((dest / "anomalyclip").rglob("*.pth"))
+
+
+def test_released_checkpoints_placed_by_hand_are_checked(tmp_path, released):
+    from wmoe_clip.data import weights
+
+    root = tmp_path / "weights" / "anomalyclip"
+    for path, data in released.items():
+        (root / path.removeprefix("checkpoints/")).parent.mkdir(parents=True, exist_ok=True)
+        (root / path.removeprefix("checkpoints/")).write_bytes(data)
+    assert len(weights.released_checkpoints(tmp_path / "weights", raw_base="http://127.0.0.1:9/none")) == 2
+    (root / "run_b" / "epoch_15.pth").write_bytes(b"something else")
+    with pytest.raises(WMoEError, match="placed file .*run_b/epoch_15.pth is not .*Remove it"):
+        weights.released_checkpoints(tmp_path / "weights", raw_base="http://127.0.0.1:9/none")
+    assert (root / "run_b" / "epoch_15.pth").exists()  # a user's file is never deleted
+
+
+def test_the_released_checkpoints_are_those_of_the_references_file():
+    import yaml
+
+    from wmoe_clip.data.weights import ANOMALYCLIP_COMMIT, RELEASED
+
+    refs = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "references" / "anomalyclip.yaml").read_text())
+    assert refs["source"]["commit"] == ANOMALYCLIP_COMMIT
+    assert [(c["checkpoint"], c["git_blob_sha1"], c["training"], c["dataset"]) for c in refs["released"]["checkpoints"]] \
+        == [(c.path, c.git_blob_sha1, c.trained_on, c.tested_on) for c in RELEASED]
 
 
 def test_registry_source_of_vit_b16_plus_240_publishes_a_sha256_prefix():

@@ -91,3 +91,14 @@ def test_score_parts_are_optional_and_must_cover_the_classes(tmp_path):
         write_eval(tmp_path / "bad.json", new)
     with pytest.raises(WMoEError, match="score_parts"):
         write_eval(tmp_path / "bad.json", {**old, "score_parts": {"global_score": part}})
+
+
+def test_a_mean_that_counts_undefined_classes_as_zero_is_checked_as_such(tmp_path):
+    """eval.undefined_metric zero: class b's undefined AUROC counts as 0, so the mean is (1 + 0) / 2."""
+    doc = _doc(tmp_path, pixel=False)
+    doc["mean"]["image"]["auroc"] = {"value": 0.5, "n_classes": 2, "n_zero": 1}
+    jsonschema.Draft202012Validator(SCHEMA).validate(doc)
+    write_eval(tmp_path / "zero.json", doc)
+    doc["mean"]["image"]["auroc"] = {"value": 1.0, "n_classes": 2, "n_zero": 1}
+    with pytest.raises(WMoEError, match="mean/image/auroc is 1.0 over 2 classes, but the per-class values give 0.5"):
+        write_eval(tmp_path / "bad.json", doc)

@@ -101,6 +101,26 @@ def test_a_metric_no_class_covers_has_no_value():
     assert acc.mean() == {"image": {m: {"value": None, "n_classes": 0} for m in ("auroc", "ap", "f1_max")}}
 
 
+def test_an_undefined_metric_is_left_out_by_default_or_counted_as_zero():
+    from sklearn.metrics import roc_auc_score
+
+    # 'b' has anomalous images only: its image AUROC is undefined.
+    labels = {"a": [0, 1, 1, 0], "b": [1, 1]}
+    scores = {"a": [0.1, 0.7, 0.3, 0.4], "b": [0.9, 0.2]}
+    auroc_a = roc_auc_score(labels["a"], scores["a"])  # 0.75
+    means = {}
+    for rule in ("omit", "zero"):
+        acc = ClassMetricAccumulator(image=True, pixel=False, undefined=rule)
+        for cls in labels:
+            acc.add(cls, labels[cls], scores[cls])
+        assert acc.results()["b"]["image"]["auroc"] is None  # per class it stays undefined
+        means[rule] = acc.mean()["image"]["auroc"]
+    assert means["omit"] == {"value": pytest.approx(auroc_a), "n_classes": 1}
+    assert means["zero"] == {"value": pytest.approx(auroc_a / 2), "n_classes": 2, "n_zero": 1}
+    with pytest.raises(MetricInputError, match="undefined must be one of omit, zero"):
+        ClassMetricAccumulator(undefined="skip")
+
+
 def test_bad_batches_are_refused_with_the_argument_named():
     acc = ClassMetricAccumulator(image_size=(8, 8))
     good = np.zeros((2, 8, 8))

@@ -7,7 +7,7 @@ import open_clip
 import pytest
 import torch
 
-from wmoe_clip.config import ConfigError, RunConfig, config_from_dict, load_config
+from wmoe_clip.config import ConfigError, RunConfig, config_from_dict, config_with_overrides, load_config
 from wmoe_clip.errors import WMoEError
 from wmoe_clip.model.backbone import FrozenCLIP
 from wmoe_clip.model.tiny import register_tiny_backbone
@@ -32,6 +32,22 @@ def test_compat_conflicts_and_unknown_values_are_errors():
         config_from_dict({"model": {"compat": "adaclip"}})
     with pytest.raises(ConfigError, match="model.pos_embed_interpolation must be one of bicubic, bilinear"):
         config_from_dict({"model": {"pos_embed_interpolation": "nearest"}})
+
+
+def test_an_override_of_compat_wins_over_the_shipped_preset():
+    """`--set model.compat=null` on the shipped anomalyclip config switches its numerics off; one option
+    set against the preset is refused with the way to switch the preset off."""
+    assert load_config("anomalyclip").model.precision == "fp32"
+    off = config_with_overrides("anomalyclip", {"model.compat": None}, "--set").model
+    defaults = RunConfig().model
+    assert (off.compat, off.global_token_ln_post, off.pos_embed_interpolation, off.precision) == \
+        (None, defaults.global_token_ln_post, defaults.pos_embed_interpolation, defaults.precision)
+    assert off.feature_layers == (24,)  # the rest of the shipped config stays
+    one = config_with_overrides("anomalyclip", {"model.compat": None, "model.precision": "fp32"}, "--set").model
+    assert (one.precision, one.pos_embed_interpolation) == ("fp32", "bicubic")
+    with pytest.raises(ConfigError, match=r"--set: .*but it is 'bf16'; drop one of the two, or set model.compat: "
+                                          r"null to switch the anomalyclip preset off$"):
+        config_with_overrides("anomalyclip", {"model.precision": "bf16"}, "--set")
 
 
 @pytest.fixture(scope="module")

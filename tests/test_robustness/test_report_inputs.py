@@ -42,7 +42,7 @@ def test_an_empty_or_foreign_results_folder_is_refused(tmp_path, capsys, content
     line = assert_one_line_error(err, rc)
     holds = "it is empty" if content == "empty" else "it holds photos, scores.json"
     assert f"results folder {folder} holds no evaluation ({holds}); expected files {folder}/eval/<source>/<target>/" \
-           "<variant>/seed<N>.json as the workflow writes them" in line
+           "<run>/seed<seed>.json as the workflow writes them" in line
     assert tree(tmp_path) == before
 
 

@@ -122,32 +122,15 @@ def test_paper_datasets_match_the_registry(paper_path):
         assert (spec.image_metrics, spec.pixel_metrics) == ("image" in d.values, "pixel" in d.values), d.key
 
 
-def test_clip_reference_names_its_source_and_types_no_unverified_number(recorded, paper_path):
-    """The clip baseline has no column in the paper's Table 1: its reference is AnomalyCLIP's Table 1. The
-    stored copy of that paper that this project can read does not hold the table, so no number is typed
-    (a number added later needs a verbatim excerpt under data/ and a test against it, as above)."""
-    from wmoe_clip.report import load_paper_results
-
-    clip = recorded["references"]["clip"]
-    assert clip["source"]["arxiv"] == "2310.18961" and clip["source"]["location"] == "Table 1, row CLIP"
-    assert clip["datasets"] == {}
-    # Where AnomalyCLIP's protocol is not ours (docs/DATASETS.md §5.4, §5.5), the note says so.
-    assert "KSDD2" in clip["note"] and "DAGM" in clip["note"]
-    ref = load_paper_results(paper_path).reference("clip")
-    assert ref.name == "CLIP" and ref.values == {}
-
-
 @pytest.mark.parametrize("change,message", [
-    (lambda r: r.update(anomalyclip=r.pop("clip")), "duplicates the paper's column"),
-    (lambda r: r["clip"].update(datasets={"mvtec": {"image": [74.1]}}), "must give 2 values"),
-    (lambda r: r["clip"].update(datasets={"mpdd": {"image": [1.0, 2.0]}}), "not a dataset of table1"),
-    (lambda r: r["clip"]["metrics"].update(image=["auroc", "accuracy"]), "metrics.image must be among"),
+    (lambda t1: t1["copied"].update(clip={"source": "anomalyclip", "cells": {}}), "table1.copied.clip is not a method"),
+    (lambda t1: t1.pop("protocol"), "missing key 'protocol'"),
 ])
-def test_a_malformed_reference_is_refused(recorded, tmp_path, change, message):
+def test_a_malformed_paper_file_is_refused_in_one_line(recorded, tmp_path, change, message):
     from wmoe_clip.errors import WMoEError
     from wmoe_clip.report import load_paper_results
 
-    change(recorded["references"])
+    change(recorded["table1"])
     path = tmp_path / "paper.yaml"
     path.write_text(yaml.safe_dump(recorded, sort_keys=False))
     with pytest.raises(WMoEError, match=message):

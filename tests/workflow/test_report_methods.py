@@ -1,6 +1,7 @@
-"""Table 1 with the baselines of `methods:`: for every method run, "ours" beside the paper's number of that
-method with Δ, in its own group of columns; methods not run keep the paper's numbers only; ``clip``, which
-has no column in the paper, is compared with its published reference when one is recorded."""
+"""Table 1 with the baselines of `methods:`: for every method run, "ours" beside the published number of
+that method produced by our protocol (its own paper's where the protocol matches, else the paper's column),
+with Δ only where the protocols match and the provenance on hover; methods not run keep the paper's numbers
+only; ``clip``, which has no column in the paper, gets AnomalyCLIP's published CLIP column."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import re
 
 import numpy as np
 import pytest
-import yaml
 
 from conftest import compile_latex, eval_json, random_scores, write_eval
 from wmoe_clip.report import build_report, load_paper_results, load_results, table1, table2
@@ -62,23 +62,73 @@ def _row(table, dataset, metric, trained_on=None):
 
 def test_each_run_method_has_its_group_beside_the_paper(tmp_path, paper_path):
     t = table1(load_paper_results(paper_path), load_results(_results(tmp_path)), resamples=100)
-    assert t.header_groups[-1][1:] == [("WMoE-CLIP (full)", 3), ("AnomalyCLIP", 2), ("CLIP", 1)]
-    assert t.header_groups[0] == [("", 3), ("Paper, Table 1, §3.2", 6), ("This run", 6)]
+    assert t.header_groups[-1][1:] == [("WMoE-CLIP (full)", 3), ("AnomalyCLIP", 3), ("CLIP", 3)]
+    assert t.header_groups[0] == [("", 3), ("Paper, Table 1, §3.2", 6), ("This run", 9)]
     row = _row(t, "MVTec-AD", "AUROC")
     assert [row[c] for c in ("WinCLIP", "CLIP-AD", "AnomalyCLIP", "AdaCLIP", "AA-CLIP", "WMoE-CLIP (paper)")] \
         == PAPER_MVTEC_AUROC
     assert row["WMoE-CLIP (full)/Ours"] == "91.0 ± 1.4" and row["WMoE-CLIP (full)/Δ"] == "−1.4"
     assert re.fullmatch(r"\[\d+\.\d, \d+\.\d\]", row["WMoE-CLIP (full)/95% CI"])
-    # AnomalyCLIP against the paper's AnomalyCLIP column (91.5), not WMoE-CLIP's.
-    assert row["AnomalyCLIP/Ours"] == "85.0" and row["AnomalyCLIP/Δ"] == "−6.5"
-    # CLIP has no column in the paper and no recorded reference numbers: ours alone.
-    assert row["CLIP/Ours"] == "74.0" and "CLIP/Δ" not in row
+    # AnomalyCLIP (VisA-trained on MVTec AD, its own protocol there) against its own table (91.5).
+    assert (row["AnomalyCLIP/Published"], row["AnomalyCLIP/Ours"], row["AnomalyCLIP/Δ"]) == ("91.5", "85.0", "−6.5")
+    # CLIP against AnomalyCLIP's CLIP column (training-free: every protocol matches).
+    assert (row["CLIP/Published"], row["CLIP/Ours"], row["CLIP/Δ"]) == ("74.1", "74.0", "−0.1")
+    f1 = _row(t, "MVTec-AD", "F1-max")  # AnomalyCLIP's tables give no F1-max
+    assert (f1["CLIP/Published"], f1["CLIP/Ours"], f1["CLIP/Δ"]) == ("–", "80.0", "–")
     pro = _row(t, "VisA", "PRO")
-    assert (pro["AnomalyCLIP"], pro["AnomalyCLIP/Ours"], pro["AnomalyCLIP/Δ"]) == ("87.0", "87.0", "+0.0")
+    assert (pro["AnomalyCLIP/Published"], pro["AnomalyCLIP/Ours"], pro["AnomalyCLIP/Δ"]) == ("87.0", "87.0", "+0.0")
     assert (pro["WMoE-CLIP (paper)"], pro["WMoE-CLIP (full)/Ours"], pro["WMoE-CLIP (full)/Δ"]) == ("90.1", "90.0", "−0.1")
-    assert pro["CLIP/Ours"] == "11.3" and pro["Trained on"] == ""
+    assert (pro["CLIP/Published"], pro["CLIP/Ours"]) == ("14.8", "11.3") and pro["Trained on"] == ""
     visa = _row(t, "VisA", "AUROC")
     assert visa["Trained on"] == "mvtec" and visa["CLIP/Ours"] == "74.0"  # untrained: shown in the trained block
+
+
+def _cell_title(table, dataset, metric, column, trained_on=None):
+    names = _columns(table)
+    current, source = None, None
+    for i, row in enumerate(table.rows):
+        current, source = row[0] or current, row[2] or source
+        if current == dataset and row[1] == metric and trained_on in (None, source):
+            return table.titles.get((i, names.index(column)), "")
+    raise KeyError((dataset, metric))
+
+
+def test_a_delta_only_where_the_published_protocol_is_ours(tmp_path, paper_path):
+    results = _results(tmp_path)
+    for target in ("btad", "dtd"):
+        write_eval(results, eval_json("visa", target, "anomalyclip", 0, image={"auroc": 0.9, "f1_max": 0.9, "ap": 0.9},
+                                      pixel={"auroc": 0.9, "aupro_anomalyclip": 0.8, "ap": 0.4}))
+    t = table1(load_paper_results(paper_path), load_results(results), resamples=20)
+    # BTAD: AnomalyCLIP's own table is MVTec-trained (88.3); the WMoE-CLIP paper's column (89.1) differs
+    # from it, so it is its VisA-trained run: that is the comparable number.
+    btad = _row(t, "BTAD", "AUROC")
+    assert (btad["AnomalyCLIP/Published"], btad["AnomalyCLIP/Ours"], btad["AnomalyCLIP/Δ"]) == ("89.1", "90.0", "+0.9")
+    assert "as reported in WMoE-CLIP" in _cell_title(t, "BTAD", "AUROC", "AnomalyCLIP/Published")
+    # DTD: the WMoE-CLIP paper's cell equals AnomalyCLIP's MVTec-trained one (copied): no VisA-trained
+    # number exists, so no Δ, and the hover says why.
+    dtd = _row(t, "DTD-Synthetic", "AUROC")
+    assert (dtd["AnomalyCLIP/Published"], dtd["AnomalyCLIP/Ours"], dtd["AnomalyCLIP/Δ"]) == ("93.5", "90.0", "n/c")
+    assert _cell_title(t, "DTD-Synthetic", "AUROC", "AnomalyCLIP/Δ") == "no Δ: published trained on mvtec, ours trained on visa"
+    assert "Table 1 (industrial domain), assets/Industrial.png" in _cell_title(t, "DTD-Synthetic", "AUROC", "AnomalyCLIP/Published")
+    paper_dtd = _cell_title(t, "DTD-Synthetic", "AUROC", "AnomalyCLIP")
+    assert "as reported in WMoE-CLIP" in paper_dtd and "presumably copied" in paper_dtd and "trained on mvtec" in paper_dtd
+    notes = " ".join(t.notes)
+    assert "n/c: no Δ" in notes and "published trained on mvtec, ours trained on visa." in notes
+
+
+def test_the_page_carries_the_provenance_on_hover(tmp_path, paper_path, capsys):
+    build_report(_results(tmp_path / "results"), tmp_path / "report", paper_path, resamples=20)
+    html = (tmp_path / "report" / "index.html").read_text()
+    assert 'title="74.1: AnomalyCLIP (ICLR 2024, arXiv:2310.18961), Table 1 (industrial domain)' in html
+    # What a references file does not cover is said on the page and on stderr.
+    err = capsys.readouterr().err
+    assert "anomalyclip.yaml: no published number for ksdd2 (AnomalyCLIP&#39;s SDD is KolektorSDD v1" in html
+    assert "anomalyclip.yaml: no published number for ksdd2 (AnomalyCLIP's SDD is KolektorSDD v1" in err
+    # Per-class tables, collapsed: ours alone where no official per-class log matches (WMoE-CLIP).
+    start = html.index("<details><summary>MVTec-AD — WMoE-CLIP (full), trained on visa</summary>")
+    section = html[start:html.index("</details>", start)]
+    assert "<th>Ours</th>" in section and "Official" not in section
+    assert "<tr><td>bottle</td>" in section and "<tr><td>mean</td>" in section
 
 
 def test_methods_not_run_keep_the_paper_numbers_only(tmp_path, paper_path):
@@ -130,52 +180,18 @@ def test_table2_stays_wmoe_clip_alone(tmp_path, paper_path):
     assert len(t.columns) == 17 and "AnomalyCLIP" not in " ".join(t.notes)
 
 
-def _paper_with_clip_reference(tmp_path, paper_path):
-    raw = yaml.safe_load(paper_path.read_text())
-    raw["references"]["clip"]["datasets"] = {"mvtec": {"image": [74.1, 87.6], "pixel": [38.4, 11.3]}}
-    raw["references"]["clip"]["note"] = "Hand-made numbers of this test."
-    path = tmp_path / "paper.yaml"
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False))
-    return path
-
-
-def test_clip_reference_numbers_appear_with_their_source(tmp_path, paper_path):
-    paper = load_paper_results(_paper_with_clip_reference(tmp_path, paper_path))
-    t = table1(paper, load_results(_results(tmp_path / "results")), resamples=20)
-    assert t.header_groups[-1][-1] == ("CLIP", 3)
-    row = _row(t, "MVTec-AD", "AUROC")
-    assert (row["CLIP/Published"], row["CLIP/Ours"], row["CLIP/Δ"]) == ("74.1", "74.0", "−0.1")
-    # The reference reports image AUROC and AP only: F1-max has neither a published number nor a Δ.
-    f1 = _row(t, "MVTec-AD", "F1-max")
-    assert (f1["CLIP/Published"], f1["CLIP/Ours"], f1["CLIP/Δ"]) == ("–", "80.0", "–")
-    pro = _row(t, "MVTec-AD", "PRO")
-    assert (pro["CLIP/Published"], pro["CLIP/Ours"], pro["CLIP/Δ"]) == ("11.3", "11.3", "+0.0")
-    visa = _row(t, "VisA", "AUROC")  # no reference number for VisA in this file
-    assert (visa["CLIP/Published"], visa["CLIP/Ours"], visa["CLIP/Δ"]) == ("–", "74.0", "–")
-    note = next(n for n in t.notes if n.startswith("CLIP:"))
-    assert "AnomalyCLIP: Object-agnostic Prompt Learning for Zero-shot Anomaly Detection (ICLR 2024, " \
-           "arXiv:2310.18961), Table 1, row CLIP; Δ = ours − published." in note
-
-
-def test_the_shipped_clip_reference_names_its_source_without_numbers(tmp_path, paper_path):
-    t = table1(load_paper_results(paper_path), load_results(_results(tmp_path)), resamples=20)
-    note = next(n for n in t.notes if n.startswith("CLIP:"))
-    assert "arXiv:2310.18961), Table 1, row CLIP." in note and "not recorded" in note
-    assert "KSDD2" in note and "DAGM" in note  # the datasets whose protocol differs from ours
-
-
 @pytest.mark.parametrize("fmt", ["html", "latex"])
 def test_html_and_latex_show_each_method_in_its_column(tmp_path, paper_path, fmt):
     build_report(_results(tmp_path / "results"), tmp_path / "report", paper_path, resamples=50)
     # Hand-written expected row of MVTec-AD image AUROC: dataset, metric, trained on, the paper's six
-    # columns, then WMoE-CLIP (ours, Δ, CI), AnomalyCLIP (ours, Δ), CLIP (ours).
+    # columns, then WMoE-CLIP (ours, Δ, CI), AnomalyCLIP and CLIP (published, ours, Δ).
     head = ["MVTec-AD", "AUROC", "visa", *PAPER_MVTEC_AUROC, "91.0 ± 1.4", "−1.4"]
-    tail = ["85.0", "−6.5", "74.0"]
+    tail = ["91.5", "85.0", "−6.5", "74.1", "74.0", "−0.1"]
     if fmt == "html":
         html = (tmp_path / "report" / "index.html").read_text()
         table = html[html.index('<h2 id="table1">'):html.index('<h2 id="table2">')]
-        assert ('<th colspan="3" class="group start m0">WMoE-CLIP (full)</th><th colspan="2" class="group start m1">'
-                'AnomalyCLIP</th><th colspan="1" class="group start m2">CLIP</th>') in table
+        assert ('<th colspan="3" class="group start m0">WMoE-CLIP (full)</th><th colspan="3" class="group start m1">'
+                'AnomalyCLIP</th><th colspan="3" class="group start m2">CLIP</th>') in table
         # The paper's column of a method run is tinted as its group, so a reader pairs them.
         assert '<th class="m1">AnomalyCLIP</th>' in table and '<th class="m0">WMoE-CLIP (paper)</th>' in table
         assert '<th class="start">WinCLIP</th>' in table and "<th>AdaCLIP</th>" in table
@@ -183,19 +199,19 @@ def test_html_and_latex_show_each_method_in_its_column(tmp_path, paper_path, fmt
         row = next(r for r in rows if r[:2] == ["MVTec-AD", "AUROC"])
     else:
         tex = (tmp_path / "report" / "table1.tex").read_text()
-        assert "\\multicolumn{3}{c}{WMoE-CLIP (full)} & \\multicolumn{2}{c}{AnomalyCLIP} & \\multicolumn{1}{c}{CLIP}" in tex
+        assert "\\multicolumn{3}{c}{WMoE-CLIP (full)} & \\multicolumn{3}{c}{AnomalyCLIP} & \\multicolumn{3}{c}{CLIP}" in tex
         line = next(line for line in tex.splitlines() if line.startswith("MVTec-AD & AUROC"))
         row = line.removesuffix(" \\\\").split(" & ")
         head, tail = [latex_escape(c) for c in head], [latex_escape(c) for c in tail]
-    assert len(row) == 15
+    assert len(row) == 18
     assert row[:11] == head and row[12:] == tail
     assert re.fullmatch(r"\[\d+\.\d, \d+\.\d\]", row[11])
 
 
 def test_latex_with_every_group_is_a_consistent_document(tmp_path, paper_path):
-    """The widest Table 1 (three groups, CLIP with a "Published" column, the longest dataset labels): every
+    """The widest Table 1 (three groups with "Published" columns, the longest dataset labels): every
     row has every column, and it compiles without running off the page where pdflatex is installed."""
-    paper = _paper_with_clip_reference(tmp_path, paper_path)
+    paper = paper_path
     results = _results(tmp_path / "results")
     doc = eval_json("visa", "dagm", "full", 0, image=WMOE_MVTEC, pixel=PIXEL)
     doc["dataset"].update(protocol="kaggle", classes_evaluated=["all"], n_registry_classes=10)
@@ -205,7 +221,7 @@ def test_latex_with_every_group_is_a_consistent_document(tmp_path, paper_path):
     assert "DAGM (kaggle, 1/10 classes) & AUROC & visa" in tex
     body = tex[tex.index("\\endfoot") + len("\\endfoot"):tex.index("\\end{longtable}")]
     rows = [line for line in body.splitlines() if line.endswith("\\\\") and "\\multicolumn" not in line]
-    assert len(rows) == 3 * (6 * 2 + 3 + 5) and all(row.count(" & ") == 16 for row in rows)
-    assert "\\begin{longtable}{>{\\raggedright\\arraybackslash}p{2.2cm}ll" + "r" * 6 + "rrc" + "rr" + "rrr}" in tex
-    assert "\\cmidrule(lr){10-12}\\cmidrule(lr){13-14}\\cmidrule(lr){15-17}" in tex
+    assert len(rows) == 3 * (6 * 2 + 3 + 5) and all(row.count(" & ") == 17 for row in rows)
+    assert "\\begin{longtable}{>{\\raggedright\\arraybackslash}p{2.2cm}ll" + "r" * 6 + "rrc" + "rrr" + "rrr}" in tex
+    assert "\\cmidrule(lr){10-12}\\cmidrule(lr){13-15}\\cmidrule(lr){16-18}" in tex
     assert "Overfull \\hbox" not in compile_latex(tmp_path / "report", "table1.tex")

@@ -1,6 +1,7 @@
 # Snakemake glue over the protocol (wmoe_clip.plan): config validation, input functions and wildcard
 # constraints. The plan decides the jobs, their run configs and every path. Rule files hold rules only
 # (snakemake --lint: no functions mixed with rules).
+import glob
 import json
 import os
 import re
@@ -33,6 +34,8 @@ TRACKING_DONE = PATHS.results(layout.TRACKING_DONE)
 REPORT_FILES = PATHS.report_files
 EVAL_JSONS = [e.path(PATHS) for e in PLAN.evaluations]
 HISTORIES = [t.path(PATHS, layout.HISTORY) for t in PLAN.trainings]
+# The published numbers the report compares with (the files that config/paper_results.yaml's references: name).
+REFERENCES = sorted(glob.glob("config/references/*.yaml"))
 # `--set-threads evaluate=N` and `--set-resources evaluate:KEY=VALUE` (the profiles, `make demo`) size
 # every evaluate job, as Snakemake would size a single rule named evaluate; they are the evaluate rules'
 # own threads and resources. Snakemake holds them parsed; a rule directive takes them as written

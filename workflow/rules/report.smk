@@ -6,6 +6,7 @@ rule report:
         evaluations=EVAL_JSONS,
         histories=HISTORIES,
         paper="config/paper_results.yaml",
+        references=REFERENCES,
     output:
         html=REPORT_FILES[0],
         table1=REPORT_FILES[1],

@@ -35,6 +35,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="whose weights (model.backbone; default %(default)s)")
     w.add_argument("--url", default=None, help="mirror URL of the weights file (needs --sha256)")
     w.add_argument("--sha256", default=None, help="expected sha256 of the file at --url")
+    w.add_argument("--anomalyclip", action="store_true",
+                   help="also fetch AnomalyCLIP's two released checkpoints (official repository, fixed commit, "
+                   "verified by git blob id) into DIR/anomalyclip/, or check copies placed there by hand: "
+                   "9_12_4_multiscale/epoch_15.pth (trained on VisA) and 9_12_4_multiscale_visa/epoch_15.pth "
+                   "(trained on MVTec AD)")
+    w.add_argument("--anomalyclip-url-base", default=None, metavar="URL",
+                   help="mirror of the AnomalyCLIP repository: fetch URL/checkpoints/... instead of GitHub")
+    w.add_argument("--skip-clip", action="store_true", help="do not fetch the CLIP weights (with --anomalyclip)")
     _network_options(w)
     w.set_defaults(func=run_download_weights)
 
@@ -61,6 +69,11 @@ def run_download(args: argparse.Namespace) -> int:
 
 
 def run_download_weights(args: argparse.Namespace) -> int:
-    weights.download_weights(args.dest, url=args.url, sha256=args.sha256, budget=_budget(args),
-                             backbone=args.backbone)
+    budget = _budget(args)
+    if not args.skip_clip:
+        weights.download_weights(args.dest, url=args.url, sha256=args.sha256, budget=budget, backbone=args.backbone)
+    if args.anomalyclip:
+        base = args.anomalyclip_url_base.rstrip("/") if args.anomalyclip_url_base else None
+        weights.released_checkpoints(args.dest, raw_base=base or weights.RAW_BASE,
+                                     media_base=base or weights.MEDIA_BASE, budget=budget)
     return 0

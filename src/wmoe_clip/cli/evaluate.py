@@ -12,7 +12,7 @@ import argparse
 
 # The options of one model, and whether the option is a flag.
 MODEL_OPTIONS = {"checkpoint": False, "config": False, "out": False, "figure": False, "train_run": False,
-                 "source": False, "allow_same_source": True}
+                 "source": False, "allow_same_source": True, "run": False}
 
 
 class _ModelOption(argparse.Action):
@@ -53,6 +53,8 @@ def register(subparsers) -> None:
     model.add_argument("--train-run", **kw, help="the training's run.json (default: run.json beside the "
                        "checkpoint); it must record this checkpoint's sha256")
     model.add_argument("--source", **kw, help="training dataset key, when no run.json records it")
+    model.add_argument("--run", **kw, help="run name in the results layout (default: the method's name, or the "
+                       "WMoE-CLIP variant), e.g. anomalyclip_released for an imported released checkpoint")
     model.add_argument("--allow-same-source", nargs=0, **kw,
                        help="evaluate a model on the dataset it was trained on; the JSON is marked not zero-shot")
     p.add_argument("--target", required=True,
@@ -89,7 +91,8 @@ def requests(args: argparse.Namespace) -> list:
             args.parser.error(f"{which} ({m.get('checkpoint') or m.get('config')}): --out is required")
         paths = {k: Path(m[k]) if m.get(k) else None for k in ("out", "checkpoint", "figure", "train_run")}
         out.append(ModelRequest(**paths, config=m.get("config"), source=m.get("source"),
-                                allow_same_source=m.get("allow_same_source", False), force=args.force))
+                                allow_same_source=m.get("allow_same_source", False), run=m.get("run"),
+                                force=args.force))
     return out
 
 

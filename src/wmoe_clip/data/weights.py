@@ -17,10 +17,20 @@ published of its hash:
 ``open_clip.create_model(BACKBONE, pretrained=<DIR>/<file>)`` accepts either file. The download is
 deleted after conversion; the record (``weights.json`` for ViT-L, ``<file stem>.json`` otherwise)
 keeps both hashes.
+
+``download-weights --anomalyclip`` also fetches AnomalyCLIP's two released prompt-learner checkpoints
+from the official repository at a fixed commit, into ``<DIR>/anomalyclip/<run>/epoch_15.pth`` (their
+repository paths below ``checkpoints/``), where they may also be placed by hand. The repository tracks
+them as plain git blobs, so a file is verified against its git blob id (SHA-1 of ``blob <size>\0`` +
+content) from the commit's tree; should the host serve a Git LFS pointer instead, the pointer is
+verified that way and the file then fetched from the LFS media URL against the pointer's
+``oid sha256``. The sha256 of each file is recorded on first download in
+``<DIR>/anomalyclip/checkpoints.json`` and checked from then on.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -30,7 +40,7 @@ from pathlib import Path
 
 from ..errors import WMoEError
 from ..io import check_writable, torch_save, write_json
-from .download import DOWNLOADS_DIRNAME, RetryBudget, fetch, sha256_file
+from .download import CHUNK, DOWNLOADS_DIRNAME, RetryBudget, fetch, sha256_file
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _SHA256_PREFIX = re.compile(r"^[0-9a-f]{8,64}$")
@@ -137,3 +147,113 @@ def download_weights(dest: str | os.PathLike, url: str | None = None, sha256: st
     raw.path.unlink()
     print(f"weights ready: {out}\nset model.pretrained: {out} in the run config")
     return out
+
+
+ANOMALYCLIP_REPOSITORY = "zqhang/AnomalyCLIP"
+ANOMALYCLIP_COMMIT = "45ed4dd35c05797d854294b5e8d585c545920089"
+RAW_BASE = f"https://raw.githubusercontent.com/{ANOMALYCLIP_REPOSITORY}/{ANOMALYCLIP_COMMIT}"
+MEDIA_BASE = f"https://media.githubusercontent.com/media/{ANOMALYCLIP_REPOSITORY}/{ANOMALYCLIP_COMMIT}"
+RELEASED_DIRNAME = "anomalyclip"
+RELEASED_RECORD = "checkpoints.json"
+_LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
+
+
+@dataclass(frozen=True)
+class ReleasedCheckpoint:
+    """A released checkpoint of the official repository: its path there, git blob id and training source."""
+
+    path: str  # in the repository, e.g. checkpoints/9_12_4_multiscale/epoch_15.pth
+    git_blob_sha1: str
+    trained_on: str
+    tested_on: str
+
+    @property
+    def local(self) -> str:
+        """Its place below ``<DIR>/anomalyclip/``: the repository path without ``checkpoints/``."""
+        return self.path.removeprefix("checkpoints/")
+
+
+# From the tree of ANOMALYCLIP_COMMIT (`git ls-tree`); test.sh evaluates each on the dataset it was not
+# trained on.
+RELEASED = (
+    ReleasedCheckpoint("checkpoints/9_12_4_multiscale/epoch_15.pth", "c90f1d9d92d158b436a8fc193f984d4cec8b1fc8",
+                       trained_on="visa", tested_on="mvtec"),
+    ReleasedCheckpoint("checkpoints/9_12_4_multiscale_visa/epoch_15.pth", "72adc786e031b49ea288ba5f815f0d38cf158708",
+                       trained_on="mvtec", tested_on="visa"),
+)
+
+
+def git_blob_sha1(path: Path) -> str:
+    """Git's object id of the file's content (what ``git hash-object`` prints)."""
+    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _lfs_pointer(path: Path) -> dict[str, str] | None:
+    """The fields of a Git LFS pointer file, or None for any other file."""
+    if path.stat().st_size > 1024:
+        return None
+    text = path.read_bytes()
+    if not text.startswith(_LFS_POINTER):
+        return None
+    return dict(line.split(" ", 1) for line in text.decode().splitlines() if " " in line)
+
+
+def released_checkpoints(dest: str | os.PathLike, raw_base: str = RAW_BASE, media_base: str = MEDIA_BASE,
+                         budget: RetryBudget | None = None) -> list[Path]:
+    """Fetch (or check where placed by hand) AnomalyCLIP's released checkpoints into
+    ``dest/anomalyclip/``; return their paths, in the order of RELEASED."""
+    root = Path(dest) / RELEASED_DIRNAME
+    record_path = root / RELEASED_RECORD
+    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    budget = budget or RetryBudget()
+    out = []
+    for ckpt in RELEASED:
+        target = root / ckpt.local
+        known = (record.get(ckpt.local) or {}).get("sha256")
+        if target.is_file():
+            _check_released(target, ckpt, known, "placed")
+            print(f"AnomalyCLIP checkpoint in place: {target}")
+        else:
+            check_writable(root, "--dest", folder=True)
+            url = f"{raw_base}/{ckpt.path}"
+            print(f"fetching {url} ({budget.describe()})")
+            raw = fetch(url, root / DOWNLOADS_DIRNAME / ckpt.local, budget=budget).path
+            pointer = _lfs_pointer(raw)
+            if pointer is not None:
+                _check_released(raw, ckpt, None, "LFS pointer")
+                oid = pointer.get("oid", "").removeprefix("sha256:")
+                url = f"{media_base}/{ckpt.path}"
+                print(f"{ckpt.path} is stored with Git LFS; fetching {url}")
+                raw.unlink()
+                raw = fetch(url, raw, sha256=oid, budget=budget).path
+            else:
+                _check_released(raw, ckpt, known, "downloaded")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(raw, target)
+        record[ckpt.local] = {"repository": ANOMALYCLIP_REPOSITORY, "commit": ANOMALYCLIP_COMMIT, "path": ckpt.path,
+                              "trained_on": ckpt.trained_on, "tested_on": ckpt.tested_on,
+                              "git_blob_sha1": ckpt.git_blob_sha1, "sha256": sha256_file(target)}
+        out.append(target)
+    write_json(record_path, record)
+    print(f"AnomalyCLIP's released checkpoints ready in {root}: wmoe-clip import-checkpoint --from anomalyclip "
+          "FILE --config anomalyclip --out model.pt")
+    return out
+
+
+def _check_released(path: Path, ckpt: ReleasedCheckpoint, sha256: str | None, how: str) -> None:
+    """The file is the released one: its recorded sha256 if any, else (and for a pointer) its git blob id."""
+    if sha256 is not None and sha256_file(path) == sha256:
+        return
+    got = git_blob_sha1(path)
+    if got != ckpt.git_blob_sha1:
+        if how != "placed":
+            path.unlink()
+        what = "Remove it and run" if how == "placed" else "It was removed; run"
+        raise WMoEError(
+            f"{how} file {path} is not {ANOMALYCLIP_REPOSITORY}'s {ckpt.path} at {ANOMALYCLIP_COMMIT[:7]} (git blob "
+            f"{got}, expected {ckpt.git_blob_sha1}). {what} wmoe-clip download-weights --anomalyclip again"
+        )

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -127,6 +128,12 @@ class ModelRequest:
     source: str | None = None
     allow_same_source: bool = False
     force: bool = False  # replace existing files at --out/--figure that are not earlier outputs
+    # The run's name in the results layout (eval/{source}/{target}/{run}/); None: the method's own
+    # (registry.run_name), e.g. "anomalyclip_released" for an imported released checkpoint.
+    run: str | None = None
+
+
+_RUN_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
 class _ModelRun:
@@ -170,7 +177,9 @@ class _ModelRun:
             run, self.source, self.zero_shot = {}, registry.UNTRAINED_SOURCE, True
         self.cfg, self.state, self.file = read_model_source(r.checkpoint, r.config)
         self.method = registry.get(self.cfg.method)
-        self.run_name = registry.run_name(self.cfg)
+        if r.run is not None and not _RUN_NAME.match(r.run):
+            raise WMoEError(f"--run {r.run!r}: a run name is lower-case letters, digits, _ and -, e.g. anomalyclip_released")
+        self.run_name = r.run or registry.run_name(self.cfg)
         self.seed = int(run.get("seed", self.cfg.train.seed)) if self.method.trains else 0
         self.train_run_id = run.get("mlflow_run_id")
         self.model = None
@@ -200,7 +209,8 @@ class _ModelRun:
             f"eval {self.source} -> {target} {self.run_name} seed{self.seed}", tags, parent_run_id=self.train_run_id))
         self.tracker.log_params(self.cfg.to_dict())
         self.acc = ClassMetricAccumulator(image=spec.image_metrics, pixel=spec.pixel_metrics, image_size=(size, size),
-                                          expected={cls: len(idx) for cls, idx in classes.items()})
+                                          expected={cls: len(idx) for cls, idx in classes.items()},
+                                          undefined=self.cfg.eval.undefined_metric)
         self.picks = select_samples(dataset.records, self.cfg.eval.figure_samples)
         # Anomalous images without a mask (a user's dataset): image metrics only.
         self.unmasked = {i for i, r in enumerate(dataset.records) if r["anomaly"] and not r["mask_path"]}

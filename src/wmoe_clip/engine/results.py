@@ -45,12 +45,16 @@ def _non_finite(obj: Any, at: str = "") -> list[str]:
 
 
 def _mean_problems(doc: Mapping[str, Any]) -> list[str]:
-    """Means that are not the macro mean (over the classes where the metric applies) of per_class."""
+    """Means that are not the macro mean of per_class: over the classes where the metric applies, or over
+    every class with an undefined value as 0 when the entry counts such classes (``n_zero``)."""
     problems = []
     for level, metrics in doc["mean"].items():
         for metric, entry in metrics.items():
             values = [r[level][metric] for r in doc["per_class"].values()
                       if level in r and metric in r[level] and r[level][metric] is not None]
+            if "n_zero" in entry:  # eval.undefined_metric zero: every class, an undefined value as 0
+                values += [0.0] * sum(1 for r in doc["per_class"].values()
+                                      if level in r and metric in r[level] and r[level][metric] is None)
             expected = math.fsum(values) / len(values) if values else None
             value, n = entry["value"], entry["n_classes"]
             agrees = (value is None) if expected is None else (

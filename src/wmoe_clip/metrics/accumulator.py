@@ -26,6 +26,8 @@ Usage (evaluation streams one class after the other)::
 - Results: metric values are Python floats in [0, 1], or None where the metric does not apply (one label
   only); levels switched off are absent. `mean()` is the plain mean over the classes where a metric
   applies, with the number of those classes (docs/METRICS.md §1.1, §1.3); value None when no class applies.
+  That is ``undefined="omit"``, the default; ``undefined="zero"`` counts a class where the metric is
+  undefined as 0 (AdaCLIP's and AA-CLIP's evaluation code) and the entry says how many (``n_zero``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from wmoe_clip.metrics._checks import MetricInputError, binary_array, fpr_limit_
 from wmoe_clip.metrics.pixel import PIXEL_METRICS, pixel_metrics_checked
 from wmoe_clip.metrics.rank import RANK_METRICS, rank_metrics_sorted, split_sorted
 
+UNDEFINED_RULES = ("omit", "zero")
 _MIN_CAPACITY = 8
 _GROWTH = 1.5
 
@@ -88,9 +91,13 @@ class ClassMetricAccumulator:
         image_size: tuple[int, int] | None = None,
         expected: Mapping[str, int] | None = None,
         fpr_limit: float = 0.3,
+        undefined: str = "omit",
     ) -> None:
         if not (image or pixel):
             raise MetricInputError("image and pixel are both False; enable at least one metric level")
+        if undefined not in UNDEFINED_RULES:
+            raise MetricInputError(f"undefined must be one of {', '.join(UNDEFINED_RULES)}, got {undefined!r}")
+        self.undefined = undefined
         self.image = image
         self.pixel = pixel
         self.image_size = None if image_size is None else (int(image_size[0]), int(image_size[1]))
@@ -190,7 +197,8 @@ class ClassMetricAccumulator:
         return {cls: self.finalize_class(cls) for cls in self._classes}
 
     def mean(self) -> dict[str, dict[str, dict]]:
-        """The macro mean of every metric over the classes where it applies, with their number."""
+        """The macro mean of every metric over the classes where it applies (or, with ``undefined="zero"``,
+        over every class, an undefined value counting as 0), with their number."""
         results = self.results()
         levels = [(lvl, names) for lvl, names, on in (("image", RANK_METRICS, self.image),
                                                       ("pixel", PIXEL_METRICS, self.pixel)) if on]
@@ -199,8 +207,11 @@ class ClassMetricAccumulator:
             out[level] = {}
             for metric in names:
                 values = [r[level][metric] for r in results.values() if r[level][metric] is not None]
-                out[level][metric] = {"value": math.fsum(values) / len(values) if values else None,
-                                      "n_classes": len(values)}
+                zeros = len(results) - len(values) if self.undefined == "zero" else 0
+                n = len(values) + zeros
+                out[level][metric] = {"value": math.fsum(values) / n if n else None, "n_classes": n}
+                if self.undefined == "zero":
+                    out[level][metric]["n_zero"] = zeros
         return out
 
     def image_scores(self) -> dict[str, dict[str, list]]:

@@ -50,12 +50,14 @@ class PromptLearner(nn.Module):
         self.context = nn.Parameter(torch.randn(2, length, width) * PROMPT_INIT_STD)
 
     def forward(self, token_embedding: nn.Embedding, shift: torch.Tensor | None = None) -> torch.Tensor:
-        """Embeddings (B,2,T,W) of the normal and abnormal prompts; B = 1 without ``shift`` (B,W)."""
+        """Embeddings (B,2,T,W) of the normal and abnormal prompts; B = 1 without ``shift``, which is one
+        vector per image for every slot (B,W) or one per slot (B,2,M,W)."""
         with torch.no_grad():
             base = token_embedding(self.token_ids)
         slots = self.context.unsqueeze(0)
         if shift is not None:
-            slots = slots + shift[:, None, None, :].to(slots.dtype)
+            per_image = shift[:, None, None, :] if shift.dim() == 2 else shift
+            slots = slots + per_image.to(slots.dtype)
         b = slots.shape[0]
         rows = []
         for state, start in enumerate(self.starts):

@@ -4,7 +4,9 @@
 the section of users' own datasets when there are evaluations on them, embedded figures, training
 curves, run summary with the encoder passes), ``table1.tex`` and ``table2.tex`` (standalone booktabs
 documents). Table 1 has a group of columns for every method run (WMoE-CLIP and the baselines run
-beside it) beside the paper's columns; Table 2 is WMoE-CLIP's ablation alone. Everything
+beside it) beside the paper's columns, each with the published number of its protocol (provenance on
+hover, Δ only where the protocols match); Table 2 is WMoE-CLIP's ablation alone; per-class tables
+(collapsed) put the official per-class logs of released checkpoints beside ours. Everything
 is read from the results folder and the paper's numbers (``config/paper_results.yaml``); a missing
 result is a "–" with a note, never a crash.
 """
@@ -23,7 +25,8 @@ from .figures import data_uri, file_data_uri, training_curves_png
 from .paper import DEFAULT_PATH, PaperResults, load_paper_results
 from .render import render_html, render_latex
 from .results import Results, load_results
-from .tables import custom_table, data_label, table1, table2
+from .references import warn
+from .tables import custom_table, data_label, per_class_tables, table1, table2
 
 __all__ = ["build_report", "custom_table", "load_paper_results", "load_results", "table1", "table2"]
 
@@ -57,6 +60,8 @@ def _run_summary(results: Results, paper: PaperResults) -> list[tuple[str, str]]
         ("Code", f"git {', '.join(sorted(software)) or 'unknown'}{' (uncommitted changes)' if dirty else ''}"),
         ("Inference time (all evaluations)", f"{inference:.1f} s"),
         ("Paper numbers", f"{paper.path.as_posix()} ({paper.citation()})"),
+        ("Published numbers of the methods", "; ".join(f"{s.citation}: {s.path.as_posix()}"
+                                                      for s in paper.references.sources if s.key != "paper") or "–"),
         ("Report", f"wmoe-clip {__version__}"),
     ]
     return rows
@@ -112,11 +117,13 @@ def build_report(
                      inputs=(results_dir, paper_path), force=force)
     results = load_results(results_dir)
     paper = load_paper_results(paper_path)
+    warn(paper.references.problems)
     tables = [table1(paper, results, resamples, seed), table2(paper, results, resamples, seed)]
     custom = custom_table(results, paper.main_variant, {d.key for d in paper.datasets})
     curves = training_curves_png(results.trainings)
     html = render_html(
         tables + ([custom] if custom else []),
+        per_class=per_class_tables(paper, results),
         title="WMoE-CLIP reproduction" + (" — synthetic demo" if results.synthetic else ""),
         results_dir=results.root.as_posix(),
         generated=_dt.datetime.now().isoformat(timespec="seconds"),

@@ -1,25 +1,23 @@
 """The paper's Table 1 and Table 2 as data (``config/paper_results.yaml``), checked on load.
 
-The same file's ``references:`` name the published source of each method we run that has no column
-in the paper's Table 1 (the ``clip`` baseline): where its numbers come from, and those numbers where
-they were transcribed (a reference may report fewer metrics than the paper's tuples).
+Every Table 1 cell becomes a published :class:`~wmoe_clip.report.references.Cell` "as reported in
+WMoE-CLIP", with the paper's protocol, or, for the cells the file marks as copied from another paper's
+own table, that paper's protocol. The same file's ``references:`` name the files of published numbers
+in the methods' own papers (``config/references/``), loaded with it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import WMoEError
 from ..model import registry
+from .references import LEVELS, Cell, Protocol, References, load_references, read_yaml
 
 DEFAULT_PATH = Path("config/paper_results.yaml")
-LEVELS = ("image", "pixel")
-# Metrics of an evaluation JSON that a reference may report (the paper's PRO is aupro_anomalyclip).
-_COMPARABLE = {"image": {"auroc", "ap", "f1_max"}, "pixel": {"auroc", "ap", "f1_max", "aupro_anomalyclip"}}
 
 
 @dataclass(frozen=True)
@@ -46,30 +44,6 @@ class AblationRow:
 
 
 @dataclass(frozen=True)
-class Reference:
-    """Published numbers of a method without a column in the paper's Table 1 (``references.<key>``)."""
-
-    key: str
-    name: str
-    description: str
-    source: dict[str, Any]  # title, venue, arxiv, location
-    # level -> metric keys that ``values`` give, in order (a subset of the evaluation's metrics)
-    metrics: dict[str, list[str]]
-    values: dict[str, dict[str, list[float]]]  # dataset -> level -> percent
-    note: str  # which datasets are left out, or why no number is recorded
-
-    def citation(self) -> str:
-        s = self.source
-        return f"{s['title']} ({s['venue']}, arXiv:{s['arxiv']}), {s['location']}"
-
-    def value(self, dataset: str, level: str, metric: str) -> float | None:
-        values = self.values.get(dataset, {}).get(level)
-        if values is None or metric not in self.metrics.get(level, []):
-            return None
-        return values[self.metrics[level].index(metric)]
-
-
-@dataclass(frozen=True)
 class PaperResults:
     path: Path
     source: dict[str, Any]
@@ -85,28 +59,20 @@ class PaperResults:
     table2_metrics: dict[str, str]
     table2_datasets: list[str]
     ablation: list[AblationRow]
-    references: list[Reference] = field(default_factory=list)
+    references: References = field(default_factory=lambda: References([], []))
 
     def method_name(self, key: str) -> str:
-        """Display name of a method: the paper's column, else its reference, else the method registry's
-        display name, else the key itself."""
-        names = {m.key: m.name for m in self.methods} | {r.key: r.name for r in self.references}
+        """Display name of a method: the paper's column, else a column of a references file, else the method
+        registry's display name, else the key itself."""
+        names = self.references.method_names() | {m.key: m.name for m in self.methods}
         if key in names:
             return names[key]
         return registry.METHODS[key].display_name if key in registry.METHODS else key
 
-    def reference(self, key: str) -> Reference | None:
-        return next((r for r in self.references if r.key == key), None)
-
-    def published(self, method: str, dataset: str, level: str, metric: str) -> float | None:
-        """The published number of ``method`` for one cell (percent): the paper's Table 1 column of
-        that method, else its reference; None when neither gives it."""
-        entry = next((d for d in self.datasets if d.key == dataset), None)
-        if any(m.key == method for m in self.methods):
-            values = entry.values.get(level, {}).get(method) if entry else None
-            return None if values is None else values[self.metrics[level].index(metric)]
-        ref = self.reference(method)
-        return None if ref is None else ref.value(dataset, level, metric)
+    def paper_cell(self, method: str, dataset: str, level: str, metric: str) -> Cell | None:
+        """The paper's Table 1 cell of ``method`` (as reported in WMoE-CLIP), with its provenance."""
+        return next((c for c in self.references.cells(method, dataset, level, metric) if c.source_key == "paper"),
+                    None)
 
     def citation(self) -> str:
         page = self.source.get("page")
@@ -121,8 +87,8 @@ def load_paper_results(path: str | Path = DEFAULT_PATH) -> PaperResults:
             f"paper results {path} not found; run from the repository root or pass --paper "
             "config/paper_results.yaml"
         )
+    raw = read_yaml(path)
     try:
-        raw = yaml.safe_load(path.read_text())
         t1, t2 = raw["table1"], raw["table2"]
         metrics = {level: list(t1["metrics"][level]) for level in LEVELS}
         methods = [Method(m["key"], m["name"], str(m["venue"])) for m in t1["methods"]]
@@ -142,7 +108,7 @@ def load_paper_results(path: str | Path = DEFAULT_PATH) -> PaperResults:
             )
             for r in t2["rows"]
         ]
-        return PaperResults(
+        result = PaperResults(
             path=path,
             source=raw["source"],
             table1_location=t1["location"],
@@ -157,31 +123,50 @@ def load_paper_results(path: str | Path = DEFAULT_PATH) -> PaperResults:
             table2_metrics=dict(t2["metrics"]),
             table2_datasets=list(t2["datasets"]),
             ablation=rows,
-            references=_references(raw.get("references") or {}, keys, {d.key for d in datasets}),
         )
-    except (KeyError, TypeError, ValueError, yaml.YAMLError) as exc:
-        raise WMoEError(f"{path}: malformed paper results ({exc!r})") from None
+        cells = _paper_cells(result, t1)
+        files = [path.parent / str(p) for p in raw.get("references") or []]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        what = f"missing key {exc.args[0]!r}" if isinstance(exc, KeyError) else " ".join(str(exc).split())
+        raise WMoEError(f"{path}: malformed paper results ({what})") from None
+    refs = load_references(files, {d.key for d in datasets})
+    paper_cells = load_references([], set(), [_resolve_copy(c, refs) for c in cells])
+    return dataclasses.replace(result, references=References(paper_cells.sources + refs.sources, refs.problems))
 
 
-def _references(raw: dict[str, Any], paper_methods: set[str], datasets: set[str]) -> list[Reference]:
-    refs = []
-    for key, entry in raw.items():
-        if key in paper_methods:
-            raise ValueError(f"references.{key} duplicates the paper's column table1.methods {key}")
-        metrics = {level: list(entry["metrics"][level]) for level in LEVELS if level in entry["metrics"]}
-        for level, names in metrics.items():
-            if not set(names) <= _COMPARABLE[level]:
-                raise ValueError(f"references.{key}.metrics.{level} must be among {sorted(_COMPARABLE[level])}")
-        values = entry["datasets"] or {}
-        for dataset, levels in values.items():
-            if dataset not in datasets:
-                raise ValueError(f"references.{key}.datasets.{dataset} is not a dataset of table1")
-            for level, numbers in levels.items():
-                if level not in metrics or len(numbers) != len(metrics[level]):
-                    raise ValueError(f"references.{key}.datasets.{dataset}.{level} must give "
-                                     f"{len(metrics.get(level, []))} values ({metrics.get(level, [])})")
-        source = {k: str(entry["source"][k]) for k in ("title", "venue", "arxiv", "location")}
-        refs.append(Reference(key, entry["name"], entry["description"], source, metrics,
-                              {d: {lvl: [float(v) for v in vals] for lvl, vals in lv.items()} for d, lv in values.items()},
-                              " ".join(str(entry["note"]).split())))
-    return refs
+def _resolve_copy(cell: Cell, refs: References) -> Cell:
+    """A copied cell takes the training source and test data of the cell it equals in the other
+    paper's table; a metric that table does not give has an unknown training source."""
+    if not cell.training.startswith("copied:"):
+        return cell
+    key = cell.training.split(":", 1)[1]
+    theirs = next((c for c in refs.cells(cell.method, cell.dataset, cell.level, cell.metric) if c.source_key == key),
+                  None)
+    if theirs is None:
+        return dataclasses.replace(cell, training="unknown", copied_from=None)
+    return dataclasses.replace(cell, training=theirs.training, variant=theirs.variant,
+                               copied_from=f"equal to {theirs.where} (presumably copied from there)")
+
+
+def _paper_cells(paper: PaperResults, t1: dict[str, Any]) -> list[Cell]:
+    """Every Table 1 number as a published cell with its protocol and provenance."""
+    prot = t1["protocol"]
+    protocol = Protocol(dict(prot["training"]), dict(prot.get("variants") or {}), frozenset(prot.get("training_free") or []))
+    where = f"as reported in WMoE-CLIP (arXiv:{paper.source['arxiv']}), {paper.table1_location}"
+    copied = t1.get("copied") or {}
+    for method, entry in copied.items():
+        if method not in {m.key for m in paper.methods}:
+            raise ValueError(f"table1.copied.{method} is not a method of table1")
+    cells = []
+    for d in paper.datasets:
+        for level, per_method in d.values.items():
+            for m in paper.methods:
+                entry = copied.get(m.key) or {}
+                other = entry.get("source") if level in (entry.get("cells") or {}).get(d.key, []) else None
+                for metric, value in zip(paper.metrics[level], per_method[m.key]):
+                    # A copied cell carries the copied paper's protocol, filled in from that file on match.
+                    training = f"copied:{other}" if other else protocol.source_for(m.key, d.key)
+                    cells.append(Cell(float(value), m.key, d.key, level, metric, training,
+                                      protocol.variants.get(d.key), where,
+                                      f"equal to {other}'s own table (copied)" if other else None, "paper"))
+    return cells

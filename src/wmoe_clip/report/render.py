@@ -77,9 +77,13 @@ def render_latex(table: Table) -> str:
     return text.lstrip() + "\n"
 
 
-def render_html(tables: list[Table], **context: Any) -> str:
-    tables_ctx = [{"table": t, "header_rows": _header_spans(t), "styles": t.column_styles or [""] * len(t.columns)}
-                  for t in tables]
+def _context(t: Table) -> dict[str, Any]:
+    return {"table": t, "header_rows": _header_spans(t), "styles": t.column_styles or [""] * len(t.columns)}
+
+
+def render_html(tables: list[Table], per_class: list[Table] | None = None, **context: Any) -> str:
+    """The page: ``tables`` in full, ``per_class`` each in a collapsed ``<details>``."""
     return _html_env().get_template("report.html.j2").render(
-        tables=tables_ctx, synthetic_note=SYNTHETIC_NOTE, **context
+        tables=[_context(t) for t in tables], per_class=[_context(t) for t in per_class or []],
+        synthetic_note=SYNTHETIC_NOTE, **context
     )

@@ -117,6 +117,11 @@ class Results:
         return pd.DataFrame(rows, columns=columns)
 
 
+def _placeholders(pattern: str) -> str:
+    """A path pattern as a reader writes it: ``{run}`` as ``<run>``."""
+    return re.sub(r"{(\w+)}", r"<\1>", pattern)
+
+
 def _load_json(path: Path) -> Any:
     try:
         return read_json(path)
@@ -165,7 +170,7 @@ def load_results(root: str | Path) -> Results:
         holds = f"it holds {', '.join(entries[:8])}{' ...' if len(entries) > 8 else ''}" if entries else "it is empty"
         raise WMoEError(
             f"results folder {root} holds no evaluation ({holds}); expected files "
-            f"{root}/{EVAL_JSON} as the workflow writes them: give the "
+            f"{root}/{_placeholders(EVAL_JSON)} as the workflow writes them: give the "
             "workflow's results folder (e.g. results or results/demo) once evaluations have run"
         )
     evaluations = [load_evaluation(p, root) for p in paths]

@@ -27,11 +27,18 @@ import pandas as pd
 from ..data import registry
 from ..plan import UNTRAINED
 from .paper import PaperDataset, PaperResults
+from .references import Cell
 from .results import Evaluation, Results
 from .stats import bootstrap_auroc_ci
 
 MISSING = "–"
 NOT_APPLICABLE = "n/a"
+# Δ of a cell whose published number comes from another protocol than ours (the reason is on hover).
+NOT_COMPARABLE = "n/c"
+NOT_COMPARABLE_NOTE = (
+    f"{NOT_COMPARABLE}: no Δ, the published number was produced by another protocol than ours (training "
+    "source, test data or metric); hover over a number for its source and protocol. Why, per method:"
+)
 NOT_ZERO_SHOT = "†"
 NOT_ZERO_SHOT_NOTE = (
     f"{NOT_ZERO_SHOT} not zero-shot: the model was trained on the target dataset itself (wmoe-clip evaluate "
@@ -65,6 +72,9 @@ class Table:
     # HTML only, one entry per column: "start" opens a column group (a rule on its left); "m<i>" tints
     # the columns of the i-th method run alike, its paper column and its own, so a reader pairs them.
     column_styles: list[str] = field(default_factory=list)
+    # HTML only: (row, column) -> hover text (title attribute): a published number's provenance, or why
+    # a cell has no Δ.
+    titles: dict[tuple[int, int], str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -201,15 +211,16 @@ class RunGroup:
     run: str  # its run name, the results layout's {variant} segment
     label: str
     main: bool  # the paper's method: carries the bootstrap CI
-    # "paper": the paper's Table 1 has its column; "reference": config references give its published
-    # numbers (a "Published" column); None: no published number recorded (ours only)
+    # "paper": the paper's Table 1 has its column; "reference": a references file gives published
+    # numbers (a "Published" column: the one of our protocol, else the method's own paper's);
+    # None: no published number recorded (ours only)
     published: str | None
 
     @property
     def columns(self) -> list[str]:
         if self.main:
             return ["Ours", "Δ", "95% CI"]
-        return {"paper": ["Ours", "Δ"], "reference": ["Published", "Ours", "Δ"], None: ["Ours"]}[self.published]
+        return {"paper": ["Published", "Ours", "Δ"], "reference": ["Published", "Ours", "Δ"], None: ["Ours"]}[self.published]
 
 
 def run_groups(paper: PaperResults, results: Results) -> list[RunGroup]:
@@ -219,21 +230,39 @@ def run_groups(paper: PaperResults, results: Results) -> list[RunGroup]:
     groups = [RunGroup(main, paper.main_variant, f"{paper.method_name(main)} ({paper.main_variant})", True, "paper")]
     keys = {d.key for d in paper.datasets}
     runs = {(e.method, e.variant) for e in results.evaluations if e.target in keys and e.method != main}
-    order = [m.key for m in paper.methods] + [r.key for r in paper.references]
+    order = [m.key for m in paper.methods] + list(paper.references.method_names())
     for method, run in sorted(runs, key=lambda mr: (order.index(mr[0]) if mr[0] in order else len(order), mr)):
-        ref = paper.reference(method)
         published = "paper" if any(m.key == method for m in paper.methods) else (
-            "reference" if ref is not None and ref.values else None)
-        label = paper.method_name(method) if run == method else f"{paper.method_name(method)} ({run})"
-        groups.append(RunGroup(method, run, label, False, published))
+            "reference" if any(c.method == method for s in paper.references.sources for c in s.cells) else None)
+        groups.append(RunGroup(method, run, run_label(paper, method, run), False, published))
     return groups
 
 
-def _group_cells(group: RunGroup, s: Summary | None, published: float | None, zero_shot: bool) -> list[str]:
+def run_label(paper: PaperResults, method: str, run: str) -> str:
+    """A method run's name in the report: the method's, with its run when that is not the method's own."""
+    name = paper.method_name(method)
+    if run == method:
+        return name
+    return f"{name} (released checkpoint)" if run in paper.references.released_runs else f"{name} ({run})"
+
+
+def _group_cells(group: RunGroup, s: Summary | None, cell: Cell | None, why: str | None,
+                 zero_shot: bool) -> tuple[list[str], list[str]]:
+    """The group's cells and their hover texts: published (with its provenance), ours, Δ (or "n/c"
+    with the reason when the published number comes from another protocol)."""
     if group.published is None:
-        return [ours_and_delta(s, None, zero_shot)[0]]
-    cells = ours_and_delta(s, published, zero_shot)
-    return ([MISSING if published is None else f"{published:.1f}"] if group.published == "reference" else []) + cells
+        return [ours_and_delta(s, None, zero_shot)[0]], [""]
+    published = None if cell is None or why else cell.value
+    ours, delta = ours_and_delta(s, published, zero_shot)
+    delta_title = ""
+    if why and s is not None and zero_shot:
+        delta, delta_title = NOT_COMPARABLE, f"no Δ: {why}"
+    values = [ours, delta]
+    titles = ["", delta_title]
+    if not group.main:
+        values.insert(0, MISSING if cell is None else f"{cell.value:.1f}")
+        titles.insert(0, "" if cell is None else cell.provenance())
+    return values, titles
 
 
 def _column_styles(paper: PaperResults, groups: list[RunGroup], n_paper: int) -> list[str]:
@@ -280,6 +309,7 @@ def table1(paper: PaperResults, results: Results, resamples: int = 1000, seed: i
     table.column_styles = _column_styles(paper, groups, len(method_names))
     missing: dict[RunGroup, list[PaperDataset]] = {g: [] for g in groups}
     labelled: dict[str, tuple[str, list[Evaluation]]] = {}
+    reasons: dict[str, dict[str, None]] = {}
     for level in ("image", "pixel"):
         for domain in dict.fromkeys(d.domain for d in paper.datasets):
             group = [d for d in paper.datasets if d.domain == domain and level in d.values]
@@ -302,18 +332,34 @@ def table1(paper: PaperResults, results: Results, resamples: int = 1000, seed: i
                         row = [label if i == 0 else "", METRIC_NAMES.get(metric, metric),
                                (block or MISSING) if i == 0 else "",
                                *(f"{d.values[level][m.key][i]:.1f}" for m in paper.methods)]
+                        titles = ["", "", ""] + [_title(paper.paper_cell(m.key, d.key, level, metric))
+                                                 for m in paper.methods]
                         for g in groups:
                             src = in_block[g]
                             s = cells.get(src, d.key, g.run, level, metric) if src else None
-                            row += _group_cells(g, s, paper.published(g.method, d.key, level, metric),
-                                                cells.zero_shot(src, d.key, g.run))
+                            protocols = _protocols(cells.evaluations(d.key, src, g.run)) if src else []
+                            prefer = ("paper",) if g.main else (g.method, "paper")
+                            cell, why = paper.references.choose(g.method, d.key, level, metric, src,
+                                                                protocols[0] if protocols else None, prefer)
+                            if why and s is not None:
+                                reasons.setdefault(g.label, {}).setdefault(why, None)
+                            values, hover = _group_cells(g, s, cell, why, cells.zero_shot(src, d.key, g.run))
+                            row += values
+                            titles += hover
                             if g.main and level == "image" and metric == "auroc":
                                 row.append(fmt_ci(cells.ci(src, d.key, g.run)) if src else MISSING)
+                                titles.append("")
                             elif g.main:
                                 row.append("")
+                                titles.append("")
+                        table.titles.update({(len(table.rows), j): t for j, t in enumerate(titles) if t})
                         table.rows.append(row)
     _common_notes(table, paper, paper.table1_location, results)
     _group_notes(table, paper, groups, results)
+    if reasons:
+        table.notes.append(NOT_COMPARABLE_NOTE + " " + " ".join(
+            f"{label}: {'; '.join(why)}." for label, why in reasons.items()))
+    _source_notes(table, paper)
     for label, (key, evaluations) in labelled.items():
         _data_notes(table, key, label, evaluations)
     for g, datasets in missing.items():
@@ -323,6 +369,19 @@ def table1(paper: PaperResults, results: Results, resamples: int = 1000, seed: i
             table.notes.append(f"{MISSING} {g.label}: no result for {', '.join(d.display_name for d in datasets)} "
                                f"(nothing in {results.root.as_posix()}/eval/*/{targets}/{g.run}/).")
     return table
+
+
+def _title(cell: Cell | None) -> str:
+    return "" if cell is None else cell.provenance()
+
+
+def _source_notes(table: Table, paper: PaperResults) -> None:
+    """Where the published numbers come from (the footnote of the hover texts), and what is missing."""
+    for s in paper.references.sources:
+        if s.key == "paper":
+            continue
+        table.notes.append(f"Published numbers of {s.citation} ({s.path.as_posix()}): {s.protocol.note or 'see the file'}.")
+    table.notes += [f"Not shown: {p}." for p in paper.references.problems]
 
 
 def _group_notes(table: Table, paper: PaperResults, groups: list[RunGroup], results: Results) -> None:
@@ -337,19 +396,18 @@ def _group_notes(table: Table, paper: PaperResults, groups: list[RunGroup], resu
     others = groups[1:]
     if any(g.published == "paper" for g in others):
         names = ", ".join(g.label for g in others if g.published == "paper")
-        table.notes.append(f"{names}: Δ = ours − the paper's column of the same method.")
+        table.notes.append(f"{names}: Published = the number of the same method produced by our protocol: its "
+                           "own paper's where that protocol matches, else the paper's column; Δ = ours − Published.")
     not_run = [m.name for m in paper.methods if m.key not in {g.method for g in groups}]
     if not_run:
         table.notes.append(f"Not run here, the paper's numbers only: {', '.join(not_run)}.")
     for g in others:
-        ref = paper.reference(g.method)
-        if ref is not None:
-            delta = "; Δ = ours − published" if g.published else ""
-            table.notes.append(f"{g.label}: {ref.description}; no column in the paper's Table 1. Published "
-                               f"numbers: {ref.citation()}{delta}. {ref.note}")
-        elif g.published is None:
+        if g.published is None:
             table.notes.append(f"{g.label}: no published numbers recorded (neither a column of the paper's "
-                               f"Table 1 nor a reference in {paper.path.as_posix()}); ours only.")
+                               f"Table 1 nor a references file of {paper.path.as_posix()}); ours only.")
+        elif g.published == "reference":
+            table.notes.append(f"{g.label}: no column in the paper's Table 1; Published: its number in the "
+                               "references files whose protocol is ours, else its own paper's (no Δ).")
     untrained = [g.label for g in groups
                  if any(e.source == UNTRAINED for e in results.evaluations if e.variant == g.run)]
     if untrained:
@@ -451,3 +509,61 @@ def custom_table(results: Results, main_variant: str = "full", paper_keys: Colle
                            f"masks; see its prepare.json). {NOT_APPLICABLE}: the level does not apply to the dataset.")
     table.notes.append("Ours: mean over seeds (± std with several seeds). PRO is the AnomalyCLIP-compatible AUPRO.")
     return table
+
+
+# Columns of the per-class tables: (level, metric), in the order of AnomalyCLIP's released logs.
+PER_CLASS_METRICS = (("pixel", "auroc"), ("pixel", "aupro_anomalyclip"), ("image", "auroc"), ("image", "ap"))
+
+
+def per_class_tables(paper: PaperResults, results: Results) -> list[Table]:
+    """One table per (target, training source, method run) of the benchmarks: our per-class numbers
+    (mean over seeds) and, where the method's authors published the per-class log of a released
+    checkpoint with the same training source and target, the official numbers and Δ beside them."""
+    keys = {d.key: d for d in paper.datasets}
+    runs: dict[tuple[str, str, str], list[Evaluation]] = {}
+    for e in sorted(results.evaluations, key=lambda e: (e.target, e.source, e.variant, e.seed)):
+        if e.target in keys:
+            runs.setdefault((e.target, e.source, e.variant), []).append(e)
+    tables = []
+    for (target, source, run), evals in runs.items():
+        method = evals[0].method
+        log = paper.references.released_log(method, source, target)
+        metrics = [(lvl, m) for lvl, m in PER_CLASS_METRICS if evals[0].data["dataset"][f"{lvl}_metrics"]]
+        per_metric = ["Official", "Ours", "Δ"] if log else ["Ours"]
+        name = run_label(paper, method, run)
+        trained = "training-free" if source == UNTRAINED else f"trained on {source}"
+        table = Table(
+            key=f"per-class-{target}-{source}-{run}",
+            title=f"{data_label(keys[target].display_name, evals)} — {name}, {trained}",
+            caption="",
+            columns=["Class", *(per_metric * len(metrics))],
+            align="l" + "r" * len(per_metric) * len(metrics),
+            header_groups=[[("", 1), *((f"{LEVEL_NAMES[lvl]} {METRIC_NAMES[m]}", len(per_metric)) for lvl, m in metrics)]],
+            synthetic=any(e.synthetic for e in evals),
+        )
+        classes = list(dict.fromkeys(c for e in evals for c in e.data["per_class"]))
+        for cls in [*classes, None]:
+            row = [cls or "mean"]
+            for lvl, m in metrics:
+                values = [(e.data["per_class"][cls] if cls else e.data["mean"]).get(lvl, {}).get(m) for e in evals
+                          if cls is None or cls in e.data["per_class"]]
+                values = [v.get("value") if isinstance(v, dict) else v for v in values]
+                values = [v for v in values if v is not None]
+                ours = Summary(sum(values) / len(values), None, len(values)) if values else None
+                if log:
+                    official = (log.mean[log.metrics.index((lvl, m))] if (lvl, m) in log.metrics else None) \
+                        if cls is None else log.value(cls, lvl, m)
+                    row += [MISSING if official is None else f"{official:.1f}", fmt_ours(ours), fmt_delta(ours, official)]
+                    if official is not None:
+                        table.titles[(len(table.rows), len(row) - 3)] = f"{official:.1f}: {log.where}"
+                else:
+                    row.append(fmt_ours(ours))
+            table.rows.append(row)
+        table.notes.append(f"Ours: mean over {len({e.seed for e in evals})} seed(s) of {results.root.as_posix()}/"
+                           f"eval/{source}/{target}/{run}/; the mean row is each evaluation's macro mean.")
+        if log:
+            table.notes.append(f"Official: {log.where}, evaluated with its authors' test.py; Δ = ours − official. "
+                               "An imported released checkpoint evaluated here should land on these numbers "
+                               "(rounded to 0.1): the check of data, preprocessing, backbone and metrics.")
+        tables.append(table)
+    return tables

@@ -45,8 +45,9 @@ class WMoECLIP(FrozenBackboneModel):
         zero = s.init == "zero_residual"
         self.prompts = PromptLearner(s.prompt_normal, s.prompt_abnormal, s.prompt_length, width,
                                      self.backbone.context_length)
-        self.ctds = CTDS(dim, s.ctds.latent_dim, s.ctds.decoder_hidden, width, s.ctds.sample_at_eval, zero) \
-            if s.ctds.enabled else None
+        slot_shape = (2, s.prompt_length) if s.ctds.shift == "per_slot" else None
+        self.ctds = CTDS(dim, s.ctds.latent_dim, s.ctds.decoder_hidden, width, s.ctds.sample_at_eval, zero,
+                         slot_shape) if s.ctds.enabled else None
         self.wcma = WCMA(layers, dim, s.wcma.reduction, s.wcma.attn_dim, s.wcma.heads, s.wcma.residual,
                          s.wcma.per_layer, s.wcma.dwt_mode, zero) if s.wcma.enabled else None
         self.sa_moe = SAMoE(layers, dim, s.sa_moe.adapter_dim, s.sa_moe.num_experts, s.sa_moe.top_k,

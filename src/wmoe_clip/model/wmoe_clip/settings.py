@@ -17,6 +17,9 @@ class CTDSSettings:
     decoder_hidden: int = 512
     # Draw z ~ N(mu, sigma) at evaluation too; false uses z = mu so that scores are deterministic.
     sample_at_eval: bool = False
+    # How P(z) shifts the prompt slots: "shared" (one vector added to every slot of both prompts) or
+    # "per_slot" (a different vector for each slot of each prompt); the paper does not fix it.
+    shift: str = "shared"
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,7 @@ LEGACY_KEYS = {
 }
 
 INIT_SCHEMES = ("zero_residual", "default")
+CTDS_SHIFTS = ("shared", "per_slot")
 # pytorch_wavelets' border modes; on an odd grid they differ only in the last row and column of the bands.
 DWT_MODES = ("zero", "symmetric", "reflect", "periodic", "periodization")
 
@@ -110,7 +114,8 @@ def problems(cfg: Any) -> list[str]:
         out.append(f"{key}.sa_moe.top_k must lie in [1, num_experts]")
     if s.wcma.heads < 1 or s.wcma.attn_dim % s.wcma.heads:
         out.append(f"{key}.wcma.heads must be positive and divide {key}.wcma.attn_dim")
-    for name, value, allowed in (("init", s.init, INIT_SCHEMES), ("wcma.dwt_mode", s.wcma.dwt_mode, DWT_MODES)):
+    for name, value, allowed in (("init", s.init, INIT_SCHEMES), ("ctds.shift", s.ctds.shift, CTDS_SHIFTS),
+                                 ("wcma.dwt_mode", s.wcma.dwt_mode, DWT_MODES)):
         if value not in allowed:
             out.append(f"{key}.{name} must be one of {', '.join(allowed)}, got {value!r}")
     if s.init == "zero_residual" and not s.wcma.residual:
