@@ -42,23 +42,31 @@ def cells(evaluations) -> set[tuple]:
 
 def test_paper_protocol():
     p = plan(workflow_config())
-    # VisA-trained full model on the 13 others, MVTec-trained on VisA, every variant on those two cells.
+    # VisA-trained full model on the 13 others, MVTec-trained on VisA, every variant on those two cells;
+    # WinCLIP, training-free, once on each of the 14 targets.
     expected = ({("visa", t, "full", 0) for t in DATASETS if t != "visa"} | {("mvtec", "visa", "full", 0)}
                 | {("visa", "mvtec", v, 0) for v in VARIANTS} | {("mvtec", "visa", v, 0) for v in VARIANTS})
-    assert len(p.trainings) == 10 and len(p.evaluations) == 22 and len(p.jobs) == 14
+    assert len(p.trainings) == 10 and len(p.evaluations) == 22 + 14 and len(p.jobs) == 2 * 14
     assert {(t.source, t.run, t.seed) for t in p.trainings} == {(s, v, 0) for s in ("visa", "mvtec") for v in VARIANTS}
-    assert cells(p.evaluations) == expected
-    # One job per target, all on one backbone configuration; the sources' jobs read the training cache.
-    assert sorted(j.target for j in p.jobs.values()) == sorted(DATASETS)
-    assert len({j.backbone for j in p.jobs.values()}) == 1
+    assert cells(e for e in p.evaluations if e.method == "wmoe_clip") == expected
+    assert cells(e for e in p.evaluations if e.method == "winclip") == {("none", t, "winclip", 0) for t in DATASETS}
+    # Per target one job of WMoE-CLIP's backbone configuration, one of WinCLIP's (its own backbone and
+    # window embeddings); the sources' WMoE-CLIP jobs read the training cache, WinCLIP's never do.
+    wmoe = [j for j in p.jobs.values() if {e.method for e in j.evaluations} == {"wmoe_clip"}]
+    winclip = [j for j in p.jobs.values() if {e.method for e in j.evaluations} == {"winclip"}]
+    assert len(wmoe) == len(winclip) == 14
+    assert sorted(j.target for j in wmoe) == sorted(j.target for j in winclip) == sorted(DATASETS)
+    assert len({j.backbone for j in wmoe}) == len({j.backbone for j in winclip}) == 1
+    assert {j.backbone for j in wmoe} != {j.backbone for j in winclip}
     assert {j.target for j in p.jobs.values() if j.feature_cache} == {"visa", "mvtec"}
-    mvtec = next(j for j in p.jobs.values() if j.target == "mvtec")
+    assert not any(j.feature_cache for j in winclip)
+    mvtec = next(j for j in wmoe if j.target == "mvtec")
     assert mvtec.name == f"evaluate_mvtec_{mvtec.backbone}"
     assert cells(mvtec.evaluations) == {("visa", "mvtec", v, 0) for v in VARIANTS}
     assert p.datasets == ("visa", "mvtec", "btad", "ksdd2", "dagm", "dtd", "headct", "brainmri", "br35h", "isic",
                           "colondb", "clinicdb", "endo", "kvasir")
-    assert p.runs == {v: "wmoe_clip" for v in VARIANTS}
-    assert p.variant("ctds") == "ctds"
+    assert p.runs == {**{v: "wmoe_clip" for v in VARIANTS}, "winclip": "winclip"}
+    assert p.variant("ctds") == "ctds" and p.variant("winclip") is None
 
 
 def test_paper_with_both_baselines():
@@ -79,11 +87,15 @@ def test_paper_with_both_baselines():
 
 def test_demo_protocol():
     # Measured from `snakemake -n --configfile config/demo.yaml` before the protocol was a module:
-    # 12 train jobs, 15 evaluate jobs (14 datasets and the custom target, one backbone configuration).
+    # 12 train jobs, 15 evaluate jobs (14 datasets and the custom target, one backbone configuration);
+    # WinCLIP adds its own job on each of the 14 datasets (its tiny GELU backbone and windows).
     p = plan(workflow_config("config/demo.yaml"))
-    assert len(p.trainings) == 12 and len(p.jobs) == 15
-    assert len(p.evaluations) == 22 + 10 + 14 + 14
-    assert len({j.backbone for j in p.jobs.values()}) == 1
+    assert len(p.trainings) == 12 and len(p.jobs) == 15 + 14
+    assert len(p.evaluations) == 22 + 10 + 14 + 14 + 14
+    assert len({j.backbone for j in p.jobs.values()}) == 2
+    winclip = [j for j in p.jobs.values() if any(e.method == "winclip" for e in j.evaluations)]
+    assert {len(j.evaluations) for j in winclip} == {1} and len(winclip) == 14
+    assert p.run_configs["winclip"].model.backbone == "wmoe-tiny-gelu"
     parts = next(j for j in p.jobs.values() if j.target == "parts")
     assert parts.custom and not parts.feature_cache
     assert cells(parts.evaluations) == {(s, "parts", v, 0) for s in ("visa", "mvtec") for v in VARIANTS}
@@ -94,7 +106,8 @@ def test_demo_protocol():
 
 def test_seeds_multiply_trainings_and_evaluations_not_jobs():
     p = plan(workflow_config(seeds=[0, "1", 2]))
-    assert (len(p.trainings), len(p.evaluations), len(p.jobs)) == (30, 66, 14)
+    # WinCLIP, training-free, is evaluated once (seed 0) whatever the seeds.
+    assert (len(p.trainings), len(p.evaluations), len(p.jobs)) == (30, 66 + 14, 28)
 
 
 def test_paths_of_the_results_layout():
@@ -124,7 +137,23 @@ def test_run_configs_and_their_overrides():
     assert paper.run_config_base("wmoe_clip") == "vit_l14_336"
     assert paper.run_config_overrides("wmoe_clip") == {
         "method": "wmoe_clip", "model.pretrained": "resources/weights/vit_l14_336_openai.pt"}
+    # Each method reads the weights of its own backbone, downloaded once per backbone.
+    assert paper.run_config_base("winclip") == "winclip"
+    assert paper.run_config_overrides("winclip") == {
+        "method": "winclip", "model.pretrained": "resources/weights/vit_b16_plus_240_laion400m_e31.pt"}
+    assert {path: src.backbone for path, src in paper.weights_files.items()} == {
+        "resources/weights/vit_l14_336_openai.pt": "ViT-L-14-336-quickgelu",
+        "resources/weights/vit_b16_plus_240_laion400m_e31.pt": "ViT-B-16-plus-240"}
+    both = plan(workflow_config(methods={"baselines": ["clip", "anomalyclip", "winclip"]}))
+    assert len(both.weights_files) == 2 and both.weights_file("clip") == both.weights_file("anomalyclip") \
+        == "resources/weights/vit_l14_336_openai.pt"
+    # A pretrained value that is no downloadable tag (a path, random weights) is read as configured.
+    own = plan(workflow_config(methods={"configs": {"winclip": {"base": "winclip", "set": {"model.pretrained": "w.pt"}}}}))
+    assert own.weights_file("winclip") is None and own.run_configs["winclip"].model.pretrained == "w.pt"
+    assert list(own.weights_files) == ["resources/weights/vit_l14_336_openai.pt"]
+    assert not plan(workflow_config(weights={"download": False})).weights_files
     demo = plan(workflow_config("config/demo.yaml"))
+    assert not demo.weights_files and demo.run_configs["winclip"].model.pretrained is None
     sets = demo.run_config_overrides("anomalyclip")
     assert demo.run_config_base("anomalyclip") == "tiny" and demo.run_config_base("clip") == "tiny"
     assert sets["method"] == "anomalyclip" and sets["model.anomalyclip.layers"] == [4] and sets["train.epochs"] == 2
