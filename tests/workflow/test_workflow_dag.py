@@ -26,6 +26,8 @@ EXPECTED_EVAL = (
     | {("visa", "mvtec", v) for v in VARIANTS}
     | {("mvtec", "visa", v) for v in VARIANTS}
 )
+# WinCLIP, the paper config's training-free control: once per Table 1 target, source "none".
+EXPECTED_WINCLIP = {("none", t, "winclip") for t in DATASETS}
 TRAIN = re.compile(r"^results/train/(\w+)/(\w+)/seed(\d+)/model\.pt$")
 EVAL = re.compile(r"^results/(?:demo/)?eval/(\w+)/(\w+)/(\w+)/seed(\d+)\.json$")
 
@@ -45,17 +47,20 @@ def evaluate_jobs(*args: str) -> dict[str, set[tuple[str, ...]]]:
 
 def test_paper_dry_run_lists_exactly_the_protocol():
     counts = by_kind(job_counts())
-    # One evaluate job per target: the paper's 22 evaluations share one backbone configuration.
+    # Two evaluate jobs per target: the paper's 22 evaluations share one backbone configuration,
+    # WinCLIP's (its ViT-B-16-plus-240 and windows) is the other; one weights download per backbone.
     assert counts == {
-        "download": 14, "prepare": 14, "download_weights": 1, "tracking_init": 1, "run_config": 1,
-        "train": 10, "evaluate": 14, "report": 1, "default": 1,
+        "download": 14, "prepare": 14, "download_weights": 2, "tracking_init": 1, "run_config": 2,
+        "train": 10, "evaluate": 28, "report": 1, "default": 1,
     }
     rules = outputs_by_rule()
     rules["evaluate"] = set().union(*(rules.pop(r) for r in list(rules) if EVALUATE_RULE.match(r)))
     trained = {TRAIN.match(p).groups() for p in rules["train"] if p.endswith("model.pt")}
     assert trained == {(s, v, "0") for s, v in EXPECTED_TRAIN}
     evaluated = {EVAL.match(p).groups() for p in rules["evaluate"] if p.endswith(".json")}
-    assert evaluated == {(*cell, "0") for cell in EXPECTED_EVAL}
+    assert evaluated == {(*cell, "0") for cell in EXPECTED_EVAL | EXPECTED_WINCLIP}
+    assert rules["download_weights"] == {"resources/weights/vit_l14_336_openai.pt",
+                                         "resources/weights/vit_b16_plus_240_laion400m_e31.pt"}
     assert rules["download"] == {f"resources/raw/{d}/download.json" for d in DATASETS}
     assert rules["report"] == {f"reports/paper/{f}" for f in ("index.html", "table1.tex", "table2.tex")}
 
@@ -67,11 +72,15 @@ def test_plain_dry_run_has_work_to_do():
 
 
 def test_evaluate_jobs_group_each_target_by_backbone_configuration():
-    # Paper: one job per target with all its models (the five variants on the ablation targets).
+    # Paper: per target one job with all WMoE-CLIP's models (the five variants on the ablation targets)
+    # and one with WinCLIP's.
     jobs = evaluate_jobs()
-    targets = {EVALUATE_RULE.match(r).group(1): models for r, models in jobs.items()}
-    assert len(jobs) == len(targets) == 14
+    assert len(jobs) == 2 * 14
+    winclip = {r: models for r, models in jobs.items() if {v for _, _, v, _ in models} == {"winclip"}}
+    targets = {EVALUATE_RULE.match(r).group(1): models for r, models in jobs.items() if r not in winclip}
     assert targets == {t: {(s, t, v, "0") for s, tt, v in EXPECTED_EVAL if tt == t} for t in DATASETS}
+    assert set().union(*winclip.values()) == {(*cell, "0") for cell in EXPECTED_WINCLIP}
+    assert len({EVALUATE_RULE.match(r).group(2) for r in winclip}) == 1
     # With both baselines: CLIP shares WMoE-CLIP's backbone configuration (its run config is
     # model_config with method clip), AnomalyCLIP's own (compat numerics, layer 24) is a second pass.
     jobs = evaluate_jobs(*BASELINES)
@@ -79,11 +88,11 @@ def test_evaluate_jobs_group_each_target_by_backbone_configuration():
     for rule, models in jobs.items():
         runs = {v for _, _, v, _ in models}
         assert runs == {"anomalyclip"} or "anomalyclip" not in runs and "clip" in runs, (rule, runs)
-    # The demo: one pass per target for every method (AnomalyCLIP on the main model's backbone
-    # configuration), the custom target included.
+    # The demo: one pass per target for every method but WinCLIP (AnomalyCLIP on the main model's
+    # backbone configuration), the custom target included, and WinCLIP's own pass per dataset.
     jobs = evaluate_jobs("--configfile", "config/demo.yaml")
-    assert len(jobs) == 15 and len({EVALUATE_RULE.match(r).group(2) for r in jobs}) == 1
-    assert sum(map(len, jobs.values())) == 22 + 10 + 14 + 14
+    assert len(jobs) == 15 + 14 and len({EVALUATE_RULE.match(r).group(2) for r in jobs}) == 2
+    assert sum(map(len, jobs.values())) == 22 + 10 + 14 + 14 + 14
 
 
 def test_evaluate_job_reads_the_feature_cache_of_a_source_trained_with_it():
@@ -93,7 +102,8 @@ def test_evaluate_job_reads_the_feature_cache_of_a_source_trained_with_it():
     commands = [c for c in shell_commands(*BASELINES) if " wmoe-clip evaluate " in c]
     for command in commands:
         words = shlex.split(command)
-        cached = words[words.index("--target") + 1] in ("visa", "mvtec") and "anomalyclip/" not in command
+        cached = (words[words.index("--target") + 1] in ("visa", "mvtec") and "anomalyclip/" not in command
+                  and "/winclip/" not in command)
         assert ("--feature-cache" in words) == cached, command
         assert words[words.index("--cache-dir") + 1] == "resources/feature-cache"
     trains = [shlex.split(c) for c in shell_commands() if " wmoe-clip train " in c]
@@ -103,10 +113,10 @@ def test_evaluate_job_reads_the_feature_cache_of_a_source_trained_with_it():
 def test_demo_dag_is_the_same_over_synthetic_data():
     counts = by_kind(job_counts("--configfile", "config/demo.yaml"))
     # The demo adds one custom target, a synthetic folder: every trained model is evaluated on it too,
-    # and both baselines; every model of a target in one job.
+    # and the baselines; every model of a target in one job, but WinCLIP's, in a job of its own.
     assert counts == {
-        "synth": 14, "synth_custom": 1, "prepare": 14, "prepare_custom": 1, "tracking_init": 1, "run_config": 3,
-        "train": 12, "evaluate": 15, "report": 1, "default": 1,
+        "synth": 14, "synth_custom": 1, "prepare": 14, "prepare_custom": 1, "tracking_init": 1, "run_config": 4,
+        "train": 12, "evaluate": 15 + 14, "report": 1, "default": 1,
     }
     rules = outputs_by_rule("--configfile", "config/demo.yaml")
     rules["evaluate"] = set().union(*(rules.pop(r) for r in list(rules) if EVALUATE_RULE.match(r)))
@@ -119,24 +129,32 @@ def test_demo_dag_is_the_same_over_synthetic_data():
 
 def test_seeds_multiply_trainings_and_evaluations():
     counts = by_kind(job_counts("--config", "seeds=[0,1,2]"))
-    assert (counts["train"], counts["evaluate"], counts["prepare"]) == (30, 14, 14)
+    assert (counts["train"], counts["evaluate"], counts["prepare"]) == (30, 28, 14)
     jobs = evaluate_jobs("--config", "seeds=[0,1,2]")
-    assert sum(map(len, jobs.values())) == 66
+    assert sum(map(len, jobs.values())) == 66 + 14  # WinCLIP, training-free, once
 
 
 def test_paper_run_config_job_trains_from_the_downloaded_weights(tmp_path):
-    # The job's own command, run as is: it must validate and point the model at the weights file.
+    # The jobs' own commands, run as is: each must validate and point the model at the weights file of
+    # its backbone, which a download job fetches with that backbone's name.
     from wmoe_clip.config import load_config
 
-    command = next(c for c in shell_commands() if c.startswith("wmoe-clip run-config "))
-    words = shlex.split(command)
-    words = words[1: words.index(">")]
-    out = tmp_path / "run_config.yaml"
-    words[words.index("--out") + 1] = str(out)
-    assert main(words) == 0
-    cfg = load_config(out)
-    assert cfg.model.pretrained == "resources/weights/vit_l14_336_openai.pt"
-    assert cfg.model.backbone == load_config("vit_l14_336").model.backbone
+    commands = shell_commands()
+    expected = {"wmoe_clip": ("vit_l14_336", "vit_l14_336_openai.pt"),
+                "winclip": ("winclip", "vit_b16_plus_240_laion400m_e31.pt")}
+    for method, (base, weights) in expected.items():
+        command = next(c for c in commands if c.startswith("wmoe-clip run-config ") and f"method={method}'" in c)
+        words = shlex.split(command)
+        words = words[1: words.index(">")]
+        out = tmp_path / f"{method}.yaml"
+        words[words.index("--out") + 1] = str(out)
+        assert main(words) == 0
+        cfg = load_config(out)
+        assert cfg.method == method and cfg.model.pretrained == f"resources/weights/{weights}"
+        assert cfg.model.backbone == load_config(base).model.backbone
+    downloads = sorted(shlex.split(c)[:6] for c in commands if c.startswith("wmoe-clip download-weights "))
+    assert downloads == [["wmoe-clip", "download-weights", "--backbone", backbone, "--dest", "resources/weights"]
+                         for backbone in ("ViT-B-16-plus-240", "ViT-L-14-336-quickgelu")]
 
 
 def test_minimal_config_gets_the_schema_defaults(tmp_path):
