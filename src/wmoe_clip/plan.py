@@ -28,8 +28,7 @@ import yaml
 
 from .config import RunConfig, config_with_overrides
 from .data import registry as dataset_registry
-from .data.weights import SOURCES as WEIGHTS_SOURCES
-from .data.weights import WeightsSource
+from .data.weights import SOURCES as WEIGHTS_SOURCES, WeightsSource
 from .engine.tracking import default_tracking_uri
 from .errors import WMoEError
 from .model import registry as method_registry
@@ -439,9 +438,8 @@ def plan(config: Mapping[str, Any]) -> Plan:
             **{b: b for b in baselines}}
     registry_targets = [e.target for e in evaluations if e.target not in custom]
     return Plan(
-        config=config, paths=paths, main_method=main, baselines=baselines, run_configs=run_configs, weights=weights,
-        runs=runs,
-        datasets=tuple(dict.fromkeys([*config["sources"], *registry_targets])), custom=custom,
+        config=config, paths=paths, main_method=main, baselines=baselines, run_configs=run_configs, runs=runs,
+        weights=weights, datasets=tuple(dict.fromkeys([*config["sources"], *registry_targets])), custom=custom,
         trainings=tuple(trainings), evaluations=tuple(evaluations),
         jobs=_jobs(evaluations, trainings, run_configs, custom),
     )
