@@ -64,30 +64,33 @@ def test_paper_protocol_without_controls():
     assert p.variant("ctds") == "ctds"
 
 
-def test_paper_runs_both_controls_by_default():
+def test_paper_runs_the_three_controls_by_default():
     p = plan(workflow_config())
-    assert p.baselines == ("clip", "anomalyclip")
-    assert len(p.trainings) == 10 + 2 and len(p.evaluations) == 22 + 28 and len(p.jobs) == 28
+    assert p.baselines == ("clip", "anomalyclip", "winclip")
+    assert len(p.trainings) == 10 + 2 and len(p.evaluations) == 22 + 3 * 14 and len(p.jobs) == 3 * 14
     assert {(t.source, t.run) for t in p.trainings if t.method == "anomalyclip"} == {("visa", "anomalyclip"),
                                                                                       ("mvtec", "anomalyclip")}
-    clip = {(e.source, e.target, e.seed) for e in p.evaluations if e.method == "clip"}
-    assert clip == {("none", t, 0) for t in DATASETS}
+    for method in ("clip", "winclip"):
+        untrained = {(e.source, e.target, e.seed) for e in p.evaluations if e.method == method}
+        assert untrained == {("none", t, 0) for t in DATASETS}
     # CLIP is model_config with method clip: WMoE-CLIP's encoder pass. AnomalyCLIP's shipped config
-    # (compat numerics, layer 24) is a second pass per target, whose trainings do not cache.
+    # (compat numerics, layer 24) is a second pass per target, whose trainings do not cache; WinCLIP's
+    # (its own backbone and window embeddings) a third, which never reads the cache.
     for job in p.jobs.values():
         methods = {e.method for e in job.evaluations}
-        assert methods == {"anomalyclip"} or methods == {"wmoe_clip", "clip"}, job.name
-        assert job.feature_cache == (job.target in ("visa", "mvtec") and methods != {"anomalyclip"})
+        assert methods in ({"anomalyclip"}, {"winclip"}, {"wmoe_clip", "clip"}), job.name
+        assert job.feature_cache == (job.target in ("visa", "mvtec") and methods == {"wmoe_clip", "clip"})
     assert p.variant("anomalyclip") is None
 
 
 def test_demo_protocol():
     # Measured from `snakemake -n --configfile config/demo.yaml` before the protocol was a module:
-    # 12 train jobs, 15 evaluate jobs (14 datasets and the custom target, one backbone configuration).
+    # 12 train jobs, 15 evaluate jobs (14 datasets and the custom target, one backbone configuration);
+    # WinCLIP on its own tiny backbone adds one evaluate job per dataset.
     p = plan(workflow_config("config/demo.yaml"))
-    assert len(p.trainings) == 12 and len(p.jobs) == 15
-    assert len(p.evaluations) == 22 + 10 + 14 + 14
-    assert len({j.backbone for j in p.jobs.values()}) == 1
+    assert len(p.trainings) == 12 and len(p.jobs) == 15 + 14
+    assert len(p.evaluations) == 22 + 10 + 14 + 14 + 14
+    assert len({j.backbone for j in p.jobs.values()}) == 2
     parts = next(j for j in p.jobs.values() if j.target == "parts")
     assert parts.custom and not parts.feature_cache
     assert cells(parts.evaluations) == {(s, "parts", v, 0) for s in ("visa", "mvtec") for v in VARIANTS}
@@ -108,7 +111,7 @@ def test_anomalyclip_in_its_own_protocol():
     # The other methods' cells and the job count are the default protocol's.
     assert [e for e in p.evaluations if e.method != "anomalyclip"] == \
         [e for e in default.evaluations if e.method != "anomalyclip"]
-    assert len(p.jobs) == 28
+    assert len(p.jobs) == 3 * 14
     # A training source its own protocol adds is prepared, though the config neither trains on nor
     # evaluates it.
     config = workflow_config(**OWN_PROTOCOL)
@@ -116,7 +119,8 @@ def test_anomalyclip_in_its_own_protocol():
     small = plan(config)
     assert [(t.source, t.run) for t in small.trainings] == [("visa", "full"), ("mvtec", "anomalyclip")]
     assert [(e.source, e.target, e.run) for e in small.evaluations] == [
-        ("visa", "btad", "full"), ("mvtec", "btad", "anomalyclip"), ("none", "btad", "clip")]
+        ("visa", "btad", "full"), ("mvtec", "btad", "anomalyclip"), ("none", "btad", "clip"),
+        ("none", "btad", "winclip")]
     assert small.datasets == ("visa", "mvtec", "btad") and small.sources == ("visa", "mvtec")
 
 
@@ -155,9 +159,9 @@ def test_released_check_imports_and_evaluates_without_training():
 def test_seeds_multiply_trainings_and_evaluations_not_jobs():
     p = plan(workflow_config(seeds=[0, "1", 2], **NO_CONTROLS))
     assert (len(p.trainings), len(p.evaluations), len(p.jobs)) == (30, 66, 14)
-    # AnomalyCLIP is trained per seed, CLIP (no training) is evaluated once per target.
+    # AnomalyCLIP is trained per seed, CLIP and WinCLIP (no training) are evaluated once per target.
     p = plan(workflow_config(seeds=[0, "1", 2]))
-    assert (len(p.trainings), len(p.evaluations), len(p.jobs)) == (30 + 6, 66 + 3 * 14 + 14, 28)
+    assert (len(p.trainings), len(p.evaluations), len(p.jobs)) == (30 + 6, 66 + 3 * 14 + 2 * 14, 3 * 14)
 
 
 def test_paths_of_the_results_layout():

@@ -31,7 +31,7 @@ from .config import resolve_config_path
 from .errors import WMoEError
 from .plan import (CUSTOM_PREPARED, CUSTOM_PREPARE_REPORT, CUSTOM_RAW, EVAL_FIGURE, EVAL_JSON, FEATURE_CACHE, HISTORY,
                    MODEL, PREPARE_REPORT, PREPARED, RAW, REPORT_FILES, RUN_CONFIG, RUN_RECORD, TRACKING_DONE,
-                   TRAIN_DIR, WEIGHTS, Plan, load_workflow_config, plan)
+                   TRAIN_DIR, Plan, load_workflow_config, plan)
 
 _PACKAGE = Path(__file__).resolve().parent
 SETUPS = "config/dvc/setups.yaml"
@@ -72,11 +72,12 @@ def _dirname(path: str) -> str:
 
 
 def _input(p: Plan, method: str) -> str:
-    """The file a run_config stage depends on besides its params: the downloaded weights (trainings
-    wait for them), else the base run config's file: a shipped one by its place in the repository's
-    src/ (wherever this package is imported from), a user's as given."""
-    if p.config["weights"]["download"]:
-        return p.paths.resources(WEIGHTS)
+    """The file a run_config stage depends on besides its params: the downloaded weights of its
+    backbone (trainings wait for them), else the base run config's file: a shipped one by its place in
+    the repository's src/ (wherever this package is imported from), a user's as given."""
+    weights = p.weights_file(method)
+    if weights:
+        return weights
     path = resolve_config_path(p.run_config_base(method)).resolve()
     if path.is_relative_to(_PACKAGE):
         return posixpath.join("src", path.relative_to(_PACKAGE.parent).as_posix())
@@ -144,13 +145,15 @@ def setup_params(p: Plan, sizes: list[int]) -> dict[str, Any]:
         # Custom targets the demo generates: those the config places where `synth folder` writes them.
         "custom_synth": {name: source for name, source in p.custom.items()
                          if synth and source == res(CUSTOM_RAW).format(custom=name)},
-        "weights": [{"dir": _dirname(res(WEIGHTS)), "file": res(WEIGHTS)}] if c["weights"]["download"] else [],
+        "weights": [{"dir": _dirname(path), "file": path, "backbone": src.backbone}
+                    for path, src in p.weights_files.items()],
         "feature_cache": res(FEATURE_CACHE),
         "tracking": {"marker": out(TRACKING_DONE)},
         "mlflow": {"experiment": c["mlflow"]["experiment"]},
         "run_config": {"set": _nested(p.shared_overrides)},
         "run_configs": {m: {"base": p.run_config_base(m), "input": _input(p, m),
-                            "out": out(RUN_CONFIG).format(method=m), "set": _nested(p.method_overrides(m))}
+                            "out": out(RUN_CONFIG).format(method=m),
+                            "set": _nested({**p.method_overrides(m), **p.weights_overrides(m)})}
                         for m in p.methods},
         "trainings": _trainings(p),
         "evaluate": {f"n{k}": evaluate.get(k, {}) for k in sizes},

@@ -33,7 +33,8 @@ import yaml
 
 from .config import RunConfig, config_with_overrides
 from .data import registry as dataset_registry
-from .data.weights import RELEASED, RELEASED_DIRNAME, RELEASED_RECORD, WEIGHTS_FILE
+from .data.weights import RELEASED, RELEASED_DIRNAME, RELEASED_RECORD, WeightsSource
+from .data.weights import SOURCES as WEIGHTS_SOURCES
 from .engine.tracking import default_tracking_uri
 from .errors import WMoEError
 from .model import registry as method_registry
@@ -50,7 +51,8 @@ PREPARE_REPORT = "prepared/{dataset}/prepare.json"
 CUSTOM_RAW = "raw/custom/{custom}"
 CUSTOM_PREPARED = "prepared/custom/{custom}/meta.json"
 CUSTOM_PREPARE_REPORT = "prepared/custom/{custom}/prepare.json"
-WEIGHTS = f"weights/{WEIGHTS_FILE}"
+# A backbone's downloaded weights: its file name in data/weights.py.
+WEIGHTS = "weights/{file}"
 # AnomalyCLIP's released checkpoints ({checkpoint}: its path below the repository's checkpoints/, e.g.
 # 9_12_4_multiscale/epoch_15.pth) and the record of their download.
 RELEASED_CHECKPOINT = f"weights/{RELEASED_DIRNAME}/{{checkpoint}}"
@@ -77,7 +79,7 @@ LOGS = {
     "synth_custom": "synth/custom/{custom}.log",
     "prepare": "prepare/{dataset}.log",
     "prepare_custom": "prepare/custom/{custom}.log",
-    "download_weights": "download_weights.log",
+    "download_weights": "download_weights/{file}.log",
     "tracking_init": "tracking_init.log",
     "run_config": "run_config/{method}.log",
     "train": "train/{source}/{run}/seed{seed}.log",
@@ -341,6 +343,7 @@ class Plan:
     baselines: tuple[str, ...]
     run_configs: dict[str, RunConfig]  # method -> its run config as its run_config job writes it (the
     # released check's method too)
+    weights: dict[str, WeightsSource]  # method -> the weights its run config reads from weights.download
     runs: dict[str, str]  # run name -> its method
     datasets: tuple[str, ...]  # registry datasets: the training sources, then the targets
     custom: dict[str, str]  # custom target -> its folder or CSV
@@ -364,14 +367,30 @@ class Plan:
         return _run_config_base(self.config, method)
 
     def run_config_overrides(self, method: str) -> dict[str, Any]:
-        return _run_config_overrides(self.config, self.paths, method)
+        return _run_config_overrides(self.config, self.paths, method, self.weights.get(method))
 
     def method_overrides(self, method: str) -> dict[str, Any]:
         return _method_overrides(self.config, method)
 
     @property
     def shared_overrides(self) -> dict[str, Any]:
-        return _shared_overrides(self.config, self.paths)
+        """Dotted keys set on every method's run config: the config's ``overrides``."""
+        return dict(self.config["overrides"])
+
+    def weights_file(self, method: str) -> str | None:
+        """The downloaded weights file a method's run config reads, if it reads one."""
+        src = self.weights.get(method)
+        return _weights_file(self.paths, src) if src else None
+
+    def weights_overrides(self, method: str) -> dict[str, Any]:
+        """``model.pretrained`` pointing at the method's downloaded weights file, if any."""
+        path = self.weights_file(method)
+        return {"model.pretrained": path} if path else {}
+
+    @property
+    def weights_files(self) -> dict[str, WeightsSource]:
+        """Each weights file the plan downloads (its path) -> its source: one per backbone."""
+        return {_weights_file(self.paths, src): src for src in self.weights.values()}
 
     def variant(self, run: str) -> str | None:
         """The Table 2 variant a run trains (``--variant``), for a method with variants; else None."""
@@ -397,17 +416,28 @@ def _method_overrides(config: Mapping[str, Any], method: str) -> dict[str, Any]:
     return dict(config["methods"]["configs"].get(method, {}).get("set") or {})
 
 
-def _shared_overrides(config: Mapping[str, Any], paths: Paths) -> dict[str, Any]:
-    """Dotted keys set on every method's run config: the config's overrides, then the downloaded weights."""
-    sets = dict(config["overrides"])
-    if config["weights"]["download"]:
-        sets["model.pretrained"] = paths.resources(WEIGHTS)
+def _weights_file(paths: Paths, src: WeightsSource) -> str:
+    return paths.resources(WEIGHTS).format(file=src.file)
+
+
+def _run_config_overrides(config: Mapping[str, Any], paths: Paths, method: str,
+                          weights: WeightsSource | None) -> dict[str, Any]:
+    """Dotted keys set on a method's base: its method, its own settings, the config's overrides, then
+    its downloaded weights file."""
+    sets = {"method": method, **_method_overrides(config, method), **config["overrides"]}
+    if weights is not None:
+        sets["model.pretrained"] = _weights_file(paths, weights)
     return sets
 
 
-def _run_config_overrides(config: Mapping[str, Any], paths: Paths, method: str) -> dict[str, Any]:
-    """Dotted keys set on a method's base: its method, its own settings, then the shared ones."""
-    return {"method": method, **_method_overrides(config, method), **_shared_overrides(config, paths)}
+def _weights(config: Mapping[str, Any], cfg: RunConfig) -> WeightsSource | None:
+    """The weights ``weights.download`` fetches for a method's run config ``cfg`` (before the weights
+    are set): its backbone's, when it names that backbone's pretrained tag (a path, another tag or
+    random weights are read as configured)."""
+    if not config["weights"]["download"]:
+        return None
+    src = WEIGHTS_SOURCES.get(cfg.model.backbone)
+    return src if src is not None and cfg.model.pretrained == src.tag else None
 
 
 def _protocol(config: Mapping[str, Any], method: str) -> str:
@@ -485,12 +515,22 @@ def plan(config: Mapping[str, Any]) -> Plan:
     main = config["methods"]["main"]
     baselines = tuple(config["methods"]["baselines"])
     custom = dict(config["custom_targets"])
-    # Checked now, while the DAG is built: a bad value (train.epochs: 0, a typo) fails before any job runs.
-    run_configs = {
-        method: config_with_overrides(_run_config_base(config, method), _run_config_overrides(config, paths, method),
-                                      f"workflow config `overrides` on the {method} run config")
-        for method in dict.fromkeys((main, *baselines, RELEASED_METHOD))
-    }
+
+    def run_config(method: str, weights: WeightsSource | None) -> RunConfig:
+        return config_with_overrides(_run_config_base(config, method),
+                                     _run_config_overrides(config, paths, method, weights),
+                                     f"workflow config `overrides` on the {method} run config")
+
+    # The weights a method downloads follow from its run config's backbone and pretrained tag. Each run
+    # config is checked now, while the DAG is built: a bad value (train.epochs: 0, a typo) fails before
+    # any job runs.
+    methods = tuple(dict.fromkeys((main, *baselines, RELEASED_METHOD)))
+    weights = {}
+    for method in methods:
+        src = _weights(config, run_config(method, None))
+        if src is not None:
+            weights[method] = src
+    run_configs = {method: run_config(method, weights.get(method)) for method in methods}
     trainings, evaluations = _evaluations(config, main, baselines, custom)
     released = _released(config, run_configs[RELEASED_METHOD])
     runs = {**{v: main for v in dict.fromkeys([config["main_variant"], *config["variants"]])},
@@ -498,6 +538,7 @@ def plan(config: Mapping[str, Any]) -> Plan:
     registry_targets = [e.target for e in evaluations if e.target not in custom]
     return Plan(
         config=config, paths=paths, main_method=main, baselines=baselines, run_configs=run_configs, runs=runs,
+        weights=weights,
         datasets=tuple(dict.fromkeys([*config["sources"], *(t.source for t in trainings), *registry_targets])),
         custom=custom, trainings=tuple(trainings), evaluations=tuple(evaluations),
         jobs=_jobs(evaluations, trainings, run_configs, custom), released=released,

@@ -1,7 +1,7 @@
 """Table 1 with the baselines of `methods:`: for every method run, "ours" beside the published number of
-that method produced by our protocol (its own paper's where the protocol matches, else the paper's column),
-with Δ only where the protocols match and the provenance on hover; methods not run keep the paper's numbers
-only; ``clip``, which has no column in the paper, gets AnomalyCLIP's published CLIP column."""
+that method produced by our protocol (its own paper's, else a run another paper published, else the paper's
+column, the first whose protocol matches), with Δ only where the protocols match and the provenance on
+hover; methods not run keep the paper's numbers only; ``clip``, which has no column in the paper, gets AnomalyCLIP's published CLIP column."""
 
 from __future__ import annotations
 
@@ -245,3 +245,36 @@ def test_latex_with_every_group_is_a_consistent_document(tmp_path, paper_path):
     assert "\\begin{longtable}{>{\\raggedright\\arraybackslash}p{2.2cm}ll" + "r" * 6 + "rrc" + "rrr" + "rrr}" in tex
     assert "\\cmidrule(lr){10-12}\\cmidrule(lr){13-15}\\cmidrule(lr){16-18}" in tex
     assert "Overfull \\hbox" not in compile_latex(tmp_path / "report", "table1.tex")
+
+
+def test_winclip_beside_its_own_paper_then_anomalyclips_runs(tmp_path, paper_path):
+    # WinCLIP, training-free (source "none"): the protocol is the data and the metric, so a Δ wherever
+    # the published number is of the same metric on the same data.
+    results = tmp_path / "results"
+    write_eval(results, eval_json("visa", "mvtec", "full", 0, image=WMOE_MVTEC, pixel=PIXEL))
+    for target in ("mvtec", "visa", "btad"):
+        write_eval(results, eval_json("none", target, "winclip", 0, image={"auroc": 0.90, "f1_max": 0.9, "ap": 0.95},
+                                      pixel={"auroc": 0.85, "aupro_anomalyclip": 0.6, "aupro": 0.65, "ap": 0.2}))
+    t = table1(load_paper_results(paper_path), load_results(results), resamples=20)
+    assert t.header_groups[-1][1:] == [("WMoE-CLIP (full)", 3), ("WinCLIP", 3)]
+    # MVTec AD and VisA: WinCLIP's own paper (96.5 and 81.2 image AP), not the WMoE-CLIP paper's
+    # column (95.1 and 77.5, "as reported in WMoE-CLIP").
+    for dataset, auroc, ap, paper_ap in (("MVTec-AD", "91.8", "96.5", "95.1"), ("VisA", "78.1", "81.2", "77.5")):
+        row = _row(t, dataset, "AP")
+        assert (row["WinCLIP"], row["WinCLIP/Published"], row["WinCLIP/Ours"]) == (paper_ap, ap, "95.0")
+        assert row["WinCLIP/Δ"] == f"{95.0 - float(ap):+.1f}".replace("-", "−")
+        assert "WinCLIP (CVPR 2023, arXiv:2303.14814)" in _cell_title(t, dataset, "AP", "WinCLIP/Published")
+        assert "as reported in WMoE-CLIP" in _cell_title(t, dataset, "AP", "WinCLIP")
+        assert _row(t, dataset, "AUROC")["WinCLIP/Published"] == auroc
+    # BTAD: AnomalyCLIP's run of WinCLIP (68.2 / 70.9), where the WMoE-CLIP paper prints 83.3 / 84.1.
+    btad = _row(t, "BTAD", "AUROC")
+    assert (btad["WinCLIP"], btad["WinCLIP/Published"], btad["WinCLIP/Ours"], btad["WinCLIP/Δ"]) == \
+        ("83.3", "68.2", "90.0", "+21.8")
+    assert "AnomalyCLIP (ICLR 2024, arXiv:2310.18961), Table 1" in _cell_title(t, "BTAD", "AUROC", "WinCLIP/Published")
+    assert _row(t, "BTAD", "AP")["WinCLIP/Published"] == "70.9"
+    # F1-max: no published run gives it; the WMoE-CLIP paper's column stands in (training-free there too).
+    assert _row(t, "MVTec-AD", "F1-max")["WinCLIP/Published"] == "92.9"
+    # PRO: WinCLIP's own is the standard AUPRO, not the table's (AnomalyCLIP's); the WMoE-CLIP paper's
+    # 64.6 re-prints it without a protocol: no Δ.
+    pro = _row(t, "MVTec-AD", "PRO")
+    assert (pro["WinCLIP/Ours"], pro["WinCLIP/Δ"]) == ("60.0", "n/c")

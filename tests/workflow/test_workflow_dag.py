@@ -31,7 +31,7 @@ EXPECTED_EVAL = (
 # CLIP evaluated without training (source none) on every target.
 CONTROL_TRAIN = {(s, "anomalyclip") for s in ("visa", "mvtec")}
 CONTROL_EVAL = ({(s, t, "anomalyclip") for s, t, v in EXPECTED_EVAL if v == "full"}
-                | {("none", t, "clip") for t in DATASETS})
+                | {("none", t, m) for t in DATASETS for m in ("clip", "winclip")})
 TRAIN = re.compile(r"^results/train/(\w+)/(\w+)/seed(\d+)/model\.pt$")
 EVAL = re.compile(r"^results/(?:demo/)?eval/(\w+)/(\w+)/(\w+)/seed(\d+)\.json$")
 
@@ -41,7 +41,7 @@ NO_CONTROLS = ("--config", "methods={main: wmoe_clip, baselines: [], configs: {a
 
 def test_expected_protocol_size():
     assert len(EXPECTED_TRAIN) == 10 and len(EXPECTED_EVAL) == 22
-    assert len(CONTROL_TRAIN) == 2 and len(CONTROL_EVAL) == 28
+    assert len(CONTROL_TRAIN) == 2 and len(CONTROL_EVAL) == 3 * 14
 
 
 def evaluate_jobs(*args: str) -> dict[str, set[tuple[str, ...]]]:
@@ -55,8 +55,8 @@ def test_paper_dry_run_lists_exactly_the_protocol():
     # Two evaluate jobs per target: WMoE-CLIP and CLIP share one backbone configuration, AnomalyCLIP's
     # (compat numerics, layer 24) is the other. Three run configs: one per method.
     assert counts == {
-        "download": 14, "prepare": 14, "download_weights": 1, "tracking_init": 1, "run_config": 3,
-        "train": 12, "evaluate": 28, "report": 1, "default": 1,
+        "download": 14, "prepare": 14, "download_weights": 2, "tracking_init": 1, "run_config": 4,
+        "train": 12, "evaluate": 42, "report": 1, "default": 1,
     }
     rules = outputs_by_rule()
     assert not {"import_released", "download_released", "report_released"} & set(rules)
@@ -130,28 +130,31 @@ def test_evaluate_jobs_group_each_target_by_backbone_configuration():
     targets = {EVALUATE_RULE.match(r).group(1): models for r, models in jobs.items()}
     assert len(jobs) == len(targets) == 14
     assert targets == {t: {(s, t, v, "0") for s, tt, v in EXPECTED_EVAL if tt == t} for t in DATASETS}
-    # With both baselines: CLIP shares WMoE-CLIP's backbone configuration (its run config is
-    # model_config with method clip), AnomalyCLIP's own (compat numerics, layer 24) is a second pass.
+    # With the three controls: CLIP shares WMoE-CLIP's backbone configuration (its run config is
+    # model_config with method clip), AnomalyCLIP's own (compat numerics, layer 24) is a second pass,
+    # WinCLIP's (ViT-B-16-plus-240 and its window embeddings) a third.
     jobs = evaluate_jobs()
-    assert len(jobs) == 2 * 14
+    assert len(jobs) == 3 * 14
     for rule, models in jobs.items():
         runs = {v for _, _, v, _ in models}
-        assert runs == {"anomalyclip"} or "anomalyclip" not in runs and "clip" in runs, (rule, runs)
-    # The demo: one pass per target for every method (AnomalyCLIP on the main model's backbone
-    # configuration), the custom target included.
+        assert runs in ({"anomalyclip"}, {"winclip"}) or not runs & {"anomalyclip", "winclip"} and "clip" in runs, \
+            (rule, runs)
+    # The demo: one pass per target for every method on the tiny model (AnomalyCLIP on the main model's
+    # backbone configuration), the custom target included, and one of WinCLIP's tiny backbone per dataset.
     jobs = evaluate_jobs("--configfile", "config/demo.yaml")
-    assert len(jobs) == 15 and len({EVALUATE_RULE.match(r).group(2) for r in jobs}) == 1
-    assert sum(map(len, jobs.values())) == 22 + 10 + 14 + 14
+    assert len(jobs) == 15 + 14 and len({EVALUATE_RULE.match(r).group(2) for r in jobs}) == 2
+    assert sum(map(len, jobs.values())) == 22 + 10 + 14 + 14 + 14
 
 
 def test_evaluate_job_reads_the_feature_cache_of_a_source_trained_with_it():
     # The paper's trainings cache their features (vit_l14_336): the evaluations of VisA and MVTec read
     # them; other targets are encoded once in their job and not written to the cache. AnomalyCLIP's
-    # shipped config does not cache, so its own jobs do not either.
+    # shipped config does not cache, so its own jobs do not either; WinCLIP's windows are not in the cache.
     commands = [c for c in shell_commands() if " wmoe-clip evaluate " in c]
     for command in commands:
         words = shlex.split(command)
-        cached = words[words.index("--target") + 1] in ("visa", "mvtec") and "anomalyclip/" not in command
+        cached = (words[words.index("--target") + 1] in ("visa", "mvtec") and "anomalyclip/" not in command
+                  and "winclip" not in command)
         assert ("--feature-cache" in words) == cached, command
         assert words[words.index("--cache-dir") + 1] == "resources/feature-cache"
     trains = [shlex.split(c) for c in shell_commands() if " wmoe-clip train " in c]
@@ -161,10 +164,10 @@ def test_evaluate_job_reads_the_feature_cache_of_a_source_trained_with_it():
 def test_demo_dag_is_the_same_over_synthetic_data():
     counts = by_kind(job_counts("--configfile", "config/demo.yaml"))
     # The demo adds one custom target, a synthetic folder: every trained model is evaluated on it too,
-    # and both baselines; every model of a target in one job.
+    # and the three baselines; every model of a target on the tiny model in one job, WinCLIP's in another.
     assert counts == {
-        "synth": 14, "synth_custom": 1, "prepare": 14, "prepare_custom": 1, "tracking_init": 1, "run_config": 3,
-        "train": 12, "evaluate": 15, "report": 1, "default": 1,
+        "synth": 14, "synth_custom": 1, "prepare": 14, "prepare_custom": 1, "tracking_init": 1, "run_config": 4,
+        "train": 12, "evaluate": 15 + 14, "report": 1, "default": 1,
     }
     rules = outputs_by_rule("--configfile", "config/demo.yaml")
     rules["evaluate"] = set().union(*(rules.pop(r) for r in list(rules) if EVALUATE_RULE.match(r)))
@@ -177,10 +180,10 @@ def test_demo_dag_is_the_same_over_synthetic_data():
 
 def test_seeds_multiply_trainings_and_evaluations():
     counts = by_kind(job_counts("--config", "seeds=[0,1,2]"))
-    # AnomalyCLIP trained per seed; CLIP, which does not train, evaluated once per target.
-    assert (counts["train"], counts["evaluate"], counts["prepare"]) == (30 + 6, 28, 14)
+    # AnomalyCLIP trained per seed; CLIP and WinCLIP, which do not train, evaluated once per target.
+    assert (counts["train"], counts["evaluate"], counts["prepare"]) == (30 + 6, 3 * 14, 14)
     jobs = evaluate_jobs("--config", "seeds=[0,1,2]")
-    assert sum(map(len, jobs.values())) == 66 + 3 * 14 + 14
+    assert sum(map(len, jobs.values())) == 66 + 3 * 14 + 2 * 14
 
 
 def test_paper_run_config_job_trains_from_the_downloaded_weights(tmp_path):

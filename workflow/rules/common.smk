@@ -4,6 +4,7 @@
 import glob
 import json
 import os
+import re
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -25,6 +26,8 @@ DOWNLOAD = config["data_source"] == "download"
 # a synthetic set is written as a whole folder.
 RAW_READY = PATHS.resources(layout.DOWNLOAD_RECORD if DOWNLOAD else layout.RAW)
 WEIGHTS = PATHS.resources(layout.WEIGHTS)
+# Downloaded weights file -> its backbone (model.backbone), one per backbone the run configs read.
+WEIGHTS_BACKBONES = {path: src.backbone for path, src in PLAN.weights_files.items()}
 FEATURE_CACHE = PATHS.resources(layout.FEATURE_CACHE)
 RUN_CONFIG = PATHS.results(layout.RUN_CONFIG)
 TRACKING_DONE = PATHS.results(layout.TRACKING_DONE)
@@ -86,7 +89,13 @@ def tracking_flag():
 
 
 def weights_inputs(wildcards):
-    return [WEIGHTS] if config["weights"]["download"] else []
+    """The downloaded weights file the method's run config reads, if any."""
+    path = PLAN.weights_file(wildcards.method)
+    return [path] if path else []
+
+
+def weights_backbone(wildcards, output):
+    return WEIGHTS_BACKBONES[output[0]]
 
 
 def run_config_base(wildcards):
@@ -95,7 +104,7 @@ def run_config_base(wildcards):
 
 def run_config_sets(wildcards):
     """`--set` options for `wmoe-clip run-config`: the method and its own settings, the config's
-    overrides, then the weights file."""
+    overrides, then its weights file."""
     sets = PLAN.run_config_overrides(wildcards.method)
     # Values go through YAML on the other side: JSON spells null, booleans and lists the same way.
     text = {k: v if isinstance(v, str) else json.dumps(v) for k, v in sets.items()}
@@ -125,3 +134,4 @@ wildcard_constraints:
     run="|".join(PLAN.runs),
     method="|".join(PLAN.run_configs),
     seed=r"\d+",
+    file="|".join(re.escape(src.file) for src in PLAN.weights_files.values()),

@@ -78,14 +78,16 @@ rule prepare_custom:
         "wmoe-clip prepare folder --raw {input.data} --out {params.out} --name {wildcards.custom} > {log} 2>&1"
 
 
+# One per backbone whose weights a run config reads (the plan's weights files).
 rule download_weights:
     output:
         WEIGHTS,
     params:
         dest=lambda wildcards, output: os.path.dirname(output[0]),
+        backbone=weights_backbone,
     log:
         PATHS.log("download_weights"),
     conda:
         "../envs/wmoe-clip.yaml"
     shell:
-        "wmoe-clip download-weights --dest {params.dest} > {log} 2>&1"
+        "wmoe-clip download-weights --backbone {params.backbone} --dest {params.dest} > {log} 2>&1"
