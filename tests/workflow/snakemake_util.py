@@ -14,7 +14,10 @@ SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
 
 def snakemake(*args: str, check: bool = True, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    proc = subprocess.run([SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+    # The workflow names the user's MLflow store when MLFLOW_TRACKING_URI is set; an in-process test that
+    # tracked a run leaves it set (mlflow.set_tracking_uri exports it), so the DAG is read without it.
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME")}
+    proc = subprocess.run([SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc
