@@ -47,16 +47,20 @@ def _image(path):
     return path
 
 
+def _reading(command, checkpoint, tmp_path):
+    """The command line of ``command`` reading ``checkpoint``: predict's or the AnomalyCLIP import's."""
+    if command == "predict":
+        return ["predict", "--checkpoint", checkpoint, _image(tmp_path / "a.png"), "--out", tmp_path / "p"]
+    return ["import-checkpoint", checkpoint, "--from", "anomalyclip", "--config", "tiny_anomalyclip",
+            "--out", tmp_path / "imported.pt"]
+
+
 @pytest.mark.parametrize("command", ["predict", "import-checkpoint"])
 def test_a_malicious_pickle_is_refused_without_torchs_advice(tmp_path, capsys, command):
     marker = tmp_path / "payload_ran"
     checkpoint = tmp_path / "model.pt"
     torch.save({"prompt_learner": {"ctx_pos": _Payload(marker)}}, checkpoint)
-    if command == "predict":
-        args = ["predict", "--checkpoint", checkpoint, _image(tmp_path / "a.png"), "--out", tmp_path / "p"]
-    else:
-        args = ["import-checkpoint", checkpoint, "--from", "anomalyclip", "--config", "tiny_anomalyclip",
-                "--out", tmp_path / "imported.pt"]
+    args = _reading(command, checkpoint, tmp_path)
     before = tree(tmp_path)
     rc, _, err = run_cli(capsys, *args)
     line = assert_one_line_error(err, rc)
@@ -82,11 +86,7 @@ def _legacy_pickle(path):
 def test_an_old_format_gives_our_error_and_no_torch_warning(tmp_path, capsys, make, command):
     checkpoint = tmp_path / "model.pt"
     make(checkpoint)
-    if command == "predict":
-        args = ["predict", "--checkpoint", checkpoint, _image(tmp_path / "a.png"), "--out", tmp_path / "p"]
-    else:
-        args = ["import-checkpoint", checkpoint, "--from", "anomalyclip", "--config", "tiny_anomalyclip",
-                "--out", tmp_path / "imported.pt"]
+    args = _reading(command, checkpoint, tmp_path)
     before = tree(tmp_path)
     with warnings.catch_warnings(record=True) as shown:
         warnings.simplefilter("always")
